@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path, PurePosixPath
+
+import jsonschema
+import pytest
+
+from edgecheck.model import CheckResult, Kind, Reason, Report, Status
+from edgecheck.report import exit_code, host_info, render, schema, to_dict, to_json, use_color
+from tests.report.report_fixtures import ALL, PROXY, mixed_report, ready_report
+from tests.schema_check import assert_valid_report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_fixture_report_matches_the_shipped_schema(name):
+    text = to_json(ALL[name]())
+    obj = assert_valid_report(text)
+    assert obj["schema"] == "edgecheck/report/v1"
+
+
+def test_top_level_and_check_key_order_is_the_contract():
+    obj = json.loads(to_json(mixed_report()))
+    assert list(obj) == [
+        "schema", "generated_at", "agent", "host", "params", "ready", "summary", "checks",
+        "warnings", "duration_ms",
+    ]
+    assert list(obj["host"]) == ["hostname", "os", "kernel", "arch"]
+    assert list(obj["summary"]) == ["pass", "warn", "fail", "skip"]
+    for c in obj["checks"]:
+        assert list(c) == [
+            "id", "kind", "name", "target", "status", "reason", "message", "remediation",
+            "duration_ms", "evidence",
+        ]
+        assert list(c["target"]) == [k for k in ("host", "port", "protocol") if k in c["target"]]
+    assert obj["ready"] is False
+    assert obj["summary"] == {"pass": 11, "warn": 2, "fail": 11, "skip": 0}
+
+
+def test_json_is_deterministic():
+    assert to_json(mixed_report()) == to_json(mixed_report())
+
+
+def test_schema_is_valid_2020_12_and_its_enums_follow_the_model():
+    s = schema()
+    assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(s)
+    # A Reason added to the model must be added to schema.json's $defs/reason too.
+    assert set(s["$defs"]["reason"]["enum"]) == {r.value for r in Reason}, "schema.json reasons out of date"
+    assert set(s["$defs"]["status"]["enum"]) == {x.value for x in Status}
+    assert set(s["$defs"]["kind"]["enum"]) == {k.value for k in Kind}
+    # The file in the source tree is what ships; schema() reads the packaged copy.
+    assert json.loads((ROOT / "edgecheck/report/schema.json").read_text()) == s
+
+
+def test_schema_ships_as_package_data():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"edgecheck.report" = ["*.json"]' in text
+    assert '"edgecheck.report"' in text.split("[tool.setuptools.package-dir]")[0]
+
+
+def _one(check: CheckResult) -> Report:
+    r = ready_report()
+    r.checks = [check]
+    return r
+
+
+def _bad(**changes):
+    c = ready_report().checks[0]
+    obj = to_dict(_one(c))
+    obj["checks"][0].update(changes)
+    return obj
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"reason": "connection-reset"},  # not a Reason
+        {"status": "error"},
+        {"id": "cs-anony.cn-hangzhou.aliyuncs.com:443/tcp"},  # no kind prefix
+        {"id": "tool:socat"},  # id does not match kind endpoint
+        {"status": "pass", "reason": "timeout"},  # pass means verified working
+        {"status": "skip", "reason": "timeout"},  # skip means n/a or missing input
+        {"target": {"host": "x", "port": 70000}},
+        {"target": {"protocol": "icmp"}},
+        {"evidence": []},
+        {"duration_ms": -1},
+    ],
+)
+def test_schema_rejects_malformed_checks(changes):
+    with pytest.raises(AssertionError):
+        assert_valid_report(_bad(**changes))
+
+
+def test_schema_rejects_local_time_and_inconsistent_summary():
+    obj = to_dict(ready_report())
+    obj["generated_at"] = "2026-11-21T13:43:18+08:00"
+    with pytest.raises(AssertionError, match="generated_at"):
+        assert_valid_report(obj)
+    obj = to_dict(ready_report())
+    obj["summary"]["fail"] = 1
+    with pytest.raises(AssertionError, match="summary"):
+        assert_valid_report(obj)
+
+
+def test_all_id_shapes_are_accepted():
+    r = ready_report()
+    ids = {c.id for c in r.checks}
+    assert {"endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443/tcp", "inbound:10250/tcp", "tool:socat",
+            "clock:local", "inbound:8472/udp"} <= ids
+    assert_valid_report(r)
+
+
+def test_free_form_evidence_is_serialised_safely():
+    c = ready_report().checks[0]
+    c.evidence = {
+        "tuple": (1, 2),
+        "set": {"b", "a"},
+        "nan": float("nan"),
+        "inf": math.inf,
+        "enum": Reason.TIMEOUT,
+        "path": PurePosixPath("/etc/resolv.conf"),
+        "bytes": b"\xffok",
+        "obj": object(),
+        3: "int key",
+    }
+    obj = assert_valid_report(to_json(_one(c)))
+    ev = obj["checks"][0]["evidence"]
+    assert ev["tuple"] == [1, 2] and ev["set"] == ["a", "b"]
+    assert ev["nan"] is None and ev["inf"] is None
+    assert ev["enum"] == "timeout" and ev["path"] == "/etc/resolv.conf" and ev["3"] == "int key"
+
+
+def test_proxy_credentials_never_leave_in_any_format():
+    r = mixed_report()
+    r.params["proxy_password"] = "hunter2"
+    r.checks[0].evidence["headers"] = {"Proxy-Authorization": "Basic cHJveHl1c2VyOnMzY3JldA=="}
+    for fmt in ("json", "text", "prometheus"):
+        for verbose in (False, True):
+            out = render(r, fmt, verbose=verbose)
+            assert "s3cret" not in out and "proxyuser" not in out, fmt
+            assert "hunter2" not in out and "cHJveHl1c2Vy" not in out, fmt
+    obj = json.loads(to_json(r))
+    assert obj["params"]["https_proxy"] == "http://***@10.0.0.8:3128"
+    assert obj["checks"][0]["evidence"]["proxy"] == "http://***@10.0.0.8:3128"
+    assert obj["params"]["proxy_password"] == "***"
+    # Redaction works on copies: the caller's report is untouched.
+    assert r.checks[0].evidence["proxy"] == PROXY
+
+
+def test_exit_codes():
+    assert exit_code(ready_report()) == 0
+    assert exit_code(mixed_report()) == 1
+    r = ready_report()
+    r.checks[0].status, r.checks[0].reason = Status.WARN, Reason.NO_RESPONSE
+    assert exit_code(r) == 0
+    assert exit_code(r, strict=True) == 1
+    r = ready_report()
+    r.warnings = ["region cn-hangzhuo is not in the catalog; did you mean cn-hangzhou?"]
+    assert exit_code(r) == 0 and exit_code(r, strict=True) == 1
+    assert exit_code(ready_report(), strict=True) == 0
+
+
+def test_host_info_reads_pretty_name(tmp_path):
+    p = tmp_path / "os-release"
+    p.write_text('NAME="Ubuntu"\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n')
+    info = host_info(str(p))
+    assert list(info) == ["hostname", "os", "kernel", "arch"]
+    assert info["os"] == "Ubuntu 22.04.4 LTS"
+    p.write_text("NAME=Alinux\nVERSION_ID=3\n")
+    assert host_info(str(p))["os"] == "Alinux 3"
+    assert host_info(str(tmp_path / "missing"))["os"]  # falls back to the kernel's OS name
+    assert all(isinstance(v, str) and v for v in host_info().values())
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_use_color_only_on_a_tty_and_never_with_no_color():
+    assert use_color(_Stream(True), {}) is True
+    assert use_color(_Stream(False), {}) is False
+    assert use_color(_Stream(True), {"NO_COLOR": "1"}) is False
+    assert use_color(_Stream(True), {"NO_COLOR": ""}) is True  # no-color.org: empty means unset
+    assert use_color(_Stream(True), {"TERM": "dumb"}) is False
+    assert use_color(object(), {}) is False
+
+
+def test_use_color_reads_the_real_environment(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert use_color(_Stream(True)) is False
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.delenv("TERM", raising=False)
+    assert use_color(_Stream(True)) is True
