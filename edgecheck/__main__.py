@@ -1,0 +1,3 @@
+from edgecheck.cli import cli_entry
+
+cli_entry()

@@ -1,0 +1,342 @@
+"""Command line: parses options and wires catalog -> plan -> checks -> report. Nothing else.
+
+Heavy modules (dnspython, requests, psutil) are imported inside the commands that need them, so
+`edgecheck --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from dataclasses import dataclass
+
+import click
+
+from edgecheck import __version__
+from edgecheck.errors import UsageError
+
+# sysexits' EX_SOFTWARE: distinct from 0 (ready), 1 (not ready) and 2 (usage).
+EXIT_INTERNAL_ERROR = 70
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
+
+
+def _split_commas(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> Tuple[str, ...]:
+    """Repeatable options also take comma lists (EDGECHECK_RAVEN_GATEWAY=a,b)."""
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
+
+
+def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that decide the plan; shared by `run`, `targets` and the agent."""
+    options = [
+        click.option("--region", envvar="EDGECHECK_REGION", metavar="ID", help="Region id of the cluster, e.g. cn-hangzhou. Required."),
+        click.option("--mode", envvar="EDGECHECK_MODE", type=click.Choice(["public", "dedicated"]), default="public", show_default=True, help="Public-network or dedicated-connection mode."),
+        click.option("--phase", envvar="EDGECHECK_PHASE", type=click.Choice(["join", "running"]), default=None, help="join: before joining or upgrading (ports must be free); running: joined node (ports must listen). [default: join]"),
+        click.option("--k8s-version", envvar="EDGECHECK_K8S_VERSION", metavar="X.Y", help="Cluster version; selects the < 1.26 rules. [default: newest rules, >= 1.26]"),
+        click.option("--apiserver", envvar="EDGECHECK_APISERVER", metavar="HOST[:PORT]", help="API server endpoint (default port 6443)."),
+        click.option("--raven-gateway", "raven_gateways", envvar="EDGECHECK_RAVEN_GATEWAY", multiple=True, callback=_split_commas, metavar="HOST", help="Raven cloud gateway SLB address (repeatable; env: comma list). Public mode."),
+        click.option("--tunnel-server", envvar="EDGECHECK_TUNNEL_SERVER", metavar="HOST", help="Tunnel server SLB address (clusters < 1.26)."),
+        click.option("--network-plugin", envvar="EDGECHECK_NETWORK_PLUGIN", type=click.Choice(["flannel", "terway-edge"]), default="flannel", show_default=True),
+        click.option("--self-host-ntp", envvar="EDGECHECK_SELF_HOST_NTP", is_flag=True, default=False, help="The node syncs its clock itself: skip NTP endpoints, still check the local clock."),
+        click.option("--targets-file", "targets_files", envvar="EDGECHECK_TARGETS_FILE", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Extra targets in the catalog format (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def probe_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that shape how targets are probed and reported; shared by `run` and the agent."""
+    options = [
+        click.option("--timeout", envvar="EDGECHECK_TIMEOUT", type=click.FloatRange(min=0.1, max=120), default=3.0, show_default=True, metavar="SECONDS", help="Per-probe timeout."),
+        click.option("--ca-bundle", envvar="EDGECHECK_CA_BUNDLE", metavar="PATH", help="Trust anchors for TLS (else REQUESTS_CA_BUNDLE, SSL_CERT_FILE, the system store)."),
+        click.option("--apiserver-ca", envvar="EDGECHECK_APISERVER_CA", metavar="PATH", help="The cluster CA that signs the API server certificate (kubeconfig certificate-authority)."),
+        click.option("-v", "--verbose", is_flag=True, default=False, help="Show evidence for every check."),
+        click.option("--strict", envvar="EDGECHECK_STRICT", is_flag=True, default=False, help="Warnings fail too (exit 1)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="edgecheck")
+@click.option("--debug", is_flag=True, envvar="EDGECHECK_DEBUG", help="Show tracebacks for internal errors.")
+def main(debug: bool) -> None:
+    """Can this host join an ACK Edge cluster and keep working? If not, what exactly is blocked."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks shared by the commands
+# ---------------------------------------------------------------------------------------------
+
+
+def build_selection(
+    *,
+    region: Optional[str],
+    mode: str,
+    phase: Optional[str],
+    k8s_version: Optional[str],
+    apiserver: Optional[str],
+    raven_gateways: Sequence[str],
+    tunnel_server: Optional[str],
+    network_plugin: str,
+    self_host_ntp: bool,
+    default_phase: str = "join",
+    **_ignored: Any,
+):
+    from edgecheck.model import Mode, Phase
+    from edgecheck.plan import DEFAULT_APISERVER_PORT, Selection, parse_host, parse_host_port, parse_k8s_version, parse_region
+
+    if not region:
+        raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
+    return Selection(
+        region=parse_region(region),
+        mode=Mode(mode),
+        phase=Phase(phase or default_phase),
+        k8s_version=parse_k8s_version(k8s_version),
+        network_plugin=network_plugin,
+        self_host_ntp=self_host_ntp,
+        apiserver=parse_host_port(apiserver, "--apiserver", DEFAULT_APISERVER_PORT) if apiserver else None,
+        raven_gateways=tuple(dict.fromkeys(parse_host(h, "--raven-gateway") for h in raven_gateways)),
+        tunnel_server=parse_host(tunnel_server, "--tunnel-server") if tunnel_server else None,
+    )
+
+
+def build_plan_from_options(options: Dict[str, Any], default_phase: str = "join"):
+    """(selection, plan) from the selection options; raises UsageError before any packet."""
+    from edgecheck.catalog import load_catalog
+    from edgecheck.plan import build_plan
+
+    selection = build_selection(default_phase=default_phase, **options)
+    catalog = load_catalog(options.get("targets_files") or ())
+    return selection, build_plan(catalog, selection)
+
+
+def _readable_file(path: str, what: str) -> str:
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise UsageError(f"{what} {path!r} is not a readable file")
+    return path
+
+
+def resolve_ca_bundle(option: Optional[str], environ: Dict[str, str]) -> Tuple[Optional[str], str]:
+    """The one trust source every TLS probe uses, and where it came from."""
+    if option:
+        return _readable_file(option, "--ca-bundle"), "--ca-bundle"
+    for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if environ.get(variable):
+            return _readable_file(environ[variable], variable), variable
+    return None, "system trust store"
+
+
+def hard_deadline(timeout: float) -> float:
+    """Seconds after which a run stops waiting, however many probes hang (SPEC section 6)."""
+    return timeout * 2 + 2.0
+
+
+def selection_params(selection: Any, options: Dict[str, Any]) -> Dict[str, Any]:
+    version = selection.k8s_version
+    return {
+        "region": selection.region,
+        "mode": selection.mode.value,
+        "phase": selection.phase.value,
+        "k8s_version": f"{version[0]}.{version[1]}" if version else None,
+        "network_plugin": selection.network_plugin,
+        "self_host_ntp": selection.self_host_ntp,
+        "apiserver": str(selection.apiserver) if selection.apiserver else None,
+        "raven_gateways": list(selection.raven_gateways),
+        "tunnel_server": selection.tunnel_server,
+        "targets_files": list(options.get("targets_files") or ()),
+    }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated run, ready to probe: nothing has been sent yet."""
+
+    plan: Any  # edgecheck.plan.Plan
+    ctx: Any  # edgecheck.model.RunContext
+    params: Dict[str, Any]
+    started: float  # time.monotonic()
+    started_wall: float  # time.time()
+
+
+def prepare(options: Dict[str, Any], *, default_phase: str = "join") -> Prepared:
+    """Validate every input and build the plan; raises UsageError before any packet is sent."""
+    from edgecheck.model import RunContext
+
+    started_wall, started = time.time(), time.monotonic()
+    selection, plan = build_plan_from_options(options, default_phase)
+    ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), dict(os.environ))
+    apiserver_ca = options.get("apiserver_ca")
+    if apiserver_ca:
+        _readable_file(apiserver_ca, "--apiserver-ca")
+    timeout = options["timeout"]
+    ctx = RunContext(
+        timeout=timeout,
+        deadline=started + hard_deadline(timeout),
+        ca_bundle=ca_bundle,
+        apiserver_ca=apiserver_ca,
+        environ={k: v for k, v in os.environ.items() if k.lower() in PROXY_VARIABLES},
+        phase=selection.phase,
+        mode=selection.mode,
+        targets=plan.targets,
+    )
+    params = selection_params(selection, options)
+    params.update(
+        timeout=timeout,
+        trust=trust_source,
+        ca_bundle=ca_bundle,
+        apiserver_ca=apiserver_ca,
+        strict=bool(options.get("strict")),
+    )
+    return Prepared(plan, ctx, params, started, started_wall)
+
+
+def probe(prepared: Prepared):
+    """Run every check of the plan and assemble the Report."""
+    from edgecheck.engine import run_checks
+    from edgecheck.model import Report
+    from edgecheck.report import host_info
+
+    results = run_checks(prepared.plan.targets, prepared.ctx)
+    return Report(
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
+        agent_version=__version__,
+        host=host_info(),
+        params=prepared.params,
+        checks=results,
+        warnings=list(prepared.plan.warnings),
+        duration_ms=int((time.monotonic() - prepared.started) * 1000),
+    )
+
+
+def _warn(message: str) -> None:
+    click.echo(f"edgecheck: warning: {message}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+@main.command()
+@selection_options
+@probe_options
+@click.option("--format", "fmt", envvar="EDGECHECK_FORMAT", type=click.Choice(["text", "json", "prometheus"]), default="text", show_default=True, help="Report format on stdout.")
+@click.option("--output", "outputs", envvar="EDGECHECK_OUTPUT", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Also write the report to PATH, atomically (format from --format or the extension; once per format).")
+def run(fmt: str, outputs: Tuple[str, ...], **options: Any) -> None:
+    """Probe everything the plan lists and report what is blocked."""
+    prepared = prepare(options)
+    from edgecheck import report as reports
+
+    reports.check_outputs(outputs, fmt)
+    report = probe(prepared)
+    if fmt == "text":
+        for warning in report.warnings:
+            _warn(warning)
+    color = fmt == "text" and reports.use_color(sys.stdout)
+    click.echo(reports.render(report, fmt, verbose=options["verbose"], color=color), nl=False)
+    reports.write_outputs(report, outputs, fmt, verbose=options["verbose"])
+    sys.exit(reports.exit_code(report, strict=options["strict"]))
+
+
+@main.command()
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def targets(fmt: str, **options: Any) -> None:
+    """Print the plan: every target `run` would check, and why. Sends no packet."""
+    from edgecheck.planview import plan_json, plan_text
+
+    selection, plan = build_plan_from_options(options)
+    params = selection_params(selection, options)
+    if fmt == "json":
+        click.echo(plan_json(plan, params))
+        return
+    for warning in plan.warnings:
+        _warn(warning)
+    click.echo(plan_text(plan, params), nl=False)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def regions(fmt: str) -> None:
+    """List the regions the catalog knows and what it knows about each."""
+    from edgecheck.catalog import load_catalog
+    from edgecheck.planview import regions_json, regions_text
+
+    catalog = load_catalog()
+    click.echo(regions_json(catalog) if fmt == "json" else regions_text(catalog), nl=fmt == "json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point: one-line errors, tracebacks only with --debug
+# ---------------------------------------------------------------------------------------------
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("EDGECHECK_DEBUG", "").lower() in ("1", "true", "yes", "on")
+
+
+def cli_entry(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        main.main(args=argv, prog_name="edgecheck", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("edgecheck: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        click.echo(f"edgecheck: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgecheck: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # A reader like `| head` went away; nothing left to say.
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
+        if _debug_requested(argv):
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(EXIT_INTERNAL_ERROR)
+        click.echo(
+            f"edgecheck: internal error: {type(exc).__name__}: {exc} (run again with --debug for a traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL_ERROR)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleet agent (edgecheck/agent.py; started by systemd/edgecheck.timer)
+# ---------------------------------------------------------------------------------------------
+
+
+@main.command("agent")
+@selection_options
+@probe_options
+@click.option("--state-dir", envvar="EDGECHECK_STATE_DIR", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Where the last report (report.json) and the lock live. [default: $STATE_DIRECTORY or /var/lib/edgecheck]")
+@click.option("--textfile", envvar="EDGECHECK_TEXTFILE", default=None, metavar="PATH", help="node_exporter textfile (*.prom); 'off' disables it. [default: /var/lib/prometheus/node-exporter/edgecheck.prom]")
+def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: Any) -> None:
+    """Run the checks for the fleet agent (systemd timer): keep the last report as JSON and
+    Prometheus metrics, log one line per run and a line when readiness changes. Default phase:
+    running. Exit 0 ready, 1 not ready, 2 usage, 74 report not written, 75 another run active."""
+    from edgecheck import agent as fleet
+    from edgecheck import report as reports
+
+    textfile_path = fleet.parse_textfile(textfile)
+    outcome = fleet.run_agent(
+        lambda: execute(options, default_phase="running"),
+        state_dir=state_dir or fleet.default_state_dir(os.environ),
+        textfile_path=textfile_path,
+        exit_code_of=lambda report: reports.exit_code(report, strict=options["strict"]),
+    )
+    fleet.emit(outcome.lines)
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,405 @@
+"""Selection: from the user's inputs and the catalog to the exact list of targets to check.
+
+Pure functions only: no packet is sent and no file is read here, so `edgecheck targets` can
+show the plan safely and tests need no network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from edgecheck.catalog import REGION_ID, Catalog, EndpointEntry, InboundEntry, Region
+from edgecheck.errors import UsageError
+from edgecheck.model import Kind, Mode, Phase, Probe, Reason, Skip, Stage, Target
+
+DEFAULT_APISERVER_PORT = 6443
+# Without --k8s-version the newest rules apply (SPEC: ">= 1.26"); any version above all rules.
+NEWEST = (999, 999)
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The inputs that decide the plan (SPEC section 1)."""
+
+    region: str
+    mode: Mode = Mode.PUBLIC
+    phase: Phase = Phase.JOIN
+    k8s_version: Optional[Tuple[int, int]] = None  # None: newest rules
+    network_plugin: str = "flannel"
+    self_host_ntp: bool = False
+    apiserver: Optional[HostPort] = None
+    raven_gateways: Tuple[str, ...] = ()
+    tunnel_server: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    selection: Selection
+    targets: Tuple[Target, ...]
+    warnings: Tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input parsing: each raises UsageError with a one-line message that says what to do.
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_region(text: str) -> str:
+    region = text.strip()
+    if not REGION_ID.match(region):
+        raise UsageError(f"invalid region {text!r}: use a region id like cn-hangzhou (see `edgecheck regions`)")
+    return region
+
+
+def parse_k8s_version(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    if text is None or text == "":
+        return None
+    m = _VERSION.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid --k8s-version {text!r}: use MAJOR.MINOR, e.g. 1.28")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_hostname(text: str) -> bool:
+    name = text[:-1] if text.endswith(".") else text
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    # An all-numeric dotted name is a malformed IPv4 address, not a hostname.
+    if all(label.isdigit() for label in labels):
+        return False
+    return all(_HOSTNAME_LABEL.match(label) for label in labels)
+
+
+def parse_host(text: str, option: str) -> str:
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if _is_ip(host) or _is_hostname(host):
+        return host
+    raise UsageError(f"invalid {option} {text!r}: give a hostname or an IP address")
+
+
+def parse_host_port(text: str, option: str, default_port: int) -> HostPort:
+    raw = text.strip()
+    host, port_text = raw, None
+    if raw.startswith("["):  # [IPv6]:port
+        end = raw.find("]")
+        if end < 0:
+            raise UsageError(f"invalid {option} {text!r}: unbalanced '[' in an IPv6 address")
+        host, rest = raw[1:end], raw[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"invalid {option} {text!r}: use HOST[:PORT] or [IPv6]:PORT")
+            port_text = rest[1:]
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    host = parse_host(host, option)
+    port = default_port
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise UsageError(f"invalid {option} {text!r}: port must be a number from 1 to 65535")
+        port = int(port_text)
+    return HostPort(host, port)
+
+
+def region_warnings(region: str, catalog: Catalog) -> List[str]:
+    if region in catalog.regions:
+        return []
+    message = (
+        f"region {region!r} is not in the catalog: endpoints are built from the seed templates, "
+        "but region tables (dedicated-mode routes) are unknown"
+    )
+    close = difflib.get_close_matches(region, list(catalog.regions), n=1, cutoff=0.75)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    return [message]
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------------
+
+
+def default_probe(protocol: str, port: int) -> Probe:
+    if protocol == "udp":
+        return Probe.NTP if port == 123 else Probe.IKE
+    if port in (443, 6443):
+        return Probe.HTTPS
+    if port == 80:
+        return Probe.HTTP
+    return Probe.TCP
+
+
+def port_ranges(ports: Iterable[int]) -> str:
+    """"10280-10284" for consecutive ports, "10262,10263" style otherwise."""
+    ordered = sorted(ports)
+    spans: List[List[int]] = []
+    for port in ordered:
+        if spans and port == spans[-1][1] + 1:
+            spans[-1][1] = port
+        else:
+            spans.append([port, port])
+    return ",".join(f"{a}" if a == b else (f"{a},{b}" if b == a + 1 else f"{a}-{b}") for a, b in spans)
+
+
+def _version_text(version: Optional[Tuple[int, int]]) -> str:
+    return "no --k8s-version: newest rules" if version is None else f"k8s {version[0]}.{version[1]}"
+
+
+def _applies(entry: EndpointEntry, sel: Selection) -> bool:
+    if sel.mode not in entry.modes:
+        return False
+    if entry.stage is Stage.INSTALL and sel.phase is not Phase.JOIN:
+        return False
+    if entry.k8s is not None and not entry.k8s.matches(sel.k8s_version or NEWEST):
+        return False
+    if entry.plugins is not None and sel.network_plugin not in entry.plugins:
+        return False
+    if entry.regions is not None and sel.region not in entry.regions:
+        return False
+    return sel.region not in entry.except_regions
+
+
+def _why(entry: EndpointEntry, sel: Selection) -> str:
+    parts = [f"{sel.mode.value} mode"]
+    if entry.stage is Stage.INSTALL:
+        parts.append("needed during installation and upgrade (phase join)")
+    else:
+        parts.append("needed during operation")
+    if entry.k8s is not None:
+        parts.append(f"clusters {entry.k8s} ({_version_text(sel.k8s_version)})")
+    if entry.plugins is not None:
+        parts.append(f"network plugin {sel.network_plugin}")
+    if entry.regions is not None:
+        parts.append(f"required in {sel.region}")
+    return "; ".join(parts)
+
+
+def _expected_cidrs(entry: EndpointEntry, sel: Selection, catalog: Catalog) -> Tuple[Tuple[str, ...], str]:
+    if entry.cidrs:
+        return entry.cidrs, f"entry {entry.id!r} of {entry.origin}"
+    if sel.mode is not Mode.DEDICATED or entry.routes == "none":
+        return (), ""
+    cloud = catalog.routes["cloud"]
+    cloud_text = f"cloud services block {', '.join(cloud.cidrs)} (seed {cloud.source})"
+    region: Optional[Region] = catalog.regions.get(sel.region)
+    if entry.routes == "registry":
+        if region is not None and region.registry_routes:
+            return region.registry_routes, f"registry routes for {sel.region} (seed {region.source})"
+        return cloud.cidrs, f"{cloud_text}; {sel.region} has no registry route table"
+    if entry.routes == "oss":
+        if region is not None and region.oss_vip_cidrs:
+            return region.oss_vip_cidrs, f"OSS internal VIP CIDR blocks for {sel.region} (seed {region.source})"
+        return cloud.cidrs, f"{cloud_text}; {sel.region} has no OSS VIP table"
+    return cloud.cidrs, cloud_text
+
+
+def _input_hosts(entry: EndpointEntry, sel: Selection) -> List[Tuple[str, Tuple[int, ...]]]:
+    """(host, ports) pairs for an endpoint whose host is a per-cluster input."""
+    if entry.host_from == "apiserver":
+        if sel.apiserver is None:
+            return []
+        return [(sel.apiserver.host, (sel.apiserver.port,))]
+    if entry.host_from == "raven_gateway":
+        return [(host, entry.ports) for host in sel.raven_gateways]
+    if entry.host_from == "tunnel_server":
+        return [(sel.tunnel_server, entry.ports)] if sel.tunnel_server else []
+    raise AssertionError(entry.host_from)
+
+
+# The option that supplies each per-cluster host; where to find the value is catalog data (notes).
+INPUT_OPTIONS = {
+    "apiserver": "--apiserver HOST[:PORT]",
+    "raven_gateway": "--raven-gateway HOST",
+    "tunnel_server": "--tunnel-server HOST",
+}
+
+
+def endpoint_id(host: str, port: object, protocol: str) -> str:
+    return f"endpoint:{host}:{port}/{protocol}"
+
+
+def _endpoint_targets(entry: EndpointEntry, sel: Selection, catalog: Catalog) -> List[Target]:
+    why = _why(entry, sel)
+    cidrs, cidr_source = _expected_cidrs(entry, sel, catalog)
+    common = dict(
+        kind=Kind.ENDPOINT,
+        name=entry.name,
+        source=entry.source,
+        entry=entry.id,
+        protocol=entry.protocol,
+        stage=entry.stage,
+        optional=entry.optional,
+        trust=entry.trust,
+        notes=entry.notes,
+    )
+    if entry.host_from is not None:
+        pairs = _input_hosts(entry, sel)
+        option = INPUT_OPTIONS[entry.host_from]
+        if not pairs:
+            placeholder = entry.host_from.replace("_", "-")
+            ports = port_ranges(entry.ports) if entry.host_from != "apiserver" else str(entry.ports[0])
+            return [
+                Target(
+                    id=endpoint_id(placeholder, ports, entry.protocol),
+                    probe=entry.probe or default_probe(entry.protocol, entry.ports[0]),
+                    why=f"{why}; per-cluster endpoint, not given",
+                    skip=Skip(Reason.MISSING_INPUT, " ".join((f"Not checked: give {option}.",) + entry.notes)),
+                    **common,
+                )
+            ]
+        why = f"{why}; given by {option.split()[0]}"
+    else:
+        pairs = [(entry.host.format(region=sel.region), entry.ports)]
+
+    skip = None
+    if entry.skip_when == "self_host_ntp" and sel.self_host_ntp:
+        skip = Skip(
+            Reason.NOT_APPLICABLE,
+            "not checked: --self-host-ntp says the node syncs its clock itself (the local clock is still checked)",
+        )
+    targets = []
+    for host, ports in pairs:
+        for port in ports:
+            targets.append(
+                Target(
+                    id=endpoint_id(host, port, entry.protocol),
+                    probe=entry.probe or default_probe(entry.protocol, port),
+                    why=why,
+                    host=host,
+                    port=port,
+                    expected_cidrs=cidrs,
+                    cidr_source=cidr_source,
+                    skip=skip,
+                    **common,
+                )
+            )
+    return targets
+
+
+def _inbound_targets(entry: InboundEntry, sel: Selection) -> List[Target]:
+    if sel.mode not in entry.modes:
+        return []
+    if entry.plugins is not None and sel.network_plugin not in entry.plugins:
+        return []
+    expect = "free" if sel.phase is Phase.JOIN else "listening"
+    why = f"{sel.mode.value} mode; phase {sel.phase.value}: the port must be {expect}"
+    if entry.plugins is not None:
+        why += f"; network plugin {sel.network_plugin}"
+    return [
+        Target(
+            id=f"inbound:{port}/{entry.protocol}",
+            kind=Kind.INBOUND,
+            probe=Probe.INBOUND,
+            name=entry.name,
+            why=why,
+            source=entry.source,
+            entry=entry.id,
+            port=port,
+            protocol=entry.protocol,
+            expect=expect,
+            notes=entry.notes,
+        )
+        for port in entry.ports
+    ]
+
+
+def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
+    targets = [
+        Target(
+            id=f"tool:{tool.id}",
+            kind=Kind.TOOL,
+            probe=Probe.TOOL,
+            name=f"system tool {tool.name}",
+            why="the installer needs it (installed online from the node's package repository when missing)",
+            source=tool.source,
+            entry=tool.id,
+            tool=tool.spec,
+        )
+        for tool in catalog.tools
+    ]
+    clock_why = "certificates and tunnels need a synchronised clock"
+    if sel.self_host_ntp:
+        clock_why += "; --self-host-ntp: the only clock check"
+    targets.append(
+        Target(
+            id="clock:local",
+            kind=Kind.CLOCK,
+            probe=Probe.CLOCK,
+            name="local clock synchronisation",
+            why=clock_why,
+            source="001_ab11e32110905c75.txt",
+            entry="clock",
+        )
+    )
+    return targets
+
+
+def _input_warnings(sel: Selection) -> List[str]:
+    warnings = []
+    if sel.raven_gateways and sel.mode is not Mode.PUBLIC:
+        warnings.append("--raven-gateway ignored: the Raven cloud gateway is a public-mode endpoint (seed 001)")
+    if sel.tunnel_server and (sel.mode is not Mode.PUBLIC or (sel.k8s_version or NEWEST) >= (1, 26)):
+        warnings.append("--tunnel-server ignored: the tunnel server is used only by public-mode clusters earlier than 1.26")
+    return warnings
+
+
+def build_plan(catalog: Catalog, sel: Selection) -> Plan:
+    """Every target `run` checks for these inputs, in a stable order, each with why it is there."""
+    targets: List[Target] = []
+    for entry in catalog.endpoints:
+        if _applies(entry, sel):
+            targets.extend(_endpoint_targets(entry, sel, catalog))
+    for inbound in catalog.inbound:
+        targets.extend(_inbound_targets(inbound, sel))
+    targets.extend(_tool_and_clock_targets(catalog, sel))
+    return Plan(
+        selection=sel,
+        targets=tuple(_merge_duplicates(targets)),
+        warnings=tuple(region_warnings(sel.region, catalog) + _input_warnings(sel)),
+    )
+
+
+def _merge_duplicates(targets: Sequence[Target]) -> List[Target]:
+    """One check per id: a user target that repeats a catalog one is probed once."""
+    seen: Dict[str, int] = {}
+    merged: List[Target] = []
+    for target in targets:
+        if target.id in seen:
+            first = merged[seen[target.id]]
+            merged[seen[target.id]] = _with_note(first, f"also required by entry {target.entry!r} ({target.source})")
+            continue
+        seen[target.id] = len(merged)
+        merged.append(target)
+    return merged
+
+
+def _with_note(target: Target, note: str) -> Target:
+    from dataclasses import replace
+
+    return replace(target, notes=target.notes + (note,))
+

@@ -1,0 +1,1 @@
+# Data package: the target catalog (*.toml). Nothing to import here.
