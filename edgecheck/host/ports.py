@@ -111,10 +111,10 @@ class Holder:
             return f"{self.process or 'unknown process'} ({', '.join(bits)}) on {where}"
         if self.kernel_socket:
             return f"a kernel socket (no process; e.g. a VXLAN device) on {where}"
-        owner = f", socket owner {self.user}" if self.user else ""
+        owner = f" owned by {self.user}" if self.user else ""
         if owners_visible:
-            return f"a socket on {where}{owner} whose process is not visible from here (another PID namespace?)"
-        return f"a socket on {where}{owner} whose process is {OWNER_HIDDEN_HINT}"
+            return f"a socket on {where}{owner}; its process is not visible from here (another PID namespace?)"
+        return f"a socket on {where}{owner}; its process is {OWNER_HIDDEN_HINT}"
 
 
 def _fmt_addr(address: str) -> str:
@@ -137,13 +137,18 @@ def allowed_source(mode: Mode, protocol: str) -> str:
     return "the host CIDR block of the edge node (seed 001)"
 
 
-def _stop_command(h: Holder) -> str:
+def _how_to_free(h: Holder) -> str:
     if h.unit:
-        return f"systemctl disable --now {h.unit}"
+        return f"stop its service: `systemctl disable --now {h.unit}`"
     if h.pid is not None:
-        return f"kill {h.pid}"
+        return f"stop it (`kill {h.pid}`), and whatever restarts it"
+    if h.kernel_socket:
+        return (
+            "it is a kernel socket, typically a VXLAN device left by an earlier flannel: find it with "
+            "`ip -d link show type vxlan` and remove it with `ip link delete <device>`"
+        )
     flag = "-ltnp" if h.protocol == "tcp" else "-lunp"
-    return f"ss {flag} 'sport = :{h.port}' (as root) to find it, then stop it"
+    return f"find the holder as root with `ss {flag} 'sport = :{h.port}'` and stop it"
 
 
 def decide_inbound(
@@ -170,7 +175,7 @@ def decide_inbound(
                 "host was joined to a cluster before, remove it from that cluster and clean it up first."
             )
         remediation = (
-            f"Free {label} before joining ({comp} must bind it): stop the holder: {_stop_command(first)}."
+            f"Free {label} before joining ({comp} must bind it): {_how_to_free(first)}."
             + hint
         )
         return Decision(Status.FAIL, Reason.PORT_IN_USE, f"{label} is in use by {described}.", remediation)

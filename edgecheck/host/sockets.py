@@ -114,7 +114,7 @@ def _read_proc_net() -> Dict[Tuple[str, str, int], ProcNetEntry]:
     out: Dict[Tuple[str, str, int], ProcNetEntry] = {}
     for protocol, path in _PROC_NET_FILES:
         try:
-            with open(path, encoding="ascii", errors="replace") as f:
+            with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError:
             continue
@@ -208,7 +208,7 @@ def bind_test(protocol: str, port: int) -> Optional[bool]:
 
 def effective_capabilities() -> Optional[int]:
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("CapEff:"):
                     return int(line.split()[1], 16)
