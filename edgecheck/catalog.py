@@ -513,8 +513,12 @@ def _builtin_text(name: str) -> Tuple[str, str]:
     """(display path, text) of a catalog file shipped in the package."""
     from importlib import resources
 
-    ref = resources.files("edgecheck.targets").joinpath(name)
-    return f"targets/{name}", ref.read_text(encoding="utf-8")
+    try:
+        text = resources.files("edgecheck.targets").joinpath(name).read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        # A source checkout used without installing: the catalog sits next to the package.
+        text = (Path(__file__).resolve().parent.parent / "targets" / name).read_text(encoding="utf-8")
+    return f"targets/{name}", text
 
 
 def _read_user_file(path: str) -> str:
