@@ -340,3 +340,18 @@ def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: 
     )
     fleet.emit(outcome.lines)
     sys.exit(outcome.exit_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Schema of the report (edgecheck/report/schema.json)
+# ---------------------------------------------------------------------------------------------
+
+
+@main.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of `run --format json` reports."""
+    import json as _json
+
+    from edgecheck.report import schema as report_schema
+
+    click.echo(_json.dumps(report_schema(), indent=2))

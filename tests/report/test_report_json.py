@@ -199,3 +199,13 @@ def test_use_color_reads_the_real_environment(monkeypatch):
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.delenv("TERM", raising=False)
     assert use_color(_Stream(True)) is True
+
+
+def test_schema_command_prints_the_shipped_schema():
+    from click.testing import CliRunner
+
+    from edgecheck.cli import main
+
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == schema()
