@@ -9,13 +9,15 @@ evidence. The offset comes from the engine's NTP probes (ctx.ntp_results), else 
 Offset convention (as ntplib and chrony): offset = reference time - local time; positive means
 this host's clock is behind.
 
-Thresholds (one place for the project; the NTP probe imports them):
-- |offset| <  CLOCK_OFFSET_WARN_S: fine. A synchronised host is within milliseconds; a second
-  means synchronisation is not working, and logs, metrics and traces across nodes misorder.
-- |offset| >= CLOCK_OFFSET_WARN_S: warn / clock-offset.
-- |offset| >= CLOCK_OFFSET_FAIL_S: fail / clock-offset. From here time-limited credentials break:
-  Kubernetes tokens allow 60 s of skew, freshly signed kubelet certificates are backdated 5 min,
-  OSS and registry request signatures are rejected beyond 15 min; 60 s is the first of those.
+Thresholds (one place for the project; the same values and strict ">" as edgecheck/probes/ntp.py,
+which should import them from here):
+- |offset| <= CLOCK_OFFSET_WARN_S: fine. A synchronised host is within milliseconds; beyond half
+  a second the clock is not being disciplined, and logs, metrics and traces across nodes misorder.
+- |offset| >  CLOCK_OFFSET_WARN_S: warn / clock-offset.
+- |offset| >  CLOCK_OFFSET_FAIL_S: fail / clock-offset, whatever the sync state. From here
+  time-limited credentials break: Kubernetes validates tokens with 60 s of leeway, freshly signed
+  certificates are not yet valid on a clock that is behind, OSS and registry request signatures
+  are rejected further out (15 min); a minute is the first of those limits.
 - not synchronised, offset small or unknown: warn / clock-unsynchronised (works today, drifts).
 """
 
@@ -37,7 +39,7 @@ import psutil
 from edgecheck.host.distro import DEBIAN, read_os_release
 from edgecheck.model import CheckResult, Reason, RunContext, Status, Target
 
-CLOCK_OFFSET_WARN_S = 1.0
+CLOCK_OFFSET_WARN_S = 0.5
 CLOCK_OFFSET_FAIL_S = 60.0
 
 DAEMON_TIMEOUT_S = 1.0  # chronyc/timedatectl answer in milliseconds when their daemon is there
@@ -221,13 +223,13 @@ class Measurement:
 
 def ntp_measurements(ntp_results: Sequence[CheckResult]) -> List[Measurement]:
     """Usable offsets from the engine's NTP probes. Unsynchronised servers (leap 3, stratum 0)
-    say nothing about our clock."""
+    say nothing about our clock (RFC 5905: leap 3, stratum 0 or 16)."""
     out: List[Measurement] = []
     for r in ntp_results:
         ntp = r.evidence.get("ntp") if isinstance(r.evidence, dict) else None
         if not isinstance(ntp, dict) or not isinstance(ntp.get("offset_s"), (int, float)):
             continue
-        if ntp.get("leap") == 3 or ntp.get("stratum") == 0:
+        if ntp.get("ok") is False or ntp.get("leap") == 3 or ntp.get("stratum") in (0, 16):
             continue
         source = str(ntp.get("address") or r.target.get("host") or r.id)
         host = r.target.get("host")
@@ -263,8 +265,9 @@ def decide_clock(
     synchronised: Optional[bool],
     offset_s: Optional[float],
     offset_source: str = "",
-    sync_source: str = "kernel",
+    sync_source: str = "kernel adjtimex status",
     service: str = "chronyd",
+    running: Sequence[str] = (),
     warn_s: float = CLOCK_OFFSET_WARN_S,
     fail_s: float = CLOCK_OFFSET_FAIL_S,
 ) -> Decision:
@@ -276,19 +279,28 @@ def decide_clock(
         "servers ntp1.aliyun.com and cn.ntp.org.cn (seed 001) or your own NTP servers (then use "
         "--self-host-ntp); check with `chronyc tracking`."
     )
-    if offset_s is not None and abs(offset_s) >= fail_s:
+    if offset_s is not None and abs(offset_s) > fail_s:
         return Decision(
             Status.FAIL, Reason.CLOCK_OFFSET,
-            f"Clock is off by {_fmt_offset(offset_s)} against {offset_source} (limit {fail_s:g} s; {sync_text} per {sync_source}): "
+            f"Clock is off by {_fmt_offset(offset_s)} against {offset_source} (limit {fail_s:g} s; {sync_text}: {sync_source}): "
             "TLS, tokens and signed downloads will fail.",
             "Step the clock once with chronyd running: `chronyc makestep` (add `makestep 1 3` to chrony.conf so a "
             "boot steps large offsets). " + enable,
         )
     if synchronised is False:
+        daemon = next((d for d in running if d != "ntpdate"), None)
+        fix = enable
+        if daemon:
+            # A daemon that runs but never synchronises: its sources are unreachable or wrong.
+            fix = (
+                f"{daemon} is running but has not synchronised the clock: check its sources "
+                "(`chronyc sources -v`, `ntpq -p` or `timedatectl timesync-status`) and that UDP 123 to them "
+                "is allowed. " + enable
+            )
         return Decision(
             Status.WARN, Reason.CLOCK_UNSYNCHRONISED,
-            f"Clock is not synchronised (per {sync_source}); {offset_text}. It will drift.",
-            enable,
+            f"Clock is not synchronised ({sync_source}); {offset_text}. It will drift.",
+            fix,
         )
     if synchronised is None:
         return Decision(
@@ -296,14 +308,14 @@ def decide_clock(
             f"Could not tell whether the clock is synchronised; {offset_text}.",
             enable,
         )
-    if offset_s is not None and abs(offset_s) >= warn_s:
+    if offset_s is not None and abs(offset_s) > warn_s:
         return Decision(
             Status.WARN, Reason.CLOCK_OFFSET,
-            f"Clock is synchronised (per {sync_source}) but off by {_fmt_offset(offset_s)} against {offset_source} "
-            f"(warning from {warn_s:g} s): the time source it follows may be wrong.",
+            f"Clock is synchronised ({sync_source}) but off by {_fmt_offset(offset_s)} against {offset_source} "
+            f"(warning above {warn_s:g} s): the time source it follows may be wrong.",
             "Check the configured time sources (`chronyc sources -v`) against ntp1.aliyun.com / cn.ntp.org.cn.",
         )
-    return Decision(Status.PASS, Reason.OK, f"Clock is synchronised (per {sync_source}); {offset_text}.")
+    return Decision(Status.PASS, Reason.OK, f"Clock is synchronised ({sync_source}); {offset_text}.")
 
 
 def check_clock(target: Target, ctx: RunContext) -> CheckResult:
@@ -312,7 +324,7 @@ def check_clock(target: Target, ctx: RunContext) -> CheckResult:
     daemons = read_daemon_views(min(DAEMON_TIMEOUT_S, ctx.remaining()))
     measurements = ntp_measurements(ctx.ntp_results)
 
-    synchronised, sync_source = kernel.synchronised, "kernel (adjtimex)"
+    synchronised, sync_source = kernel.synchronised, "kernel adjtimex status"
     if synchronised is None:  # no kernel view: the daemons' word is the best left
         for d in daemons:
             if d.synchronised is not None:
@@ -329,7 +341,8 @@ def check_clock(target: Target, ctx: RunContext) -> CheckResult:
 
     osr = read_os_release(ctx.os_release)
     service = "chrony" if osr.family == DEBIAN else "chronyd"
-    d = decide_clock(synchronised, offset, offset_source, sync_source, service)
+    running = running_time_daemons()
+    d = decide_clock(synchronised, offset, offset_source, sync_source, service, running)
     message = d.message
     if offset is None and skipped_ntp:
         message += " NTP endpoint checks were skipped (--self-host-ntp)."
@@ -339,7 +352,7 @@ def check_clock(target: Target, ctx: RunContext) -> CheckResult:
     evidence: Dict[str, Any] = {
         "kernel": {k: v for k, v in asdict(kernel).items() if v is not None},
         "daemons": [{k: v for k, v in asdict(v).items() if v not in (None, {})} for v in daemons],
-        "running_time_daemons": running_time_daemons(),
+        "running_time_daemons": running,
         "ntp": [asdict(m) for m in measurements],
         "offset_s": offset,
         "offset_source": offset_source or None,

@@ -156,7 +156,8 @@ def check_tool(target: Target, ctx: RunContext) -> CheckResult:
         "distribution": {"id": osr.id, "version_id": osr.version_id, "id_like": list(osr.id_like)},
     }
     if found:
-        name, path = next(iter(found.items()))
+        # Report the version of the first executable that has a known-safe version flag.
+        name, path = next(((n, p) for n, p in found.items() if n in VERSION_FLAGS), next(iter(found.items())))
         version = executable_version(name, path, min(VERSION_TIMEOUT_S, ctx.remaining()))
         if version:
             evidence["version"] = version

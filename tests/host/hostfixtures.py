@@ -8,11 +8,6 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from edgecheck.model import Kind, Probe, Target, ToolSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +25,10 @@ OS_RELEASES = {
 
 
 def tool_specs() -> List[ToolSpec]:
-    """The real catalog's tools (targets/tools.toml), so the tests check the data too."""
-    with open(REPO / "targets" / "tools.toml", "rb") as f:
-        doc = tomllib.load(f)
-    return [
-        ToolSpec(t.get("name", t["id"]), tuple(t["executables"]), dict(t["packages"])) for t in doc["tool"]
-    ]
+    """The real catalog's tools, through the product's own loader: the data is tested too."""
+    from edgecheck.catalog import load_catalog
+
+    return [t.spec for t in load_catalog().tools]
 
 
 def tool_target(spec: ToolSpec) -> Target:

@@ -33,10 +33,11 @@ def ntp_result(host, offset, status=Status.PASS, stratum=2, leap=0, address="127
     [
         (True, 0.002, Status.PASS, Reason.OK),
         (True, None, Status.PASS, Reason.OK),
-        (True, -(CLOCK_OFFSET_WARN_S - 0.01), Status.PASS, Reason.OK),
-        (True, CLOCK_OFFSET_WARN_S, Status.WARN, Reason.CLOCK_OFFSET),
+        (True, -CLOCK_OFFSET_WARN_S, Status.PASS, Reason.OK),
+        (True, CLOCK_OFFSET_WARN_S + 0.001, Status.WARN, Reason.CLOCK_OFFSET),
         (True, -5.0, Status.WARN, Reason.CLOCK_OFFSET),
-        (True, CLOCK_OFFSET_FAIL_S, Status.FAIL, Reason.CLOCK_OFFSET),
+        (True, CLOCK_OFFSET_FAIL_S, Status.WARN, Reason.CLOCK_OFFSET),
+        (True, CLOCK_OFFSET_FAIL_S + 0.001, Status.FAIL, Reason.CLOCK_OFFSET),
         (True, -3600.0, Status.FAIL, Reason.CLOCK_OFFSET),
         (False, 0.01, Status.WARN, Reason.CLOCK_UNSYNCHRONISED),
         (False, None, Status.WARN, Reason.CLOCK_UNSYNCHRONISED),
@@ -57,10 +58,14 @@ def test_decide_clock_messages_say_direction_and_source():
     assert "chronyc makestep" in d.remediation and "`systemctl enable --now chrony`" in d.remediation
     assert "-3.0 ms (ahead)" in decide_clock(True, -0.003, "x").message
     assert "offset not measured" in decide_clock(False, None).message
+    assert "chronyd is running but has not synchronised" in decide_clock(False, None, running=["chronyd"]).remediation
+    assert "running but" not in decide_clock(False, None, running=["ntpdate"]).remediation
 
 
-def test_thresholds_are_ordered():
+def test_thresholds_agree_with_the_ntp_probe():
     assert 0 < CLOCK_OFFSET_WARN_S < CLOCK_OFFSET_FAIL_S
+    ntp = pytest.importorskip("edgecheck.probes.ntp")
+    assert (ntp.CLOCK_OFFSET_WARN_S, ntp.CLOCK_OFFSET_FAIL_S) == (CLOCK_OFFSET_WARN_S, CLOCK_OFFSET_FAIL_S)
 
 
 CHRONY_SYNCED = """Reference ID    : C0A80101 (192.168.1.1)
@@ -102,6 +107,7 @@ def test_ntp_measurements_skip_unusable_results():
         ntp_result("ntp2.example", 0.7),
         ntp_result("bad.example", 500.0, leap=3),  # unsynchronised server
         ntp_result("zero.example", 500.0, stratum=0),
+        ntp_result("sixteen.example", 500.0, stratum=16),
         ntp_result("skipped.example", None, status=Status.SKIP),
     ]
     ms = ntp_measurements(results)
@@ -149,7 +155,7 @@ def test_kernel_view_wins_over_a_daemon(monkeypatch):
 def test_daemon_view_used_when_the_kernel_cannot_be_read(monkeypatch):
     _patch_views(monkeypatch, None, [parse_chrony_tracking(CHRONY_SYNCED)])
     r = check_clock(clock_target(), RunContext())
-    assert r.status is Status.PASS and "per chronyd" in r.message
+    assert r.status is Status.PASS and "(chronyd)" in r.message
 
 
 def test_real_kernel_read_is_read_only():

@@ -93,9 +93,14 @@ def test_found_tool_reports_path_and_cheap_version(tmp_path, stub_dir):
 def test_any_one_executable_proves_the_package(tmp_path, stub_dir):
     make_stub(stub_dir, "ntpdate")  # chrony (or ntpdate)
     ctx, targets = _ctx(tmp_path, stub_dir, "centos7")
-    r = check_tool(next(t for t in targets if t.tool.name.startswith("chrony")), ctx)
+    chrony = next(t for t in targets if t.tool.name.startswith("chrony"))
+    r = check_tool(chrony, ctx)
     assert r.status is Status.PASS
     assert "version" not in r.evidence  # ntpdate has no known-safe version flag: not run
+    make_stub(stub_dir, "chronyd", "never run")  # no safe version flag either: chronyd is never started
+    make_stub(stub_dir, "chronyc", "chronyc (chrony) version 4.3 (+READLINE)")
+    r = check_tool(chrony, ctx)
+    assert r.evidence["version"] == "4.3" and "chronyc 4.3" in r.message
 
 
 def test_running_phase_still_warns(tmp_path, stub_dir):

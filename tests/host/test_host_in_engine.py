@@ -1,0 +1,44 @@
+"""The host checks as the product runs them: catalog -> plan -> engine, local targets only.
+
+Endpoint targets are dropped before the engine sees them: nothing leaves this host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgecheck.catalog import load_catalog
+from edgecheck.engine import run_checks
+from edgecheck.model import Kind, Mode, Phase, Probe, Reason, RunContext, Status
+from edgecheck.plan import Selection, build_plan
+
+LOCAL = (Probe.INBOUND, Probe.TOOL, Probe.CLOCK)
+
+
+def _local_plan(**selection):
+    plan = build_plan(load_catalog(), Selection(region="cn-hangzhou", **selection))
+    return [t for t in plan.targets if t.probe in LOCAL]
+
+
+def test_every_local_target_gets_a_result_from_the_host_checks():
+    targets = _local_plan(phase=Phase.RUNNING, mode=Mode.DEDICATED)
+    inbound = [t for t in targets if t.kind is Kind.INBOUND]
+    assert sorted((t.port, t.protocol) for t in inbound) == [(8472, "udp"), (9100, "tcp"), (9445, "tcp"), (10250, "tcp"), (10255, "tcp")]
+    ctx = RunContext(phase=Phase.RUNNING, mode=Mode.DEDICATED, timeout=1.0)
+    results = run_checks(targets, ctx)
+    assert [r.id for r in results] == [t.id for t in targets]
+    for r in results:
+        assert r.reason is not Reason.INTERNAL_ERROR, (r.id, r.message)
+        assert r.status in (Status.PASS, Status.WARN, Status.FAIL)
+    by_id = {r.id: r for r in results}
+    # Nothing on this test host should be a kubelet: 10250 is not listening, unless someone runs one.
+    kubelet = by_id["inbound:10250/tcp"]
+    if not kubelet.evidence["sockets"]:
+        assert kubelet.reason is Reason.PORT_NOT_LISTENING
+        assert "kubelet" in kubelet.remediation and "VPC CIDR block" in kubelet.remediation
+    assert by_id["clock:local"].evidence["kernel"]
+
+
+def test_flannel_port_only_with_flannel():
+    ports = {t.port for t in _local_plan(network_plugin="terway-edge") if t.kind is Kind.INBOUND}
+    assert 8472 not in ports and 10250 in ports
