@@ -1,0 +1,103 @@
+"""Pure classification helpers: errno -> Reason, and connect attempts -> one verdict."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from edgecheck.model import Reason, Status
+
+REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET}
+UNREACHABLE_ERRNOS = {
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN,
+    errno.EADDRNOTAVAIL, errno.EPERM, errno.EACCES,  # EPERM/EACCES: this host's own firewall said no
+}
+TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
+
+
+def reason_for_errno(code: Optional[int]) -> Reason:
+    if code in REFUSED_ERRNOS:
+        return Reason.REFUSED
+    if code in TIMEOUT_ERRNOS:
+        return Reason.TIMEOUT
+    return Reason.UNREACHABLE
+
+
+def describe_errno(code: Optional[int]) -> str:
+    if code is None:
+        return "no answer within the timeout"
+    if code in (errno.EPERM, errno.EACCES):
+        return f"blocked by this host's firewall ({errno.errorcode.get(code, code)})"
+    import os
+    return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+
+
+@dataclass
+class ConnectAttempt:
+    address: str
+    port: int
+    ok: bool
+    ms: int
+    reason: Optional[Reason] = None
+    error: str = ""
+    errno: Optional[int] = None
+
+    def evidence(self) -> Dict[str, Any]:
+        return {"address": self.address, "port": self.port, "ok": self.ok, "ms": self.ms,
+                "reason": self.reason.value if self.reason else None, "error": self.error}
+
+
+@dataclass
+class ConnectVerdict:
+    """All addresses judged together: one blocked VIP of two is a failure (intermittent pulls)."""
+
+    status: Status
+    reason: Reason
+    working: List[ConnectAttempt] = field(default_factory=list)
+    failing: List[ConnectAttempt] = field(default_factory=list)
+    ignored: List[ConnectAttempt] = field(default_factory=list)  # family this host has no route for
+
+
+def _family(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
+def judge_connects(attempts: Sequence[ConnectAttempt]) -> ConnectVerdict:
+    """Pass only if every address connects.
+
+    Exception: when every address of one IP family fails with "network unreachable" (this host has
+    no route for that family at all) and the other family fully works, clients never use that
+    family (happy eyeballs / address sorting), so it is reported but does not fail the check.
+    """
+    working = [a for a in attempts if a.ok]
+    failing = [a for a in attempts if not a.ok]
+    ignored: List[ConnectAttempt] = []
+    if failing and working:
+        for fam in (4, 6):
+            fam_fail = [a for a in failing if _family(a.address) == fam]
+            fam_all = [a for a in attempts if _family(a.address) == fam]
+            other_fail = [a for a in failing if _family(a.address) != fam]
+            if (fam_fail and len(fam_fail) == len(fam_all) and not other_fail
+                    and all(a.errno == errno.ENETUNREACH for a in fam_fail)):
+                ignored = fam_fail
+                failing = []
+    if not failing:
+        if not working:
+            return ConnectVerdict(Status.FAIL, Reason.UNREACHABLE, working, failing, ignored)
+        return ConnectVerdict(Status.PASS, Reason.OK, working, failing, ignored)
+    counts = Counter(a.reason for a in failing)
+    top = max(counts.values())
+    reason = next(a.reason for a in failing if counts[a.reason] == top)
+    return ConnectVerdict(Status.FAIL, reason or Reason.UNREACHABLE, working, failing, ignored)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("ss") else "s")
+
+
+def describe_attempts(attempts: Sequence[ConnectAttempt]) -> str:
+    """'203.0.113.5 (timed out), 203.0.113.6 (connection refused)'."""
+    return ", ".join(f"{a.address} ({a.error})" if not a.ok else f"{a.address} ({a.ms} ms)" for a in attempts)

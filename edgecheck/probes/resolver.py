@@ -1,0 +1,218 @@
+"""Resolve hostnames through the host's resolver configuration, once per run per name.
+
+dnspython reads ctx.resolv_conf (not the machine's /etc/resolv.conf when a test points it
+elsewhere), so the answer and the nameserver that gave it are what this host's components get.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import dns.exception
+import dns.name
+import dns.rdatatype
+import dns.resolver
+
+from edgecheck.model import Reason
+from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+
+
+@dataclass
+class Resolution:
+    """What resolving one hostname found. reason is None when at least one address came back."""
+
+    host: str
+    addresses: List[str] = field(default_factory=list)  # A records first, then AAAA
+    cname_chain: List[str] = field(default_factory=list)
+    source: str = ""  # resolv.conf path
+    nameservers: List[str] = field(default_factory=list)
+    answered_by: Optional[str] = None
+    reason: Optional[Reason] = None
+    error: str = ""
+    partial_errors: Dict[str, str] = field(default_factory=dict)  # e.g. {"AAAA": "timed out"}
+    ms: int = 0
+    literal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def evidence(self) -> Dict[str, Any]:
+        if self.literal:
+            return {"addresses": list(self.addresses), "dns": "skipped: the host is an IP address"}
+        ev: Dict[str, Any] = {
+            "resolver": {"source": self.source, "nameservers": list(self.nameservers),
+                         "answered_by": self.answered_by},
+            "addresses": list(self.addresses),
+            "cname_chain": list(self.cname_chain),
+            "dns_ms": self.ms,
+        }
+        if self.error:
+            ev["dns_error"] = self.error
+        if self.partial_errors:
+            ev["dns_partial_errors"] = dict(self.partial_errors)
+        return ev
+
+
+def ip_literal(host: str) -> Optional[str]:
+    """The canonical address if host is an IPv4/IPv6 literal (brackets allowed), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
+    """Addresses not inside any of the expected blocks (dedicated mode routes)."""
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    out = []
+    for a in addresses:
+        ip = ipaddress.ip_address(a)
+        if not any(ip.version == n.version and ip in n for n in nets):
+            out.append(a)
+    return out
+
+
+def _load_resolver(resolv_conf: str, budget: Budget) -> dns.resolver.Resolver:
+    r = dns.resolver.Resolver(filename=resolv_conf, configure=True)
+    left = budget.left()
+    # dnspython's per-try timeout (resolv.conf `options timeout:`) bounded by what the probe has left;
+    # lifetime caps retries across all nameservers.
+    r.timeout = max(0.05, min(float(r.timeout), left))
+    r.lifetime = max(0.05, left)
+    r.cache = None
+    return r
+
+
+def _query(resolv_conf: str, host: str, rdtype: str, budget: Budget) -> dns.resolver.Answer:
+    resolver = _load_resolver(resolv_conf, budget)
+    # Absolute name, no search list: plan hostnames are fully qualified, as glibc treats names
+    # with enough dots.
+    qname = dns.name.from_text(host)
+    return resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+
+
+def _cname_chain(answer: dns.resolver.Answer) -> List[str]:
+    chain: List[str] = []
+    for rrset in answer.response.answer:
+        if rrset.rdtype == dns.rdatatype.CNAME:
+            for rd in rrset:
+                chain.append(rd.target.to_text(omit_final_dot=True))
+    return chain
+
+
+def describe_dns_error(exc: BaseException) -> Tuple[Reason, str]:
+    """Pure classification of a dnspython exception into (reason, human detail)."""
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return Reason.NXDOMAIN, "the name does not exist (NXDOMAIN)"
+    if isinstance(exc, dns.exception.Timeout):
+        return Reason.DNS_TIMEOUT, "no nameserver answered in time"
+    if isinstance(exc, dns.resolver.NoResolverConfiguration):
+        return Reason.DNS_ERROR, f"no usable nameserver configuration ({exc})"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        errors = exc.kwargs.get("errors") or []
+        parts = []
+        for err in errors:
+            # (server, tcp, port, error-or-rcode, response) in dnspython 2.x
+            server, detail = err[0], err[3] if len(err) > 3 else err[-1]
+            parts.append(f"{server}: {detail}")
+        return Reason.DNS_ERROR, "every nameserver failed: " + ("; ".join(parts) or str(exc))
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return Reason.DNS_ERROR, "no address record in the answer"
+    return Reason.DNS_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def resolve(host: str, resolv_conf: str, budget: Budget) -> Resolution:
+    """Resolve A and AAAA concurrently (as getaddrinfo does) within the budget."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return Resolution(host=host, addresses=[literal], literal=True)
+    start = time.monotonic()
+    res = Resolution(host=host, source=resolv_conf)
+    try:
+        res.nameservers = [str(ns) for ns in _load_resolver(resolv_conf, budget).nameservers]
+    except Exception as exc:  # missing/empty/unreadable resolv.conf
+        res.reason, res.error = describe_dns_error(exc)
+        res.ms = elapsed_ms(start)
+        return res
+
+    kinds = ("A", "AAAA")
+    outcomes = run_parallel([lambda k=k: _query(resolv_conf, host, k, budget) for k in kinds], budget)
+    answers: Dict[str, dns.resolver.Answer] = {}
+    failures: Dict[str, BaseException] = {}
+    for kind, outcome in zip(kinds, outcomes):
+        if outcome is None:
+            failures[kind] = dns.exception.Timeout()
+        elif outcome[0] == "ok":
+            answers[kind] = outcome[1]
+        else:
+            failures[kind] = outcome[1]
+    res.ms = elapsed_ms(start)
+
+    for kind in kinds:
+        ans = answers.get(kind)
+        if ans is None:
+            continue
+        if res.answered_by is None:
+            res.answered_by = str(ans.nameserver)
+        if not res.cname_chain:
+            res.cname_chain = _cname_chain(ans)
+        if ans.rrset is not None:
+            res.addresses.extend(rd.address for rd in ans.rrset)
+
+    if any(isinstance(e, dns.resolver.NXDOMAIN) for e in failures.values()):
+        res.addresses = []
+        res.reason, res.error = describe_dns_error(
+            next(e for e in failures.values() if isinstance(e, dns.resolver.NXDOMAIN)))
+        return res
+    if res.addresses:
+        # One family answered: usable, but keep what the other said for the evidence.
+        res.partial_errors = {k: describe_dns_error(e)[1] for k, e in failures.items()}
+        return res
+    if failures:
+        # Prefer the A failure: it is the family every component uses.
+        first = failures.get("A") or next(iter(failures.values()))
+        res.reason, res.error = describe_dns_error(first)
+    else:
+        res.reason, res.error = Reason.DNS_ERROR, "the nameserver answered but returned no A or AAAA record"
+    return res
+
+
+class SharedResolver:
+    """Resolves each hostname once per run even when several targets (e.g. :80 and :443) share it.
+
+    The first caller resolves within its own budget; later callers wait for that answer, but
+    never longer than their own budget.
+    """
+
+    def __init__(self, resolv_conf: str) -> None:
+        self.resolv_conf = resolv_conf
+        self._lock = threading.Lock()
+        self._entries: Dict[str, Tuple[threading.Event, List[Resolution]]] = {}
+
+    def resolve(self, host: str, budget: Budget) -> Resolution:
+        key = host.lower().rstrip(".")
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None
+            if owner:
+                entry = (threading.Event(), [])
+                self._entries[key] = entry
+        event, slot = entry
+        if owner:
+            try:
+                slot.append(resolve(host, self.resolv_conf, budget))
+            except Exception as exc:  # never leave waiters hanging
+                slot.append(Resolution(host=host, source=self.resolv_conf, reason=Reason.DNS_ERROR,
+                                       error=f"{type(exc).__name__}: {exc}"))
+            finally:
+                event.set()
+            return slot[0]
+        if event.wait(budget.left()) and slot:
+            return slot[0]
+        return Resolution(host=host, source=self.resolv_conf, reason=Reason.DNS_TIMEOUT,
+                          error="no nameserver answered in time")

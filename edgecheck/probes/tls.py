@@ -1,0 +1,188 @@
+"""TLS handshake with SNI and verification against one explicit trust source.
+
+The same trust source (a CA file or directory) feeds the raw handshake here and requests'
+verify= in http.py, so the two can never disagree (requests alone would use certifi).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from edgecheck.model import Reason, RunContext, Target, Trust
+from edgecheck.probes.budget import Budget
+from edgecheck.probes.x509 import describe_certificate
+
+# Where distributions keep the system bundle when OpenSSL's compiled-in default is absent.
+SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, CentOS, Alibaba Cloud Linux
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",  # SUSE
+)
+
+
+@dataclass(frozen=True)
+class TrustSource:
+    verify: bool
+    cafile: Optional[str] = None
+    capath: Optional[str] = None
+    origin: str = ""  # "--ca-bundle", "--apiserver-ca", "system", "none"
+
+    def requests_verify(self) -> Any:
+        if not self.verify:
+            return False
+        return self.cafile or self.capath or True
+
+    def context(self) -> ssl.SSLContext:
+        if not self.verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if self.cafile or self.capath:
+            # With an explicit location create_default_context loads only that, not the defaults.
+            return ssl.create_default_context(cafile=self.cafile, capath=self.capath)
+        return ssl.create_default_context()
+
+    def evidence(self) -> Dict[str, Any]:
+        return {"origin": self.origin, "cafile": self.cafile, "capath": self.capath, "verify": self.verify}
+
+
+def system_trust() -> TrustSource:
+    paths = ssl.get_default_verify_paths()
+    for cand in (paths.cafile, paths.openssl_cafile, *SYSTEM_BUNDLES):
+        if cand and os.path.isfile(cand):
+            return TrustSource(True, cafile=cand, origin="system")
+    for cand in (paths.capath, paths.openssl_capath):
+        if cand and os.path.isdir(cand):
+            return TrustSource(True, capath=cand, origin="system")
+    return TrustSource(True, origin="system (OpenSSL defaults)")
+
+
+def trust_for(target: Target, ctx: RunContext) -> TrustSource:
+    if target.trust is Trust.CLUSTER:
+        if ctx.apiserver_ca:
+            return TrustSource(True, cafile=ctx.apiserver_ca, origin="--apiserver-ca")
+        return TrustSource(False, origin="none: no --apiserver-ca given")
+    if ctx.ca_bundle:
+        if os.path.isdir(ctx.ca_bundle):
+            return TrustSource(True, capath=ctx.ca_bundle, origin="--ca-bundle")
+        return TrustSource(True, cafile=ctx.ca_bundle, origin="--ca-bundle")
+    return system_trust()
+
+
+@dataclass
+class TlsOutcome:
+    ok: bool
+    reason: Optional[Reason] = None
+    sni: Optional[str] = None
+    version: Optional[str] = None
+    verified: bool = False
+    verify_error: Optional[str] = None
+    error: str = ""
+    peer_certificate: Dict[str, Any] = field(default_factory=dict)
+    address: str = ""
+    ms: int = 0
+
+    def evidence(self) -> Dict[str, Any]:
+        ev = {"sni": self.sni, "address": self.address, "version": self.version,
+              "verified": self.verified, "verify_error": self.verify_error,
+              "peer_certificate": dict(self.peer_certificate), "ms": self.ms}
+        if self.error:
+            ev["error"] = self.error
+        return ev
+
+
+def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget) -> TlsOutcome:
+    """TLS over an already connected socket (direct, or a proxy CONNECT tunnel). Closes sock.
+
+    An IP-literal host gets no SNI (RFC 6066) but is still verified against the IP SAN.
+    """
+    start = time.monotonic()
+    out = TlsOutcome(ok=False, sni=host)
+    context = trust.context()
+    try:
+        sock.settimeout(max(0.01, budget.left()))
+        with context.wrap_socket(sock, server_hostname=host.strip("[]")) as tls:
+            out.ms = int(round((time.monotonic() - start) * 1000))
+            out.ok, out.version, out.verified = True, tls.version(), trust.verify
+            der = tls.getpeercert(binary_form=True)
+            if der:
+                out.peer_certificate = describe_certificate(der)
+            return out
+    except ssl.SSLCertVerificationError as exc:
+        out.reason = Reason.TLS_VERIFY_FAILED
+        out.verify_error = exc.verify_message or str(exc)
+        out.error = f"certificate verification failed: {out.verify_error}"
+    except (socket.timeout, TimeoutError):
+        out.reason, out.error = Reason.TLS_HANDSHAKE_FAILED, "no TLS handshake reply in time"
+    except ssl.SSLError as exc:
+        out.reason = Reason.TLS_HANDSHAKE_FAILED
+        out.error = f"TLS handshake failed: {exc.reason or exc}"
+    except OSError as exc:
+        out.reason = Reason.TLS_HANDSHAKE_FAILED
+        out.error = f"connection closed during the TLS handshake: {exc.strerror or exc}"
+    finally:
+        sock.close()
+    out.ms = int(round((time.monotonic() - start) * 1000))
+    return out
+
+
+def fetch_peer_certificate(sock: socket.socket, host: str, budget: Budget) -> Dict[str, Any]:
+    """The peer's certificate fetched without verification (only to describe it). Closes sock."""
+    context = TrustSource(False).context()
+    try:
+        sock.settimeout(max(0.01, budget.left()))
+        with context.wrap_socket(sock, server_hostname=host.strip("[]")) as tls:
+            der = tls.getpeercert(binary_form=True)
+            return describe_certificate(der) if der else {}
+    except (OSError, ssl.SSLError):
+        return {}
+    finally:
+        sock.close()
+
+
+class ProxyTunnelError(Exception):
+    """The proxy could not be used to reach the target: refused, timed out or said no."""
+
+
+def open_tunnel(proxy_sock: socket.socket, host: str, port: int, authorization: Optional[str],
+                budget: Budget) -> socket.socket:
+    """HTTP CONNECT host:port over a connected proxy socket; returns the socket, now a tunnel."""
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if authorization:
+        lines.append(f"Proxy-Authorization: {authorization}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        proxy_sock.settimeout(max(0.01, budget.left()))
+        proxy_sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            proxy_sock.settimeout(max(0.01, budget.left()))
+            chunk = proxy_sock.recv(4096)
+            if not chunk:
+                raise ProxyTunnelError("the proxy closed the connection without answering CONNECT")
+            head += chunk
+            if len(head) > 65536:
+                raise ProxyTunnelError("the proxy sent an oversized answer to CONNECT")
+    except (socket.timeout, TimeoutError):
+        proxy_sock.close()
+        raise ProxyTunnelError("the proxy did not answer CONNECT in time") from None
+    except OSError as exc:
+        proxy_sock.close()
+        raise ProxyTunnelError(f"the proxy connection failed: {exc.strerror or exc}") from None
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        proxy_sock.close()
+        raise ProxyTunnelError(f"the proxy answered CONNECT with {status_line!r}")
+    if parts[1] != "200":
+        proxy_sock.close()
+        raise ProxyTunnelError(f"the proxy refused CONNECT {target}: {status_line.strip()}")
+    return proxy_sock
