@@ -250,6 +250,21 @@ def default_state_dir(environ: Mapping[str, str]) -> str:
     return (environ.get("STATE_DIRECTORY") or "").split(":")[0] or DEFAULT_STATE_DIR
 
 
+def parse_textfile(value: Optional[str]) -> Optional[str]:
+    """--textfile / EDGECHECK_TEXTFILE: a *.prom path, or off/none/"" to disable the metrics file.
+
+    node_exporter's textfile collector reads only *.prom files, so any other name would be
+    written faithfully and never scraped: refuse it up front (exit 2, nothing probed).
+    """
+    if value is None:
+        return DEFAULT_TEXTFILE
+    if value.strip().lower() in ("", "off", "none", "no", "false", "0"):
+        return None
+    if not value.endswith(".prom"):
+        raise UsageError(f"--textfile {value!r}: node_exporter only reads files ending in .prom")
+    return value
+
+
 def _prepare_state_dir(state_dir: Path) -> None:
     try:
         state_dir.mkdir(parents=False, exist_ok=True)
@@ -272,6 +287,7 @@ def run_agent(
     textfile_path: Optional[os.PathLike | str],
     render_json: Optional[Callable[[Any], str]] = None,
     render_prometheus: Optional[Callable[[Any], str]] = None,
+    exit_code_of: Optional[Callable[[Any], int]] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
     """One agent run: lock, execute, compare with the previous report, write both files.
@@ -280,6 +296,7 @@ def run_agent(
     raises propagate (exit 2, nothing written); so do unexpected errors, after the lock is
     released: the CLI turns them into its one-line internal-error message. The previous files
     are then left in place, so the metrics' last-run timestamp goes stale and alerts.
+    `exit_code_of(report)` maps the verdict to 0/1 (e.g. with --strict); default: ready -> 0.
     """
     if render_json is None or render_prometheus is None:
         # Imported lazily: the report package is only needed once there is a report to write.
@@ -338,7 +355,12 @@ def run_agent(
         if failed:
             summary = LogLine(PRIO_ERR, summary.text)
         lines.append(summary)
-        exit_code = EXIT_IO if failed else (0 if doc.get("ready") else 1)
+        if failed:
+            exit_code = EXIT_IO
+        elif exit_code_of is not None:
+            exit_code = exit_code_of(report)
+        else:
+            exit_code = 0 if doc.get("ready") else 1
         return Outcome(exit_code, tuple(lines), report)
 
 
