@@ -5,7 +5,6 @@ Endpoint targets are dropped before the engine sees them: nothing leaves this ho
 
 from __future__ import annotations
 
-import dataclasses
 
 from edgecheck.catalog import load_catalog
 from edgecheck.engine import run_checks
