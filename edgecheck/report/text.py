@@ -158,19 +158,33 @@ def _failed_addresses(c: CheckResult) -> List[str]:
 
 
 def _holders(c: CheckResult) -> List[str]:
+    """Who holds a port: "kubelet (pid 811, user root)". Inbound checks record `sockets`
+    (process, pid, user, unit); `holders` (name, pid, user) is accepted too."""
+    ev = _ev(c)
     out = []
-    for h in _list(_ev(c).get("holders")):
+    for h in _list(ev.get("sockets")) + _list(ev.get("holders")):
         h = _dict(h)
         if not h:
             continue
-        who = str(h.get("name") or "unknown process")
+        who = str(h.get("process") or h.get("name") or h.get("unit") or "")
+        if not who:
+            who = "the kernel" if h.get("kernel_socket") else "an unknown process"
         extra = []
         if h.get("pid") is not None:
             extra.append(f"pid {h['pid']}")
         if h.get("user"):
             extra.append(f"user {h['user']}")
-        out.append(who + (f" ({', '.join(extra)})" if extra else ""))
+        if h.get("address") and h.get("loopback"):
+            extra.append(f"on {h['address']}")
+        text = who + (f" ({', '.join(extra)})" if extra else "")
+        if text not in out:
+            out.append(text)
     return out
+
+
+def _executables(c: CheckResult) -> List[str]:
+    ev = _ev(c)
+    return [str(x) for x in _list(ev.get("executables_wanted") or ev.get("executable")) if x]
 
 
 def _issuer(c: CheckResult) -> str:
@@ -470,8 +484,8 @@ def _build_finding(report: Report, key: Tuple[Any, ...], checks: List[CheckResul
         f.title = f"System tools the installer needs are missing: {what}"
         f.command = _install_command(checks)
         f.detail = lambda c: (
-            "needs " + " or ".join(str(x) for x in _list(_ev(c).get("executable")))
-            if _ev(c).get("executable") and _list(_ev(c).get("executable")) != [c.id.split(":", 1)[-1]]
+            "needs " + " or ".join(_executables(c))
+            if _executables(c) and _executables(c) != [c.id.split(":", 1)[-1]]
             else ""
         )
         f.advice = [
@@ -638,8 +652,16 @@ def _finding_lines(i: int, f: Finding, marker: str, st: _Style, colour: str, ver
         for para in f.advice:
             lines.extend(_wrap(para, INDENT + "  "))
         if f.command:
-            lines.extend(_wrap(f.command, INDENT + "    ", INDENT + "      "))
+            lines.extend(_command_lines(f.command, INDENT + "    "))
     return lines
+
+
+def _command_lines(command: str, indent: str) -> List[str]:
+    """A shell command wrapped with backslash continuations, so it still pastes as one command."""
+    lines = textwrap.wrap(command, width=WIDTH - 2, initial_indent=indent,
+                          subsequent_indent=indent + "  ", break_long_words=False,
+                          break_on_hyphens=False)
+    return [line + " \\" for line in lines[:-1]] + lines[-1:]
 
 
 _KIND_ORDER = ("endpoint", "inbound", "tool", "clock")

@@ -111,7 +111,8 @@ def ntp_ok(host: str, address: str, offset: float = 0.0021) -> CheckResult:
 
 
 def inbound(port: int, protocol: str = "tcp", status: Status = Status.PASS, reason: Reason = Reason.OK,
-            message: str = "", holders: Optional[List[Dict[str, Any]]] = None, remediation: str = "") -> CheckResult:
+            message: str = "", sockets: Optional[List[Dict[str, Any]]] = None, remediation: str = "") -> CheckResult:
+    """Shaped like edgecheck/host/ports.py (evidence "sockets": one entry per bound socket)."""
     return CheckResult(
         id=f"inbound:{port}/{protocol}",
         kind=Kind.INBOUND,
@@ -123,7 +124,7 @@ def inbound(port: int, protocol: str = "tcp", status: Status = Status.PASS, reas
         message=message or f"{protocol.upper()} {port} is free",
         remediation=remediation,
         duration_ms=1,
-        evidence={"holders": holders or []},
+        evidence={"sockets": sockets or [], "bind_test": "in-use" if sockets else "free"},
     )
 
 
@@ -140,28 +141,32 @@ TOOLS = [
 ]
 
 
-def tool(name: str, exe: str, package: str, missing: bool = False) -> CheckResult:
+def tool(name: str, exe: str, package: str, missing: bool = False, all_missing: str = "") -> CheckResult:
+    """Shaped like edgecheck/host/tools.py: a missing tool is a warning in phase join (the
+    installer fetches it) and every missing tool carries the one command installing them all."""
+    evidence: Dict[str, Any] = {
+        "package": name,
+        "executables_wanted": [exe],
+        "executables_found": {} if missing else {exe: f"/usr/sbin/{exe}"},
+        "distribution": {"id": "debian", "version_id": "12", "id_like": []},
+    }
     if missing:
+        command = f"apt-get update && apt-get install -y {all_missing or package}"
+        evidence.update(install_command=command, missing_packages=(all_missing or package).split(),
+                        package_manager="apt-get")
         return CheckResult(
-            id=f"tool:{name}",
-            kind=Kind.TOOL,
-            name=f"system tool {name}",
-            target={},
-            status=Status.FAIL,
-            reason=Reason.TOOL_MISSING,
-            message=f"{name} is not installed (no {exe} on PATH or in sbin)",
-            remediation=f"apt-get install -y {package}",
-            evidence={"executable": [exe], "install_command": f"apt-get install -y {package}", "package": package},
+            id=f"tool:{name}", kind=Kind.TOOL, name=name, target={},
+            status=Status.WARN, reason=Reason.TOOL_MISSING,
+            message=f"{name} is missing: none of {exe} found in PATH and sbin. The installer "
+                    "installs it online if the package repository is reachable.",
+            remediation=f"Install the missing tools now: {command}",
+            evidence=evidence,
         )
+    evidence["distribution_package"] = package
     return CheckResult(
-        id=f"tool:{name}",
-        kind=Kind.TOOL,
-        name=f"system tool {name}",
-        target={},
-        status=Status.PASS,
-        reason=Reason.OK,
-        message=f"{name}: /usr/sbin/{exe}",
-        evidence={"executable": f"/usr/sbin/{exe}", "package": package},
+        id=f"tool:{name}", kind=Kind.TOOL, name=name, target={},
+        status=Status.PASS, reason=Reason.OK,
+        message=f"{name} is installed: {exe} at /usr/sbin/{exe}.", evidence=evidence,
     )
 
 
@@ -358,12 +363,15 @@ def mixed_report() -> Report:
         ntp_ok("cn.ntp.org.cn", "114.118.7.163", -2.40),
         inbound(10250, status=Status.FAIL, reason=Reason.PORT_IN_USE,
                 message="TCP 10250 is in use by kubelet (pid 811)",
-                holders=[{"pid": 811, "name": "kubelet", "user": "root", "address": "0.0.0.0", "port": 10250}]),
+                sockets=[{"protocol": "tcp", "address": "::", "port": 10250, "pid": 811, "process": "kubelet",
+                          "user": "root", "uid": 0, "unit": "kubelet.service", "loopback": False}]),
         inbound(10255, status=Status.FAIL, reason=Reason.PORT_IN_USE,
                 message="TCP 10255 is in use by kubelet (pid 811)",
-                holders=[{"pid": 811, "name": "kubelet", "user": "root", "address": "0.0.0.0", "port": 10255}]),
+                sockets=[{"protocol": "tcp", "address": "::", "port": 10255, "pid": 811, "process": "kubelet",
+                          "user": "root", "uid": 0, "unit": "kubelet.service", "loopback": False}]),
         inbound(9100), inbound(9445), inbound(8472, "udp"),
-        *[tool(n, e, p, missing=n in ("socat", "ebtables", "conntrack-tools")) for n, e, p in TOOLS],
+        *[tool(n, e, p, missing=n in ("socat", "ebtables", "conntrack-tools"),
+               all_missing="socat ebtables conntrack") for n, e, p in TOOLS],
         CheckResult(
             id="clock:local", kind=Kind.CLOCK, name="local clock", target={},
             status=Status.FAIL, reason=Reason.CLOCK_OFFSET,

@@ -37,7 +37,7 @@ def test_top_level_and_check_key_order_is_the_contract():
         ]
         assert list(c["target"]) == [k for k in ("host", "port", "protocol") if k in c["target"]]
     assert obj["ready"] is False
-    assert obj["summary"] == {"pass": 11, "warn": 2, "fail": 11, "skip": 0}
+    assert obj["summary"] == {"pass": 11, "warn": 5, "fail": 8, "skip": 0}
 
 
 def test_json_is_deterministic():
@@ -82,6 +82,8 @@ def _bad(**changes):
         {"status": "error"},
         {"id": "cs-anony.cn-hangzhou.aliyuncs.com:443/tcp"},  # no kind prefix
         {"id": "tool:socat"},  # id does not match kind endpoint
+        {"id": "endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443"},  # no protocol
+        {"id": "endpoint:raven-gateway:10280-/tcp"},
         {"status": "pass", "reason": "timeout"},  # pass means verified working
         {"status": "skip", "reason": "timeout"},  # skip means n/a or missing input
         {"target": {"host": "x", "port": 70000}},
@@ -112,6 +114,11 @@ def test_all_id_shapes_are_accepted():
     assert {"endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443/tcp", "inbound:10250/tcp", "tool:socat",
             "clock:local", "inbound:8472/udp"} <= ids
     assert_valid_report(r)
+    # Plan placeholders without a host (missing input) list their ports.
+    for placeholder in ("endpoint:raven-gateway:10280-10284/tcp", "endpoint:tunnel-server:10262,10263/tcp",
+                        "endpoint:[2001:db8::1]:6443/tcp"):
+        r.checks[0].id = placeholder
+        assert_valid_report(r)
 
 
 def test_free_form_evidence_is_serialised_safely():

@@ -86,10 +86,10 @@ def test_longest_real_endpoint_id_fits():
 
 def test_verdict_first_then_plan_warnings_then_failures():
     lines = render_text(mixed_report()).splitlines()
-    assert lines[0].startswith("NOT READY  11 failed, 2 warnings, 11 passed, 0 skipped in 3.1 s")
+    assert lines[0].startswith("NOT READY  8 failed, 5 warnings, 11 passed, 0 skipped in 3.1 s")
     text = "\n".join(lines)
-    assert text.index("PLAN WARNINGS") < text.index("FAILED") < text.index("WARNINGS: 2")
-    assert text.index("WARNINGS: 2") < text.index("PASSED (11)")
+    assert text.index("PLAN WARNINGS") < text.index("FAILED") < text.index("WARNINGS: 5")
+    assert text.index("WARNINGS: 5") < text.index("PASSED (11)")
     assert render_text(ready_report()).startswith("READY  0 failed, 0 warnings, 22 passed, 2 skipped")
 
 
@@ -108,13 +108,35 @@ def test_one_dns_forwarder_is_one_finding_listing_all_eight_endpoints():
 def test_mixed_failures_group_by_shared_cause():
     fails = findings(mixed_report(), Status.FAIL)
     reasons = [f.reason for f in fails]
-    # Troubleshooting order: proxy, then firewall (timeout, refused), TLS, host, tools, clock.
+    # Troubleshooting order: proxy, then firewall (timeout, refused), TLS, host, clock.
     assert reasons == ["proxy-error", "timeout", "refused", "tls-verify-failed", "port-in-use",
-                       "tool-missing", "clock-offset"]
+                       "clock-offset"]
     by = {f.reason: f for f in fails}
     assert len(by["timeout"].checks) == 2  # same port, same cause: one firewall rule to fix
-    assert len(by["tool-missing"].checks) == 3
-    assert by["tool-missing"].command == "apt-get install -y socat ebtables conntrack"
+    warns = {f.reason: f for f in findings(mixed_report(), Status.WARN)}
+    assert len(warns["tool-missing"].checks) == 3  # three tools, one finding, one command
+    assert warns["tool-missing"].command == "apt-get update && apt-get install -y socat ebtables conntrack"
+    assert render_text(mixed_report()).count("apt-get install") == 1
+
+
+def test_per_tool_install_commands_merge_into_one():
+    r = mixed_report()
+    for c in r.checks:
+        if c.reason is Reason.TOOL_MISSING:
+            pkg = c.evidence["missing_packages"] = {"conntrack-tools": "conntrack"}.get(c.id[5:], c.id[5:])
+            c.evidence["install_command"] = f"yum install -y {pkg}"
+            c.evidence["package"] = pkg
+    (f,) = [f for f in findings(r, Status.WARN) if f.reason == "tool-missing"]
+    assert f.command == "yum install -y socat ebtables conntrack"
+
+
+def test_holders_in_either_evidence_shape():
+    r = mixed_report()
+    r.checks[9].evidence = {"holders": [{"pid": 7, "name": "nginx", "user": "www-data"}]}
+    r.checks[10].evidence["sockets"][0].update(loopback=True, address="127.0.0.1")
+    text = render_text(r)
+    assert "held by nginx (pid 7, user www-data)" in text
+    assert "held by kubelet (pid 811, user root, on 127.0.0.1)" in text
 
 
 def test_dns_failures_at_different_nameservers_are_separate_findings():
@@ -146,7 +168,7 @@ def test_verbose_shows_evidence():
     loud = render_text(mixed_report(), verbose=True)
     assert "peer_certificate" not in quiet
     assert "tls.peer_certificate: subject=CN=*.cn-hangzhou.aliyuncs.com" in loud
-    assert "holders: pid=811 name=kubelet user=root" in loud
+    assert "sockets: protocol=tcp address=:: port=10250 pid=811 process=kubelet" in loud
     assert "Run with -v" in quiet and "Run with -v" not in loud
 
 
@@ -217,3 +239,19 @@ def test_empty_report():
     r = ready_report()
     r.checks = []
     assert render_text(r).startswith("READY  0 failed, 0 warnings, 0 passed, 0 skipped")
+
+
+def test_long_install_command_stays_pasteable():
+    import shlex
+
+    r = mixed_report()
+    pkgs = "net-tools iproute2 chrony cron pciutils socat ebtables iptables conntrack"
+    for c in r.checks:
+        if c.reason is Reason.TOOL_MISSING:
+            c.evidence["install_command"] = f"apt-get update && apt-get install -y {pkgs}"
+    text = render_text(r)
+    start = text.index("apt-get update")
+    block = text[start:text.index("\n\n", start)]
+    assert block.count("\\\n") >= 1 and all(len(x) <= WIDTH for x in block.splitlines())
+    # The shell joins backslash-newline: the pasted text is the original command.
+    assert shlex.split(block.replace("\\\n", " ")) == shlex.split(f"apt-get update && apt-get install -y {pkgs}")
