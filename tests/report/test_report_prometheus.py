@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +121,47 @@ def test_no_secrets_and_duplicate_ids_do_not_duplicate_series():
     assert "s3cret" not in text
     ids = [l for n, l, _ in _samples(text) if n == "edgecheck_check_info"]
     assert len(ids) == len(set(ids))
+
+
+RULES = Path(__file__).with_name("edgecheck.rules.yml")
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+def test_example_alert_rules_fire_on_the_rendered_metrics(tmp_path):
+    """The documented alert rules, evaluated by promtool over this renderer's real output."""
+    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+
+    samples = _samples(render_prometheus(mixed_report()))
+    series = [
+        {"series": n + (l or "{}").replace("{", '{instance="edge-bj-017",', 1).replace(",}", "}"),
+         "values": f"{v}x30"}
+        for n, l, v in samples
+        if n != "edgecheck_last_run_timestamp_seconds"  # promtool's clock starts at 0
+    ]
+    failing = [c for c in mixed_report().checks if c.status is Status.FAIL]
+    expected = [
+        {"exp_labels": {"severity": "warning", "instance": "edge-bj-017", "id": c.id, "kind": c.kind.value,
+                        "status": "fail", "reason": c.reason.value, "name": c.name},
+         "exp_annotations": {"summary": f"edge-bj-017: {c.id} fails: {c.reason.value}"}}
+        for c in failing
+    ]
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": "EdgecheckCheckFailing", "exp_alerts": expected},
+                {"eval_time": "10m", "alertname": "EdgecheckCheckFailing", "exp_alerts": []},  # for: 15m
+                {"eval_time": "20m", "alertname": "EdgecheckNotReady", "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "instance": "edge-bj-017"},
+                     "exp_annotations": {"summary": "edge-bj-017: edge node preflight failing (0)"}}]},
+            ],
+        }],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(json.dumps(test))  # JSON is YAML
+    proc = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
