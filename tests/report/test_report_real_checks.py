@@ -3,8 +3,6 @@ API server on loopback), rendered in every format: evidence shapes drift, this c
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import shutil
 import subprocess
 import time
