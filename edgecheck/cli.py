@@ -332,8 +332,10 @@ def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: 
     from edgecheck import report as reports
 
     textfile_path = fleet.parse_textfile(textfile)
+    # Inputs are validated before the lock is taken: a usage error exits 2 having sent nothing.
+    prepared = prepare(options, default_phase="running")
     outcome = fleet.run_agent(
-        lambda: execute(options, default_phase="running"),
+        lambda: probe(prepared),
         state_dir=state_dir or fleet.default_state_dir(os.environ),
         textfile_path=textfile_path,
         exit_code_of=lambda report: reports.exit_code(report, strict=options["strict"]),
