@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import click
 
 from edgecheck import __version__
-from edgecheck.errors import UsageError
+from edgecheck.errors import EdgecheckError, UsageError
 
 # sysexits' EX_SOFTWARE: distinct from 0 (ready), 1 (not ready) and 2 (usage).
 EXIT_INTERNAL_ERROR = 70
@@ -234,7 +234,7 @@ def run(fmt: str, outputs: Tuple[str, ...], **options: Any) -> None:
 
     reports.check_outputs(outputs, fmt)
     report = probe(prepared)
-    if fmt == "text":
+    if fmt != "text":  # the text report shows plan warnings itself
         for warning in report.warnings:
             _warn(warning)
     color = fmt == "text" and reports.use_color(sys.stdout)
@@ -292,7 +292,7 @@ def cli_entry(argv: Optional[List[str]] = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except UsageError as exc:
+    except EdgecheckError as exc:
         click.echo(f"edgecheck: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -1,7 +1,19 @@
-"""Errors a user can cause. Each carries a one-line message that says what to do; exit code 2."""
+"""Errors with a one-line message for the user and their own exit code; no traceback."""
 
 
-class UsageError(Exception):
+class EdgecheckError(Exception):
+    """Base: the message is one line that says what happened and what to do."""
+
+    exit_code = 1
+
+
+class UsageError(EdgecheckError):
     """Bad option, malformed region, catalog or targets file: nothing was probed."""
 
     exit_code = 2
+
+
+class OutputError(EdgecheckError):
+    """The run probed, but a report file could not be written (sysexits EX_IOERR)."""
+
+    exit_code = 74

@@ -19,21 +19,15 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from edgecheck.atomicfile import write_atomic
-from edgecheck.errors import UsageError
+from edgecheck.errors import OutputError, UsageError
 from edgecheck.model import Report
 from edgecheck.report.formats import EXTENSIONS, FORMATS, render
 
-EXIT_OUTPUT_ERROR = 74
+EXIT_OUTPUT_ERROR = OutputError.exit_code
 
 # A temp file older than this was left by a killed run (SIGKILL, power loss), not by a run in
 # progress: runs have a hard deadline far below it.
 STALE_TEMP_AGE_S = 15 * 60
-
-
-class OutputError(Exception):
-    """The report could not be written; the message is one line naming the file and the cause."""
-
-    exit_code = EXIT_OUTPUT_ERROR
 
 
 def format_for_output(path: str, default_format: str) -> str:
