@@ -8,9 +8,9 @@ binds a per-run SharedResolver so a hostname is resolved once per run.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from edgecheck.model import CheckResult, Mode, Reason, RunContext, Status, Target, Trust
+from edgecheck.model import CheckResult, Reason, RunContext, Status, Target, Trust
 from edgecheck.probes import httpget, ike, ntp, remedies
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
 from edgecheck.probes.classify import ConnectAttempt, judge_connects, plural
@@ -146,10 +146,11 @@ def _tls_failure(run: _Run, out: TlsOutcome, trust: TrustSource, via: str) -> Ch
         who = (f" (peer certificate subject \"{cert.get('subject')}\", issuer \"{cert.get('issuer')}\", "
                f"expires {cert.get('not_after')})") if cert else ""
         msg = f"TLS to {t.host}:{t.port}{via} connects but the certificate fails verification: {out.verify_error}{who}."
-        rem = remedies.cluster_ca() if t.trust is Trust.CLUSTER else remedies.tls_verify(t, trust.origin)
         if t.trust is Trust.CLUSTER:
             rem = (f"The API server certificate does not verify against --apiserver-ca {trust.cafile}: "
                    f"check that it is this cluster's CA (certificate-authority-data) and the endpoint is right.")
+        else:
+            rem = remedies.tls_verify(t, trust.origin)
         return run.result(Status.FAIL, Reason.TLS_VERIFY_FAILED, msg, rem)
     msg = f"TCP to {t.host}:{t.port}{via} connects but the TLS handshake fails: {out.error}."
     return run.result(Status.FAIL, Reason.TLS_HANDSHAKE_FAILED, msg, remedies.tls_handshake(t))
@@ -358,7 +359,9 @@ def check_ike(target: Target, ctx: RunContext, *, resolve: Optional[Resolve] = N
     outcomes = _gather(run.addresses, lambda a: ike.probe(a, run.budget, port), run.budget,
                        lambda a: ike.IkeOutcome(a, False, reason=Reason.NO_RESPONSE, error="no answer in time"))
     verdict = ike.judge_ike(outcomes)
-    run.ev["ike"] = outcomes[0].evidence() if len(outcomes) == 1 else [o.evidence() for o in outcomes]
+    shown = verdict.answered[0] if verdict.answered else (verdict.failing[0] if verdict.failing else None)
+    run.ev["ike"] = shown.evidence() if shown else None
+    run.ev["ike_all"] = [o.evidence() for o in outcomes]
     if run.outside:
         return run.cidr_failure()
     host = target.host

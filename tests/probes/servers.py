@@ -29,7 +29,8 @@ class DnsServer:
     """UDP DNS server with a mutable zone.
 
     zone[name] is "NXDOMAIN" | "SERVFAIL" | "REFUSED" | "DROP" (no answer at all), or a dict with
-    "A"/"AAAA" lists and/or "CNAME" target. Names are lowercase without the final dot.
+    "A"/"AAAA" lists and/or "CNAME" target. Names are lowercase without the final dot; "*" is the
+    entry for every name not listed.
     """
 
     def __init__(self, address: str = "127.0.0.1", port: int = 53) -> None:
@@ -58,7 +59,7 @@ class DnsServer:
         self.queries.append(f"{name}/{dns.rdatatype.to_text(q.rdtype)}")
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA
-        entry = self.zone.get(name)
+        entry = self.zone.get(name, self.zone.get("*"))  # "*": answer every other name
         if entry == "DROP":
             return None
         if entry in ("NXDOMAIN", "SERVFAIL", "REFUSED") or entry is None:

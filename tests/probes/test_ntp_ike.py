@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edgecheck.model import Probe, Reason, Status
-from edgecheck.probes import ike, ntp
+from edgecheck.probes import ike
 from edgecheck.probes.checks import check_ike, check_ntp
 from tests.probes.conftest import DROPPED, HOST_UNREACHABLE, target
 from tests.probes.servers import NtpResponder, UdpResponder

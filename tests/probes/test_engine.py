@@ -1,0 +1,116 @@
+"""Engine: order, skip, crash and deadline handling, bounded concurrency, CLOCK last, one DNS
+lookup per name, and a fully black-holed plan finishing in about one timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from edgecheck.engine import HOST_CHECKS, _LazyCheck, registry, run_checks
+from edgecheck.model import CheckResult, Kind, Probe, Reason, RunContext, Skip, Status, Target
+from tests.probes.conftest import DROPPED, target
+
+
+def _t(i: int, probe: Probe = Probe.TCP, **kw) -> Target:
+    return Target(id=f"t{i}", kind=Kind.CLOCK if probe is Probe.CLOCK else Kind.ENDPOINT, probe=probe,
+                  name=f"t{i}", why="", source="", entry="", host=f"h{i}", port=1, **kw)
+
+
+def test_order_skip_crash_and_deadline():
+    calls = []
+
+    def ok(t, ctx):
+        calls.append(t.id)
+        return CheckResult.of(t, Status.PASS, Reason.OK, "fine")
+
+    def boom(t, ctx):
+        raise ValueError("kaput")
+
+    def hang(t, ctx):
+        threading.Event().wait(60)
+
+    table = {Probe.TCP: ok, Probe.HTTP: boom, Probe.NTP: hang}
+    targets = [_t(0, Probe.NTP), _t(1), _t(2, Probe.HTTP),
+               _t(3, skip=Skip(Reason.MISSING_INPUT, "needs --apiserver")), _t(4)]
+    ctx = RunContext(timeout=0.5, deadline=time.monotonic() + 0.8)
+    t0 = time.monotonic()
+    results = run_checks(targets, ctx, table=table)
+    assert time.monotonic() - t0 < 1.3
+    assert [r.id for r in results] == ["t0", "t1", "t2", "t3", "t4"]
+    assert (results[0].status, results[0].reason) == (Status.FAIL, Reason.DEADLINE_EXCEEDED)
+    assert (results[2].status, results[2].reason) == (Status.FAIL, Reason.INTERNAL_ERROR)
+    assert "ValueError" in results[2].message and "kaput" in results[2].message
+    assert (results[3].status, results[3].reason, results[3].message) == (Status.SKIP, Reason.MISSING_INPUT, "needs --apiserver")
+    assert "t3" not in calls and results[1].status is Status.PASS and results[4].status is Status.PASS
+
+
+def test_bounded_in_flight_and_clock_last_with_ntp_results():
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+    seen = {}
+
+    def slow(t, ctx):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return CheckResult.of(t, Status.PASS, Reason.OK, "ok", evidence={"ntp": {"offset_s": 0.1}})
+
+    def clock(t, ctx):
+        seen["ntp"] = [r.id for r in ctx.ntp_results]
+        seen["targets"] = len(ctx.targets)
+        seen["others_done"] = state["now"] == 0
+        return CheckResult.of(t, Status.PASS, Reason.OK, "clock ok")
+
+    targets = [_t(0, Probe.CLOCK)] + [_t(i, Probe.NTP if i % 5 == 0 else Probe.TCP) for i in range(1, 21)]
+    results = run_checks(targets, RunContext(timeout=1), max_in_flight=4, table={Probe.TCP: slow, Probe.NTP: slow, Probe.CLOCK: clock})
+    assert all(r.status is Status.PASS for r in results)
+    assert state["max"] == 4
+    assert seen == {"ntp": ["t5", "t10", "t15", "t20"], "targets": 21, "others_done": True}
+
+
+def test_registry_maps_every_probe_and_imports_host_checks_lazily():
+    table = registry()
+    assert set(table) == set(Probe)
+    for probe, spec in HOST_CHECKS.items():
+        assert isinstance(table[probe], _LazyCheck) and table[probe].spec == spec
+    assert HOST_CHECKS[Probe.INBOUND] == "edgecheck.host.ports:check_inbound"
+
+
+def test_a_missing_host_module_only_fails_its_own_check():
+    lazy = _LazyCheck("edgecheck.no_such_module:check")
+    results = run_checks([_t(0, Probe.TOOL), _t(1)], RunContext(timeout=1),
+                         table={Probe.TOOL: lazy, Probe.TCP: lambda t, c: CheckResult.of(t, Status.PASS, Reason.OK, "ok")})
+    assert results[0].reason is Reason.INTERNAL_ERROR and results[1].status is Status.PASS
+
+
+def test_hostname_resolved_once_per_run(ns, zone, ctx, dns_server):
+    zone["shared.test"] = {"A": ["10.77.0.4"]}
+    before = [q for q in dns_server.queries if q.startswith("shared.test/")]
+    targets = [target(Probe.TCP, "shared.test", 80), target(Probe.TCP, "shared.test", 443),
+               target(Probe.TCP, "shared.test", 10280)]
+    results = ns.run(run_checks, targets, ctx)
+    queries = [q for q in dns_server.queries if q.startswith("shared.test/")][len(before):]
+    assert sorted(queries) == ["shared.test/A", "shared.test/AAAA"]
+    assert [r.reason for r in results] == [Reason.REFUSED] * 3
+
+
+def test_black_holed_plan_ends_in_about_one_timeout(ns, zone, ctx):
+    for i in range(12):
+        zone[f"bh{i}.test"] = {"A": [DROPPED]}
+    zone["bhdns.test"] = "DROP"
+    targets = ([target(Probe.HTTPS, f"bh{i}.test", 443) for i in range(6)]
+               + [target(Probe.HTTP, f"bh{i}.test", 80) for i in range(6, 8)]
+               + [target(Probe.TCP, f"bh{i}.test", 10280 + i) for i in range(8, 11)]
+               + [target(Probe.NTP, "bh11.test", 123, "udp"), target(Probe.IKE, DROPPED, 4500, "udp"),
+                  target(Probe.HTTPS, "bhdns.test", 443)])
+    c = dataclasses.replace(ctx, timeout=1.0, deadline=time.monotonic() + 5.0)
+    t0 = time.monotonic()
+    results = ns.run(run_checks, targets, c)
+    wall = time.monotonic() - t0
+    assert wall < c.timeout + 0.6, wall
+    reasons = {r.reason for r in results}
+    assert reasons <= {Reason.TIMEOUT, Reason.NO_RESPONSE, Reason.DNS_TIMEOUT}, reasons
+    assert Reason.DEADLINE_EXCEEDED not in reasons
