@@ -91,13 +91,13 @@ class _Run:
             return None
         t = self.target
         proto = (t.protocol or "tcp").upper()
-        bad = "; ".join(f"{a.address} {a.error}" for a in verdict.failing)
+        bad = ", ".join(f"{a.address} ({a.error})" for a in verdict.failing)
         if verdict.working:
             good = ", ".join(f"{a.address} ({a.ms} ms)" for a in verdict.working)
             msg = (f"{proto} {t.port} to {t.host} works on {good} but not on {bad}: pulls and calls that "
                    f"pick the blocked address will fail intermittently.")
         else:
-            msg = f"{proto} {t.port} to {t.host} is blocked on every address ({bad})."
+            msg = f"{proto} {t.port} to {t.host} is blocked on every address: {bad}."
         return self.result(Status.FAIL, verdict.reason, msg,
                            remedies.connect(verdict.reason, t, self.ctx, [a.address for a in verdict.failing]))
 

@@ -72,7 +72,7 @@ def connect_all(addresses: Sequence[str], port: int, budget: Budget,
         sel.unregister(sock)
         sock.close()
         results[addr] = ConnectAttempt(addr, port, False, int(round((time.monotonic() - start) * 1000)),
-                                       Reason.TIMEOUT, "timed out (no answer to the SYN)", None)
+                                       Reason.TIMEOUT, "timed out, no answer to the SYN", None)
     sel.close()
     ordered = []
     seen = set()
