@@ -51,7 +51,11 @@ build_wheel() {
     # names; no `build` frontend to install). The wheel is then built by pip *from that sdist*
     # in an isolated build environment, as a user's `pip install edgecheck-X.tar.gz` would:
     # anything missing from the sdist breaks the wheel here, not on a node.
-    (cd "$tmp/src" && "$PYTHON" -W ignore -c 'import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))' "$DIST" >"$tmp/sdist.name")
+    # The backend goes into a private directory (build isolation by hand): the builder's own
+    # environment may have no or an old setuptools (venvs on Python >= 3.12 have none).
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target "$tmp/backend" \
+        "$("$PYTHON" -c 'import re,sys; print(re.search(r"requires\s*=\s*\[\s*\"([^\"]+)\"", open(sys.argv[1]).read()).group(1))' "$ROOT/pyproject.toml")"
+    (cd "$tmp/src" && PYTHONPATH="$tmp/backend" "$PYTHON" -W ignore -c 'import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))' "$DIST" >"$tmp/sdist.name")
     sdist=$(tail -n 1 "$tmp/sdist.name")
     "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$DIST" "$DIST/$sdist"
     wheel=edgecheck-$VERSION-py3-none-any.whl

@@ -1,0 +1,71 @@
+"""Packaging tests: build every artefact once per session (packaging/build.sh all), then inspect.
+
+Nothing here installs anything into the real system: packages are unpacked into temporary roots,
+maintainer-script logic runs with stub commands, and the one full `run` happens inside a network
+namespace this suite creates (only `lo`, down), so no packet leaves the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PY39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
+VERSION = subprocess.run(
+    [sys.executable, "-c", "import re,sys; print(re.search(r'__version__ = \"(.+)\"', open(sys.argv[1]).read()).group(1))",
+     str(REPO / "edgecheck" / "__init__.py")],
+    check=True, capture_output=True, text=True,
+).stdout.strip()
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        pytest.skip(f"{tool} not installed (tests/run installs it)")
+    return path
+
+
+def python39() -> str:
+    """The floor interpreter: pyenv's 3.9 here, else any python3.9 on PATH."""
+    if PY39.exists():
+        return str(PY39)
+    return need("python3.9")
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Path:
+    """dist/ with sdist, wheel, both zipapps, both .debs and both .rpms, built once."""
+    for tool in ("dpkg-deb", "rpmbuild"):
+        need(tool)
+    out = tmp_path_factory.mktemp("dist")
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["sh", str(REPO / "packaging" / "build.sh"), "all"],
+        env={**os.environ, "DIST": str(out), "PYTHON": sys.executable},
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(f"\npackaging/build.sh all: {time.monotonic() - started:.1f}s")
+    return out
+
+
+@pytest.fixture
+def netns():
+    """A fresh, empty network namespace (only `lo`); deleted afterwards."""
+    need("ip")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    name = f"ecpkg-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
