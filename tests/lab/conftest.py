@@ -16,7 +16,7 @@ import pytest
 from .lab import Lab, missing_prerequisites
 
 
-def _require_prerequisites() -> None:
+def require_prerequisites() -> None:
     missing = missing_prerequisites()
     if not missing:
         return
@@ -28,7 +28,7 @@ def _require_prerequisites() -> None:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    _require_prerequisites()
+    require_prerequisites()
     lab = Lab()
     # A SIGTERM (CI timeout, a killed run) must still tear the lab down: turn it into the
     # KeyboardInterrupt pytest already unwinds through fixture finalizers.

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from . import pki
 from .plan import REPO, AddressAllocator, HostRecord, allocate, collect_hosts, edgecheck_env, inside
-from .topology import CLOUD_ADDR, NODE_ADDR, LabError, Netns, Topology, kill_pids
+from .topology import CLOUD_ADDR, NODE_ADDR, LabError, Netns, Topology, kill_pids, tool, which
 
 HERE = Path(__file__).resolve().parent
 CHARON = "/usr/lib/ipsec/charon"
@@ -72,14 +72,16 @@ REQUIRED_BINARIES = {
     "tinyproxy": "tinyproxy-bin",
     "unshare": "util-linux",
     "mount": "mount",
+    "ss": "iproute2",
+    "sysctl": "procps",
+    "curl": "curl",
 }
 
 
 def missing_prerequisites() -> List[str]:
     missing = []
     for binary, package in REQUIRED_BINARIES.items():
-        found = os.access(binary, os.X_OK) if binary.startswith("/") else shutil.which(binary)
-        if not found:
+        if not which(binary):
             missing.append(f"{binary} (Debian package {package})")
     for module in ("dns.resolver", "ntplib", "jsonschema"):
         try:
@@ -441,7 +443,7 @@ charon {{
         # charon hard-codes /var/run/charon.pid: give it a private /run (its own mount namespace)
         # backed by the lab dir, so the pid file lives there and the host's /run is untouched.
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"mount --bind {d / 'run'} /run && exec {CHARON}"]
+                f"{tool('mount')} --bind {d / 'run'} /run && exec {CHARON}"]
         return [self._daemon("charon", self.topology.cloud, argv, env=env, pidfile=d / "run" / "charon.pid",
                              ready=lambda: self._listening("udp", "0.0.0.0", 4500))]
 

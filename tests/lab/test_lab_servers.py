@@ -13,7 +13,8 @@ import pytest
 
 from .lab import (APISERVER_DEDICATED, APISERVER_PUBLIC, CLOSED_ADDR, DNS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR,
                   PLAIN_PUBLIC, PROXY_ADDR, PROXY_PORT, RAVEN_ADDR, RAVEN_TCP_PORTS, REFUSING_DNS_ADDR, ROGUE_PUBLIC,
-                  TUNNEL_ADDR, TUNNEL_TCP_PORTS, Lab, missing_prerequisites)
+                  TUNNEL_ADDR, TUNNEL_TCP_PORTS, Lab)
+from .conftest import require_prerequisites
 from .topology import CLOUD_IF, NODE_IF, PREFIX, leftovers
 
 HERE = Path(__file__).resolve().parent
@@ -210,8 +211,7 @@ def test_tinyproxy_filter_denies_a_name(lab: Lab) -> None:
 def test_teardown_leaves_nothing_behind(tmp_path: Path) -> None:
     """A second, small lab (own suffix) built and torn down: no namespace, no /etc/netns dir,
     no process, no work dir survives."""
-    if missing_prerequisites():
-        pytest.skip("prerequisites missing (the session lab reports them)")
+    require_prerequisites()
     small = Lab(workdir=tmp_path / "lab")
     small.start(servers=["dns", "web", "ike", "tcp", "ntp"])
     pids = [d.pid for d in small.daemons.values()]
@@ -226,8 +226,7 @@ def test_teardown_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_teardown_after_a_server_fails_to_start(tmp_path: Path) -> None:
-    if missing_prerequisites():
-        pytest.skip("prerequisites missing (the session lab reports them)")
+    require_prerequisites()
     broken = Lab(workdir=tmp_path / "lab")
     original = broken._nginx_daemons
 

@@ -35,9 +35,24 @@ class LabError(RuntimeError):
     """The lab could not be built (a prerequisite or a server failed)."""
 
 
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def which(name: str) -> Optional[str]:
+    """Absolute path of a tool, also looking in the sbin dirs (a CI PATH may lack them)."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+
+
+def tool(name: str) -> str:
+    return which(name) or name
+
+
 def sh(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
     """Run a short command, capture its output; raise LabError with stderr on failure."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    argv = [tool(argv[0]), *argv[1:]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(argv)} -> rc={proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -74,7 +89,7 @@ class Netns:
     def exec_argv(self, argv: Sequence[str]) -> List[str]:
         """argv that runs `argv` inside this namespace. `ip netns exec` execs the command, so the
         pid Popen returns is the daemon's own pid (what teardown kills)."""
-        return ["ip", "netns", "exec", self.name, *argv]
+        return [tool("ip"), "netns", "exec", self.name, tool(argv[0]), *argv[1:]]
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
         return sh(self.exec_argv(argv), check=check, timeout=timeout)
