@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VERSION, need
+from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
+from packaging_helpers import REPO, VERSION, need
 
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # systemctl / deb-systemd-helper / deb-systemd-invoke enabling or starting anything

@@ -8,7 +8,8 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, VERSION, need
+from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
+from packaging_helpers import REPO, VERSION, need
 
 RULES = REPO / "packaging" / "prometheus" / "edgecheck.rules.yml"
 

@@ -1,4 +1,6 @@
-"""Packaging tests: build every artefact once per session (packaging/build.sh all), then inspect.
+"""Shared helpers of the packaging tests (imported by name; conftest.py holds the fixtures).
+
+Packaging tests build every artefact once per session (packaging/build.sh all), then inspect.
 
 Nothing here installs anything into the real system: packages are unpacked into temporary roots,
 maintainer-script logic runs with stub commands, and the one full `run` happens inside a network
@@ -40,9 +42,19 @@ def python39() -> str:
     return need("python3.9")
 
 
+_BUILT: dict = {}
+
+
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory) -> Path:
-    """dist/ with sdist, wheel, both zipapps, both .debs and both .rpms, built once."""
+    """dist/ with sdist, wheel, both zipapps, both .debs and both .rpms, built once.
+
+    Test modules import this fixture by name (tests/packaging has no conftest.py: a second
+    top-level `conftest` module would shadow tests/conftest.py for modules that import from it),
+    so each module gets its own FixtureDef: the module-level cache keeps it one build a session.
+    """
+    if "dist" in _BUILT:
+        return _BUILT["dist"]
     for tool in ("dpkg-deb", "rpmbuild"):
         need(tool)
     out = tmp_path_factory.mktemp("dist")
@@ -54,6 +66,7 @@ def dist(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(f"\npackaging/build.sh all: {time.monotonic() - started:.1f}s")
+    _BUILT["dist"] = out
     return out
 
 
