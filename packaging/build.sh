@@ -102,6 +102,10 @@ build_deb() {
         install -m 0644 "$HERE/common/edgecheck.tmpfiles" "$d/usr/lib/tmpfiles.d/edgecheck.conf"
         install -m 0644 "$ROOT/systemd/edgecheck.env.example" "$d/etc/default/edgecheck"
         install -m 0644 "$HERE/deb/copyright" "$ROOT/README.md" "$d/usr/share/doc/edgecheck/"
+        install -D -m 0644 "$HERE/deb/lintian-overrides" "$d/usr/share/lintian/overrides/edgecheck"
+        install -d -m 0755 "$d/usr/share/man/man1"
+        gzip -9n < "$HERE/common/edgecheck.1" > "$d/usr/share/man/man1/edgecheck.1.gz"
+        chmod 0644 "$d/usr/share/man/man1/edgecheck.1.gz"
         install -m 0644 "$ROOT/systemd/port-owners.conf" "$HERE/prometheus/edgecheck.rules.yml" \
             "$d/usr/share/doc/edgecheck/examples/"
         date=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000')
@@ -135,7 +139,8 @@ build_rpm() {
         cp "$DIST/edgecheck-$arch.pyz" "$src/edgecheck.pyz"
         cp "$HERE/common/edgecheck.sh" "$HERE/common/edgecheck.sysusers" "$HERE/common/edgecheck.tmpfiles" \
             "$ROOT/systemd/edgecheck.service" "$ROOT/systemd/edgecheck.timer" "$ROOT/systemd/edgecheck.env.example" \
-            "$ROOT/systemd/port-owners.conf" "$HERE/prometheus/edgecheck.rules.yml" "$ROOT/README.md" "$src/"
+            "$ROOT/systemd/port-owners.conf" "$HERE/prometheus/edgecheck.rules.yml" "$ROOT/README.md" \
+            "$HERE/common/edgecheck.1" "$src/"
         with_user_setup "$HERE/rpm/edgecheck.spec" > "$top/SPECS/edgecheck.spec"
         rpmbuild -bb --quiet --target "$arch-linux" \
             --define "_topdir $top" --define "_edgecheck_version $VERSION" --define "_edgecheck_src $src" \
