@@ -33,7 +33,7 @@ def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--region", envvar="EDGECHECK_REGION", metavar="ID", help="Region id of the cluster, e.g. cn-hangzhou. Required."),
         click.option("--mode", envvar="EDGECHECK_MODE", type=click.Choice(["public", "dedicated"]), default="public", show_default=True, help="Public-network or dedicated-connection mode."),
-        click.option("--phase", envvar="EDGECHECK_PHASE", type=click.Choice(["join", "running"]), default=None, help="join: before joining or upgrading (ports must be free); running: joined node (ports must listen). [default: join]"),
+        click.option("--phase", envvar="EDGECHECK_PHASE", type=click.Choice(["join", "running"]), default=None, help="join: before joining or upgrading (ports must be free); running: joined node (ports must listen). [default: join; agent: running]"),
         click.option("--k8s-version", envvar="EDGECHECK_K8S_VERSION", metavar="X.Y", help="Cluster version; selects the < 1.26 rules. [default: newest rules, >= 1.26]"),
         click.option("--apiserver", envvar="EDGECHECK_APISERVER", metavar="HOST[:PORT]", help="API server endpoint (default port 6443)."),
         click.option("--raven-gateway", "raven_gateways", envvar="EDGECHECK_RAVEN_GATEWAY", multiple=True, callback=_split_commas, metavar="HOST", help="Raven cloud gateway SLB address (repeatable; env: comma list). Public mode."),
