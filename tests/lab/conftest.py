@@ -15,6 +15,10 @@ import pytest
 
 from .lab import Lab, missing_prerequisites
 
+# cn-hangzhou: the full matrix; cn-zhangjiakou: its own spelling of dockerauth (seed 001) and its
+# own registry /32 routes and OSS blocks (seed 003).
+LAB_REGIONS = ("cn-hangzhou", "cn-zhangjiakou")
+
 
 def require_prerequisites() -> None:
     missing = missing_prerequisites()
@@ -29,7 +33,7 @@ def require_prerequisites() -> None:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     require_prerequisites()
-    lab = Lab()
+    lab = Lab(regions=LAB_REGIONS)
     # A SIGTERM (CI timeout, a killed run) must still tear the lab down: turn it into the
     # KeyboardInterrupt pytest already unwinds through fixture finalizers.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

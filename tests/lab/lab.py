@@ -66,7 +66,7 @@ REQUIRED_BINARIES = {
     "iptables": "iptables",
     "openssl": "openssl",
     "dnsmasq": "dnsmasq-base",
-    "nginx": "nginx-light",
+    "nginx": "nginx (nginx-light pulls it in)",
     "chronyd": "chrony",
     CHARON: "strongswan-charon",
     "tinyproxy": "tinyproxy-bin",
@@ -75,6 +75,13 @@ REQUIRED_BINARIES = {
     "ss": "iproute2",
     "sysctl": "procps",
     "curl": "curl",
+    # The healthy scenarios expect every tool check to pass (SPEC section 2, system tools).
+    "netstat": "net-tools",
+    "crontab": "cron",
+    "lspci": "pciutils",
+    "socat": "socat",
+    "ebtables": "iptables (ebtables-nft) or ebtables",
+    "conntrack": "conntrack",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import ExitStack
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from .lab import (APISERVER_PUBLIC, DNS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR, PROXY_ADDR, PROXY_PORT, DEAD_PROXY_PORT, RAVEN_ADDR,
                   REFUSING_DNS_ADDR, TUNNEL_ADDR, Lab, RunResult)
 from .plan import REPO, edgecheck_env
-from .scenarios import (COMBOS, FAULTS, INBOUND_TCP, REGION, Combo, Fault, Runs, base_args, checks_for, combo_id,
+from .scenarios import (COMBOS, FAULTS, INBOUND_TCP, REGION, Combo, Fault, Runs, all_inbound_listeners, base_args, checks_for, combo_id,
                         evidence_text, faults_for, host_matching)
 from .topology import NODE_ADDR
 
@@ -108,6 +109,34 @@ def test_healthy_running_inbound_names_the_listener(runs: Runs) -> None:
         check = result.check(f"inbound:{port}/tcp")
         assert (check["status"], check["reason"]) == ("pass", "ok")
         assert str(info["listeners"]) in evidence_text(check), check
+
+
+@pytest.mark.parametrize("combo", [("public", "join", "1.28"), ("dedicated", "running", "1.24")], ids=combo_id)
+def test_second_region_zhangjiakou_healthy(lab: Lab, runs: Runs, combo: Combo) -> None:
+    """Seed 001: Zhangjiakou spells the registry auth endpoint dockerauth-{region}; seed 003 gives
+    it its own registry /32 routes and OSS blocks. The lab serves them from the plan."""
+    region = "cn-zhangjiakou"
+
+    def run():
+        args = base_args(lab, combo)
+        args[args.index("--region") + 1] = region
+        with ExitStack() as stack:
+            if combo[1] == "running":  # a joined node: kubelet & co. listen
+                stack.enter_context(lab.node_listeners(all_inbound_listeners()))
+            return lab.run_edgecheck(args), {}
+    result = runs.get(("zhangjiakou", combo), run)[0]
+    report = validated(result)
+    assert result.returncode == 0, result.describe()
+    ids = {c["id"] for c in report["checks"]}
+    if combo[0] == "public":
+        assert f"endpoint:dockerauth-{region}.aliyuncs.com:443/tcp" in ids
+        assert not any(i.startswith(f"endpoint:dockerauth.{region}.") for i in ids)
+    else:
+        registry = result.check(f"endpoint:registry-{region}-vpc.ack.aliyuncs.com:443/tcp")
+        assert sorted(registry["evidence"]["addresses"]) == ["100.100.1.179", "100.100.80.152"]
+    for check in report["checks"]:
+        if check["kind"] == "endpoint":
+            assert (check["status"], check["reason"]) == ("pass", "ok"), check
 
 
 # ====================================================================================== faults
