@@ -7,13 +7,18 @@ elsewhere), so the answer and the nameserver that gave it are what this host's c
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import dns.exception
+import dns.inet
+import dns.message
 import dns.name
+import dns.nameserver
+import dns.query
 import dns.rdatatype
 import dns.resolver
 
@@ -77,8 +82,78 @@ def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
     return out
 
 
-def _load_resolver(resolv_conf: str, budget: Budget) -> dns.resolver.Resolver:
+class ConnectedUdpNameserver(dns.nameserver.Do53Nameserver):
+    """Queries over a connected UDP socket.
+
+    dnspython sends from an unconnected socket, which never sees the ICMP port unreachable a host
+    returns when no DNS service listens there: a stopped forwarder would look exactly like a
+    firewall dropping DNS (dns-timeout). A connected socket gets ECONNREFUSED at once, which the
+    resolver records per nameserver and which classifies as dns-error.
+
+    Hosts rate-limit ICMP errors (a burst of about six, then one a second), so when many names
+    are resolved at once only the first queries see the refusal; `refused` collects the
+    nameservers that refused during this run so the silent rest can be classified the same way.
+    """
+
+    def __init__(self, address: str, port: int, refused: Optional[Set[str]] = None) -> None:
+        super().__init__(address, port)
+        self.refused = refused
+
+    def query(
+        self,
+        request: dns.message.QueryMessage,
+        timeout: float,
+        source: Optional[str],
+        source_port: int,
+        max_size: bool,
+        one_rr_per_rrset: bool = False,
+        ignore_trailing: bool = False,
+    ) -> dns.message.Message:
+        if max_size:  # TCP retry after truncation: connected by nature
+            return super().query(request, timeout, source, source_port, max_size, one_rr_per_rrset, ignore_trailing)
+        with socket.socket(dns.inet.af_for_address(self.address), socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.connect((self.address, self.port))
+            try:
+                return self._udp(sock, request, timeout, one_rr_per_rrset, ignore_trailing)
+            except ConnectionRefusedError:
+                if self.refused is not None:
+                    self.refused.add(self.address)
+                raise
+
+    def _udp(self, sock: socket.socket, request: dns.message.QueryMessage, timeout: float,
+             one_rr_per_rrset: bool, ignore_trailing: bool) -> dns.message.Message:
+        return dns.query.udp(
+            request,
+            self.address,
+            timeout=timeout,
+            port=self.port,
+            sock=sock,
+            raise_on_truncation=True,
+            one_rr_per_rrset=one_rr_per_rrset,
+            ignore_trailing=ignore_trailing,
+            ignore_errors=True,
+            ignore_unexpected=True,
+        )
+
+
+def _address(nameserver: Any) -> str:
+    """The IP of a nameserver, whether dnspython gives an object or its "Do53:IP@port" text."""
+    address = getattr(nameserver, "address", None)
+    if address:
+        return address
+    text = str(nameserver)
+    if text.startswith("Do53:"):
+        return text[len("Do53:"):].rsplit("@", 1)[0]
+    return text
+
+
+def _load_resolver(resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None) -> dns.resolver.Resolver:
     r = dns.resolver.Resolver(filename=resolv_conf, configure=True)
+    r.nameservers = [
+        ConnectedUdpNameserver(_address(ns), r.nameserver_ports.get(_address(ns), r.port), refused)
+        for ns in r.nameservers
+    ]
     left = budget.left()
     # dnspython's per-try timeout (resolv.conf `options timeout:`) bounded by what the probe has left;
     # lifetime caps retries across all nameservers.
@@ -88,8 +163,8 @@ def _load_resolver(resolv_conf: str, budget: Budget) -> dns.resolver.Resolver:
     return r
 
 
-def _query(resolv_conf: str, host: str, rdtype: str, budget: Budget) -> dns.resolver.Answer:
-    resolver = _load_resolver(resolv_conf, budget)
+def _query(resolv_conf: str, host: str, rdtype: str, budget: Budget, refused: Optional[Set[str]]) -> dns.resolver.Answer:
+    resolver = _load_resolver(resolv_conf, budget, refused)
     # Absolute name, no search list: plan hostnames are fully qualified, as glibc treats names
     # with enough dots.
     qname = dns.name.from_text(host)
@@ -118,7 +193,9 @@ def describe_dns_error(exc: BaseException) -> Tuple[Reason, str]:
         parts = []
         for err in errors:
             # (server, tcp, port, error-or-rcode, response) in dnspython 2.x
-            server, detail = err[0], err[3] if len(err) > 3 else err[-1]
+            server, detail = _address(err[0]), err[3] if len(err) > 3 else err[-1]
+            if isinstance(detail, ConnectionRefusedError):
+                detail = "refused (ICMP port unreachable: no DNS service listens there)"
             parts.append(f"{server}: {detail}")
         return Reason.DNS_ERROR, "every nameserver failed: " + ("; ".join(parts) or str(exc))
     if isinstance(exc, dns.resolver.NoAnswer):
@@ -126,7 +203,7 @@ def describe_dns_error(exc: BaseException) -> Tuple[Reason, str]:
     return Reason.DNS_ERROR, f"{type(exc).__name__}: {exc}"
 
 
-def resolve(host: str, resolv_conf: str, budget: Budget) -> Resolution:
+def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None) -> Resolution:
     """Resolve A and AAAA concurrently (as getaddrinfo does) within the budget."""
     literal = ip_literal(host)
     if literal is not None:
@@ -134,14 +211,14 @@ def resolve(host: str, resolv_conf: str, budget: Budget) -> Resolution:
     start = time.monotonic()
     res = Resolution(host=host, source=resolv_conf)
     try:
-        res.nameservers = [str(ns) for ns in _load_resolver(resolv_conf, budget).nameservers]
+        res.nameservers = [_address(ns) for ns in _load_resolver(resolv_conf, budget).nameservers]
     except Exception as exc:  # missing/empty/unreadable resolv.conf
         res.reason, res.error = describe_dns_error(exc)
         res.ms = elapsed_ms(start)
         return res
 
     kinds = ("A", "AAAA")
-    outcomes = run_parallel([lambda k=k: _query(resolv_conf, host, k, budget) for k in kinds], budget)
+    outcomes = run_parallel([lambda k=k: _query(resolv_conf, host, k, budget, refused) for k in kinds], budget)
     answers: Dict[str, dns.resolver.Answer] = {}
     failures: Dict[str, BaseException] = {}
     for kind, outcome in zip(kinds, outcomes):
@@ -158,7 +235,7 @@ def resolve(host: str, resolv_conf: str, budget: Budget) -> Resolution:
         if ans is None:
             continue
         if res.answered_by is None:
-            res.answered_by = str(ans.nameserver)
+            res.answered_by = _address(ans.nameserver)
         if not res.cname_chain:
             res.cname_chain = _cname_chain(ans)
         if ans.rrset is not None:
@@ -182,6 +259,18 @@ def resolve(host: str, resolv_conf: str, budget: Budget) -> Resolution:
     return res
 
 
+def _explain_silence(res: Resolution, refused: Set[str]) -> Resolution:
+    """A timeout from nameservers that refused other queries of this run is a refusal too."""
+    if res.reason is Reason.DNS_TIMEOUT and res.nameservers and set(res.nameservers) <= refused:
+        res.reason = Reason.DNS_ERROR
+        res.error = (
+            f"nameserver {', '.join(res.nameservers)} refused queries of this run (ICMP port "
+            "unreachable: no DNS service listens there); this query got no answer at all because "
+            "hosts rate-limit those ICMP errors"
+        )
+    return res
+
+
 class SharedResolver:
     """Resolves each hostname once per run even when several targets (e.g. :80 and :443) share it.
 
@@ -193,6 +282,7 @@ class SharedResolver:
         self.resolv_conf = resolv_conf
         self._lock = threading.Lock()
         self._entries: Dict[str, Tuple[threading.Event, List[Resolution]]] = {}
+        self.refused: Set[str] = set()  # nameservers that answered ICMP port unreachable this run
 
     def resolve(self, host: str, budget: Budget) -> Resolution:
         key = host.lower().rstrip(".")
@@ -205,7 +295,7 @@ class SharedResolver:
         event, slot = entry
         if owner:
             try:
-                slot.append(resolve(host, self.resolv_conf, budget))
+                slot.append(_explain_silence(resolve(host, self.resolv_conf, budget, self.refused), self.refused))
             except Exception as exc:  # never leave waiters hanging
                 slot.append(Resolution(host=host, source=self.resolv_conf, reason=Reason.DNS_ERROR,
                                        error=f"{type(exc).__name__}: {exc}"))

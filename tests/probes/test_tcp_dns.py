@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from edgecheck.model import Probe, Reason, Status
+from edgecheck.model import Probe, Reason, RunContext, Status
 from edgecheck.probes.checks import check_tcp
 from tests.probes.conftest import DROPPED, HOST_UNREACHABLE, NO_ROUTE, target
 from tests.probes.servers import HttpsServer
@@ -129,3 +129,24 @@ def test_dedicated_mode_address_inside_expected_cidr_passes(ns, peer, zone, ctx)
     finally:
         server.close()
     assert r.status is Status.PASS and r.evidence["outside_expected"] == []
+
+
+def test_stopped_nameserver_is_dns_error_refused_not_a_timeout(ns, peer, tmp_path):
+    # 10.77.0.2 exists in the peer namespace but runs no DNS service: ICMP port unreachable.
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 10.77.0.2\noptions timeout:1\n")
+    ctx = RunContext(timeout=1.5, resolv_conf=str(conf))
+    t0 = time.monotonic()
+    r = ns.run(check_tcp, target(Probe.TCP, "anything.test", 443), ctx)
+    assert (r.status, r.reason) == (Status.FAIL, Reason.DNS_ERROR), r.message
+    assert "refused" in r.evidence["dns_error"]
+    assert time.monotonic() - t0 < 0.5  # the ICMP answer is immediate
+
+
+def test_silence_after_a_refusal_in_the_same_run_is_named_a_refusal():
+    from edgecheck.probes.resolver import Resolution, _explain_silence
+
+    silent = Resolution(host="a.test", nameservers=["10.0.0.53"], reason=Reason.DNS_TIMEOUT, error="no answer")
+    assert _explain_silence(silent, {"10.0.0.53"}).reason is Reason.DNS_ERROR
+    other = Resolution(host="b.test", nameservers=["10.0.0.53", "10.0.0.54"], reason=Reason.DNS_TIMEOUT)
+    assert _explain_silence(other, {"10.0.0.53"}).reason is Reason.DNS_TIMEOUT
