@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from edgecheck.host.distro import DEBIAN, read_os_release
+from edgecheck.host.decision import Decision
 from edgecheck.model import CheckResult, Reason, RunContext, Status, Target
 
 CLOCK_OFFSET_WARN_S = 0.5
@@ -244,14 +245,6 @@ def combined_offset(measurements: Sequence[Measurement]) -> Optional[float]:
     if not measurements:
         return None
     return statistics.median(m.offset_s for m in measurements)
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: Status
-    reason: Reason
-    message: str
-    remediation: str = ""
 
 
 def _fmt_offset(offset_s: float) -> str:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.host import sockets
+from edgecheck.host.decision import Decision
 from edgecheck.model import CheckResult, Mode, Reason, RunContext, Status, Target
 
 EXPECT_FREE = "free"
@@ -119,14 +120,6 @@ class Holder:
 
 def _fmt_addr(address: str) -> str:
     return f"[{address}]" if ":" in address else address
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: Status
-    reason: Reason
-    message: str
-    remediation: str = ""
 
 
 def allowed_source(mode: Mode, protocol: str) -> str:
