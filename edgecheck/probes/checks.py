@@ -8,7 +8,7 @@ binds a per-run SharedResolver so a hostname is resolved once per run.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from edgecheck.model import CheckResult, Reason, RunContext, Status, Target, Trust
 from edgecheck.probes import httpget, ike, ntp, remedies
@@ -305,14 +305,11 @@ def _web_via_proxy(run: _Run, resolve: Resolve, scheme: str, host: str, port: in
 
 # ---------------------------------------------------------------------------------------------- NTP
 def check_ntp(target: Target, ctx: RunContext, *, resolve: Optional[Resolve] = None) -> CheckResult:
-    run = _Run(target, ctx)
-    run.ev["route"] = "direct"
-    failed = run.resolve(_resolver_for(ctx, resolve))
-    if failed:
-        return failed
-    port = int(target.port or ntp.NTP_PORT)
-    outcomes = _gather(run.addresses, lambda a: ntp.query(a, run.budget, port), run.budget,
-                       lambda a: ntp.NtpOutcome(a, False, reason=Reason.TIMEOUT, error="no answer in time"))
+    exchanged = _udp_exchange(target, ctx, resolve, ntp.NTP_PORT, ntp.query,
+                              lambda a: ntp.NtpOutcome(a, False, reason=Reason.TIMEOUT, error="no answer in time"))
+    if isinstance(exchanged, CheckResult):
+        return exchanged
+    run, port, outcomes = exchanged
     verdict = ntp.judge_ntp(outcomes)
     run.ev["ntp"] = verdict.best.evidence() if verdict.best else None
     run.ev["ntp_all"] = [o.evidence() for o in outcomes]
@@ -350,14 +347,11 @@ def check_ntp(target: Target, ctx: RunContext, *, resolve: Optional[Resolve] = N
 
 # ---------------------------------------------------------------------------------------------- IKE
 def check_ike(target: Target, ctx: RunContext, *, resolve: Optional[Resolve] = None) -> CheckResult:
-    run = _Run(target, ctx)
-    run.ev["route"] = "direct"
-    failed = run.resolve(_resolver_for(ctx, resolve))
-    if failed:
-        return failed
-    port = int(target.port or ike.IKE_NATT_PORT)
-    outcomes = _gather(run.addresses, lambda a: ike.probe(a, run.budget, port), run.budget,
-                       lambda a: ike.IkeOutcome(a, False, reason=Reason.NO_RESPONSE, error="no answer in time"))
+    exchanged = _udp_exchange(target, ctx, resolve, ike.IKE_NATT_PORT, ike.probe,
+                              lambda a: ike.IkeOutcome(a, False, reason=Reason.NO_RESPONSE, error="no answer in time"))
+    if isinstance(exchanged, CheckResult):
+        return exchanged
+    run, port, outcomes = exchanged
     verdict = ike.judge_ike(outcomes)
     shown = verdict.answered[0] if verdict.answered else (verdict.failing[0] if verdict.failing else None)
     run.ev["ike"] = shown.evidence() if shown else None
@@ -377,6 +371,22 @@ def check_ike(target: Target, ctx: RunContext, *, resolve: Optional[Resolve] = N
                           f"UDP cannot be confirmed without an answer.", remedies.ike_no_response(target))
     return run.result(Status.FAIL, verdict.reason, f"UDP {port} (IPsec NAT-T) to {host} fails: {failing}.",
                       remedies.connect(verdict.reason, target, ctx, [o.address for o in verdict.failing]))
+
+
+def _udp_exchange(target: Target, ctx: RunContext, resolve: Optional[Resolve], default_port: int,
+                  query: Callable[[str, Budget, int], Any], missing: Callable[[str], Any]
+                  ) -> Union[CheckResult, Tuple[_Run, int, List[Any]]]:
+    """Resolve, then query(address, budget, port) every address at once (UDP probes go direct).
+
+    A CheckResult when the name does not resolve, else (run, port, outcomes in address order).
+    """
+    run = _Run(target, ctx)
+    run.ev["route"] = "direct"
+    failed = run.resolve(_resolver_for(ctx, resolve))
+    if failed:
+        return failed
+    port = int(target.port or default_port)
+    return run, port, _gather(run.addresses, lambda a: query(a, run.budget, port), run.budget, missing)
 
 
 def _gather(addresses: Sequence[str], fn: Callable[[str], Any], budget: Budget,

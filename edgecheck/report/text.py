@@ -472,7 +472,7 @@ def _build_finding(report: Report, key: Tuple[Any, ...], checks: List[CheckResul
             "flannel UDP 8472: check systemctl status kubelet and the edge components. If this "
             "host has not joined yet, use --phase join.",
         ]
-    elif reason == "loopback-only":
+    elif reason == Reason.LOOPBACK_ONLY.value:
         f.title = f"Ports listen on loopback only, unreachable from the cloud: {what}"
         f.detail = lambda c: "held by " + "; ".join(_holders(c)) if _holders(c) else ""
         f.advice = [

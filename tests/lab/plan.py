@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from edgecheck.probes.resolver import ip_literal
+
 REPO = Path(__file__).resolve().parents[2]
 
 PUBLIC_POOL = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1: healthy public-mode endpoints
@@ -72,14 +74,6 @@ def load_plan(region: str, mode: str, phase: str, k8s_version: str) -> List[Plan
     return out
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
-
-
 def collect_hosts(regions: Sequence[str]) -> Dict[str, HostRecord]:
     """Every catalog hostname of these regions, both modes; `join` on < 1.26 and >= 1.26 covers
     every install-time and operation endpoint of either version."""
@@ -88,7 +82,7 @@ def collect_hosts(regions: Sequence[str]) -> Dict[str, HostRecord]:
         for mode in ("public", "dedicated"):
             for version in ("1.24", "1.28"):
                 for t in load_plan(region, mode, "join", version):
-                    if _is_ip(t.host):
+                    if ip_literal(t.host) is not None:
                         continue
                     rec = hosts.setdefault(t.host, HostRecord(t.host))
                     rec.probes.add(t.probe)
