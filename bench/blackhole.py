@@ -21,11 +21,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from edgecheck import registry  # noqa: E402
 from edgecheck.catalog import load_catalog  # noqa: E402
-from edgecheck.cli import hard_deadline  # noqa: E402
-from edgecheck.engine import NETWORK_PROBES, run_checks  # noqa: E402
-from edgecheck.model import RunContext  # noqa: E402
+from edgecheck.engine import hard_deadline, run_checks  # noqa: E402
 from edgecheck.plan import HostPort, Selection, build_plan  # noqa: E402
+from edgecheck.runcontext import RunContext  # noqa: E402
 from tests.probes.netns import Netns  # noqa: E402
 from tests.probes.servers import DnsServer  # noqa: E402
 
@@ -42,19 +42,19 @@ def _plan(region: str):
 
 def _run(client: Netns, targets, resolv_conf: str, timeout: float):
     start = time.monotonic()
-    ctx = RunContext(timeout=timeout, deadline=start + hard_deadline(timeout), resolv_conf=resolv_conf,
+    ctx = RunContext(timeout=timeout, deadline=start + hard_deadline(targets, timeout), resolv_conf=resolv_conf,
                      targets=tuple(targets))
     results = client.run(run_checks, targets, ctx)
     return time.monotonic() - start, results
 
 
 def _report(label: str, wall: float, timeout: float, targets, results) -> None:
-    network = [r for t, r in zip(targets, results) if t.probe in NETWORK_PROBES and t.skip is None]
+    network = [r for t, r in zip(targets, results) if registry.get(t.probe).network and t.skip is None]
     reasons = collections.Counter(f"{r.status.value}/{r.reason.value}" for r in network)
     slowest = max((r.duration_ms for r in network), default=0)
     print(f"{label}: {len(targets)} checks ({len(network)} network probes) in {wall:.2f} s "
           f"with --timeout {timeout:g} s (wall/timeout = {wall / timeout:.2f}, overhead {wall - timeout:+.2f} s; "
-          f"hard deadline {hard_deadline(timeout):g} s); slowest probe {slowest} ms")
+          f"hard deadline {hard_deadline(targets, timeout):g} s); slowest probe {slowest} ms")
     print("   network results: " + ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items())))
 
 

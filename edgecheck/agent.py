@@ -6,7 +6,7 @@ then, instead of printing the report:
 - keeps it as JSON in the state directory (`report.json`) and as a node_exporter textfile
   (`edgecheck.prom`), both written atomically so readers never see a partial file;
 - holds a lock (flock on `agent.lock` in the state directory) so a manual run and a timer run
-  never overlap: the second one says so in one line and exits with EXIT_BUSY;
+  never overlap: the second one says so in one line and exits with exitcodes.BUSY;
 - prints one line per run (verdict, counts, duration, where the report went) for the journal;
 - compares with the previous report and prints one more line only when something changed:
   readiness flipped (naming the checks that started or stopped failing), or the set of failing
@@ -27,15 +27,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
+from edgecheck import exitcodes
 from edgecheck.atomicfile import write_atomic
 from edgecheck.errors import UsageError
-
-# Exit codes beyond SPEC section 5 (0 ready, 1 not ready, 2 usage). sysexits.h values, so they
-# never clash with 0/1/2 nor with a shell's 126/127/128+N:
-EXIT_BUSY = 75  # EX_TEMPFAIL: another agent run holds the lock; nothing was probed or written
-EXIT_IO = 74  # EX_IOERR: the checks ran but the report or the metrics could not be written
+from edgecheck.model import Report
 
 DEFAULT_STATE_DIR = "/var/lib/edgecheck"
 DEFAULT_TEXTFILE = "/var/lib/prometheus/node-exporter/edgecheck.prom"
@@ -95,7 +92,7 @@ class Outcome:
 
     exit_code: int
     lines: Tuple[LogLine, ...]
-    report: Any = None  # the Report, when the checks ran
+    report: Optional[Report] = None  # when the checks ran
 
 
 def _is_fail(state: Optional[CheckState]) -> bool:
@@ -281,29 +278,21 @@ def _prepare_state_dir(state_dir: Path) -> None:
 
 
 def run_agent(
-    execute: Callable[[], Any],
+    execute: Callable[[], Report],
     *,
-    state_dir: os.PathLike | str,
-    textfile_path: Optional[os.PathLike | str],
-    render_json: Optional[Callable[[Any], str]] = None,
-    render_prometheus: Optional[Callable[[Any], str]] = None,
-    exit_code_of: Optional[Callable[[Any], int]] = None,
+    state_dir: Union[os.PathLike, str],
+    textfile_path: Optional[Union[os.PathLike, str]],
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
     """One agent run: lock, execute, compare with the previous report, write both files.
 
-    `execute` returns a Report (normally: plan + engine with the run options). Usage errors it
-    raises propagate (exit 2, nothing written); so do unexpected errors, after the lock is
-    released: the CLI turns them into its one-line internal-error message. The previous files
-    are then left in place, so the metrics' last-run timestamp goes stale and alerts.
-    `exit_code_of(report)` maps the verdict to 0/1 (e.g. with --strict); default: ready -> 0.
+    `execute` returns a diagnosed Report (edgecheck.runner.run). Usage errors it raises propagate
+    (exit 2, nothing written); so do unexpected errors, after the lock is released: the CLI turns
+    them into its one-line internal-error message. The previous files are then left in place, so
+    the metrics' last-run timestamp goes stale and alerts. The exit code is the report's verdict
+    (--strict included), or 74 when a file could not be written.
     """
-    if render_json is None or render_prometheus is None:
-        # Imported lazily: the report package is only needed once there is a report to write.
-        from edgecheck.report import render_prometheus as _prom, to_json as _json
-
-        render_json = render_json or _json
-        render_prometheus = render_prometheus or _prom
+    from edgecheck.report import to_json
 
     state = Path(state_dir)
     _prepare_state_dir(state)
@@ -313,14 +302,14 @@ def run_agent(
     with agent_lock(state / LOCK_FILE) as acquired:
         if not acquired:
             return Outcome(
-                EXIT_BUSY,
+                exitcodes.BUSY,
                 (LogLine(PRIO_NOTICE, f"another edgecheck agent run holds {state / LOCK_FILE}; skipped this run"),),
             )
         started = clock()
         report = execute()
         seconds = clock() - started
 
-        text = render_json(report)
+        text = to_json(report)
         doc = json.loads(text)
         prev, note = read_previous(state_file)
         if note:
@@ -329,39 +318,41 @@ def run_agent(
         if change is not None:
             lines.append(change)
 
-        written: List[str] = []
-        failed = False
-        try:
-            write_atomic(state_file, text if text.endswith("\n") else text + "\n", mode=0o644)
-            written.append(f"report {state_file}")
-        except OSError as exc:
-            failed = True
-            written.append(f"report NOT written to {state_file} ({exc.strerror or exc})")
-
-        if textfile_path:
-            prom = Path(textfile_path)
-            if not prom.parent.is_dir():
-                # node_exporter not installed (yet): not an agent failure, but visible every run.
-                written.append(f"metrics not written (no directory {prom.parent})")
-            else:
-                try:
-                    write_atomic(prom, render_prometheus(report), mode=0o644)
-                    written.append(f"metrics {prom}")
-                except OSError as exc:
-                    failed = True
-                    written.append(f"metrics NOT written to {prom} ({exc.strerror or exc})")
-
+        written, failed = _write_files(report, text, state_file, textfile_path)
         summary = run_line(doc, seconds, written)
         if failed:
             summary = LogLine(PRIO_ERR, summary.text)
         lines.append(summary)
-        if failed:
-            exit_code = EXIT_IO
-        elif exit_code_of is not None:
-            exit_code = exit_code_of(report)
-        else:
-            exit_code = 0 if doc.get("ready") else 1
+        exit_code = exitcodes.OUTPUT_ERROR if failed else exitcodes.for_verdict(report.passes)
         return Outcome(exit_code, tuple(lines), report)
+
+
+def _write_files(report: Report, text: str, state_file: Path,
+                 textfile_path: Optional[Union[os.PathLike, str]]) -> Tuple[List[str], bool]:
+    """Both files, each atomically; (what each write did, whether one failed)."""
+    from edgecheck.report import render_prometheus
+
+    written: List[str] = []
+    failed = False
+    try:
+        write_atomic(state_file, text, mode=0o644)
+        written.append(f"report {state_file}")
+    except OSError as exc:
+        failed = True
+        written.append(f"report NOT written to {state_file} ({exc.strerror or exc})")
+    if textfile_path:
+        prom = Path(textfile_path)
+        if not prom.parent.is_dir():
+            # node_exporter not installed (yet): not an agent failure, but visible every run.
+            written.append(f"metrics not written (no directory {prom.parent})")
+        else:
+            try:
+                write_atomic(prom, render_prometheus(report), mode=0o644)
+                written.append(f"metrics {prom}")
+            except OSError as exc:
+                failed = True
+                written.append(f"metrics NOT written to {prom} ({exc.strerror or exc})")
+    return written, failed
 
 
 def stream_is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Union
+
+# A temp file older than this was left by a killed run (SIGKILL, power loss), not by a run in
+# progress: runs have a hard deadline far below it.
+STALE_TEMP_AGE_S = 15 * 60
 
 
 def write_atomic(path: Union[str, Path], data: Union[str, bytes], mode: int = 0o644) -> None:
     """Write `data` to `path` via a temp file in the same directory, fsync, rename.
 
-    On any error the temp file is removed and the previous file at `path` is untouched.
+    Temp files a killed earlier write left next to `path` are removed first. On any error the
+    temp file is removed and the previous file at `path` is untouched.
     """
     path = Path(path)
+    remove_stale_temps(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -40,3 +48,22 @@ def write_atomic(path: Union[str, Path], data: Union[str, bytes], mode: int = 0o
         pass
     finally:
         os.close(dfd)
+
+
+def remove_stale_temps(path: Path, max_age: float = STALE_TEMP_AGE_S) -> None:
+    """Delete temp files a killed earlier write left next to `path` (never a live write's)."""
+    # write_atomic names them ".<name>.<8 mkstemp chars>.tmp"; match only that exact shape.
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.[a-z0-9_]{8}\.tmp$")
+    now = time.time()
+    try:
+        entries = list(os.scandir(str(path.parent)))
+    except OSError:
+        return
+    for entry in entries:
+        if not pattern.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(entry.path)
+        except OSError:
+            pass

@@ -10,12 +10,13 @@ import ipaddress
 import re
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from edgecheck import registry
 from edgecheck.errors import UsageError
-from edgecheck.model import Mode, Probe, Stage, ToolSpec, Trust
+from edgecheck.model import Component, Mode, Stage, ToolSpec, Trust
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +79,7 @@ class EndpointEntry:
     host: Optional[str] = None
     host_from: Optional[str] = None
     protocol: str = "tcp"
-    probe: Optional[Probe] = None
+    probe: Optional[str] = None  # a probe kind of edgecheck.registry; None: its default for the port
     modes: FrozenSet[Mode] = frozenset(Mode)
     stage: Stage = Stage.OPERATION
     k8s: Optional[VersionRule] = None
@@ -103,6 +104,8 @@ class InboundEntry:
     origin: str
     modes: FrozenSet[Mode] = frozenset(Mode)
     plugins: Optional[FrozenSet[str]] = None
+    component: Optional[str] = None
+    allowed_from: Mapping[str, str] = field(default_factory=dict)  # mode -> who must reach the port
     notes: Tuple[str, ...] = ()
 
 
@@ -142,6 +145,14 @@ class Catalog:
     tools: Tuple[ToolEntry, ...]
     regions: Mapping[str, Region]
     routes: Mapping[str, RouteBlock]
+    components: Mapping[str, Component] = field(default_factory=dict)
+    leftover_processes: Tuple[str, ...] = ()
+    titles: Mapping[str, str] = field(default_factory=dict)  # documentation file -> page title
+
+    def title(self, source: str) -> str:
+        """The page title(s) for an entry's `source` ("001_x.txt, 003_y.txt"); a user targets file
+        is its own path."""
+        return "; ".join(self.titles.get(part.strip(), part.strip()) for part in source.split(","))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +294,7 @@ _ENDPOINT_READERS: Dict[str, Callable[[Any], Any]] = {
     "host_from": _choice(HOST_INPUTS),
     "ports": _ports,
     "protocol": _choice(("tcp", "udp")),
-    "probe": _choice([Probe.HTTPS.value, Probe.HTTP.value, Probe.TCP.value, Probe.NTP.value, Probe.IKE.value]),
+    "probe": _choice([p.name for p in registry.endpoint_probes()]),
     "modes": _modes,
     "stage": _choice([s.value for s in Stage]),
     "k8s": _version_rule,
@@ -299,6 +310,15 @@ _ENDPOINT_READERS: Dict[str, Callable[[Any], Any]] = {
     "source": _str,
 }
 
+def _per_mode(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError("must be a table of mode = text")
+    for mode, text in value.items():
+        _choice([m.value for m in Mode])(mode)
+        _str(text)
+    return dict(value)
+
+
 _INBOUND_READERS: Dict[str, Callable[[Any], Any]] = {
     "id": _str,
     "name": _str,
@@ -306,8 +326,15 @@ _INBOUND_READERS: Dict[str, Callable[[Any], Any]] = {
     "protocol": _choice(("tcp", "udp")),
     "modes": _modes,
     "plugins": _plugins,
+    "component": _str,
+    "allowed_from": _per_mode,
     "notes": _str_list,
     "source": _str,
+}
+
+_COMPONENT_READERS: Dict[str, Callable[[Any], Any]] = {
+    "check": _str,
+    "bind": _str,
 }
 
 _TOOL_READERS: Dict[str, Callable[[Any], Any]] = {
@@ -355,14 +382,17 @@ def _read_endpoint(path: str, index: int, raw: Any, *, default_source: Optional[
         raise table.fail("needs exactly one of 'host' or 'host_from'")
     source = v.get("source", default_source)
     if source is None:
-        raise table.fail("missing required key 'source' (the seed the entry comes from)")
+        raise table.fail("missing required key 'source' (the documentation page the entry comes from)")
     protocol = v.get("protocol", "tcp")
-    probe = Probe(v["probe"]) if "probe" in v else None
-    udp_probes = (Probe.NTP, Probe.IKE)
-    if probe is not None and (protocol == "udp") != (probe in udp_probes):
-        raise table.fail(f"probe {probe.value!r} does not work over {protocol}")
-    if probe is None and protocol == "udp" and not set(v["ports"]) <= {123, 4500}:
-        raise table.fail("udp ports other than 123 (ntp) and 4500 (ike) need an explicit 'probe'")
+    probe = v.get("probe")
+    if probe is not None and registry.get(probe).transport != protocol:
+        raise table.fail(f"probe {probe!r} does not work over {protocol}")
+    if probe is None:
+        unprobed = [port for port in v["ports"] if registry.default_probe(protocol, port) is None]
+        if unprobed:
+            known = ", ".join(f"{port} ({p.name})" for p in registry.endpoint_probes(protocol) for port in p.default_ports)
+            raise table.fail(f"{protocol} ports without a default probe need an explicit 'probe' "
+                             f"(port {unprobed[0]}; defaults: {known})")
     if "cidrs" in v and "routes" in v:
         raise table.fail("use either 'routes' or 'cidrs', not both")
     if "regions" in v and "except_regions" in v:
@@ -399,7 +429,7 @@ def _read_inbound(path: str, index: int, raw: Any, *, default_source: Optional[s
     _check_id(table)
     source = v.get("source", default_source)
     if source is None:
-        raise table.fail("missing required key 'source' (the seed the entry comes from)")
+        raise table.fail("missing required key 'source' (the documentation page the entry comes from)")
     return InboundEntry(
         id=v["id"],
         name=v["name"],
@@ -409,6 +439,8 @@ def _read_inbound(path: str, index: int, raw: Any, *, default_source: Optional[s
         origin=path,
         modes=v.get("modes", frozenset(Mode)),
         plugins=v.get("plugins"),
+        component=v.get("component"),
+        allowed_from=v.get("allowed_from", {}),
         notes=v.get("notes", ()),
     )
 
@@ -440,29 +472,67 @@ def _array(path: str, doc: Mapping[str, Any], key: str) -> List[Any]:
     return value
 
 
-def parse_targets_document(
-    path: str, text: str, *, builtin: bool
-) -> Tuple[List[EndpointEntry], List[InboundEntry], Dict[str, RouteBlock]]:
-    """Endpoints, inbound ports and route blocks of one file in the catalog format."""
+@dataclass(frozen=True)
+class TargetsDocument:
+    """One file in the catalog format: the built-in endpoints.toml or a user's targets file."""
+
+    endpoints: Tuple[EndpointEntry, ...]
+    inbound: Tuple[InboundEntry, ...]
+    routes: Mapping[str, RouteBlock] = field(default_factory=dict)
+    components: Mapping[str, Component] = field(default_factory=dict)
+    leftover_processes: Tuple[str, ...] = ()
+
+
+_BUILTIN_ONLY = ("routes", "component", "leftover_processes")
+
+
+def parse_targets_document(path: str, text: str, *, builtin: bool) -> TargetsDocument:
+    """Endpoints, inbound ports (and, in the built-in catalog, route blocks and components)."""
     doc = _parse_toml(path, text)
     _check_schema(path, doc)
-    _check_top_keys(path, doc, ("endpoint", "inbound", "routes") if builtin else ("endpoint", "inbound"))
+    _check_top_keys(path, doc, ("endpoint", "inbound") + (_BUILTIN_ONLY if builtin else ()))
     default_source = None if builtin else path
-    endpoints = [
+    endpoints = tuple(
         _read_endpoint(path, i, raw, default_source=default_source) for i, raw in enumerate(_array(path, doc, "endpoint"))
-    ]
-    inbound = [
+    )
+    inbound = tuple(
         _read_inbound(path, i, raw, default_source=default_source) for i, raw in enumerate(_array(path, doc, "inbound"))
-    ]
-    routes: Dict[str, RouteBlock] = {}
-    raw_routes = doc.get("routes", {})
-    if not isinstance(raw_routes, dict):
-        raise CatalogError(f"{path}: 'routes' must be a table")
-    for name, raw in raw_routes.items():
-        table = _Table(path, f"routes.{name}", raw, _ROUTE_READERS)
-        table.require("cidrs", "source")
-        routes[name] = RouteBlock(table.values["cidrs"], table.values["source"], table.values.get("notes", ()))
-    return endpoints, inbound, routes
+    )
+    routes = {
+        name: RouteBlock(t.values["cidrs"], t.values["source"], t.values.get("notes", ()))
+        for name, t in _tables(path, doc, "routes", _ROUTE_READERS, ("cidrs", "source"))
+    }
+    components = {
+        name: Component(name, t.values["check"], t.values["bind"])
+        for name, t in _tables(path, doc, "component", _COMPONENT_READERS, ("check", "bind"))
+    }
+    leftovers = doc.get("leftover_processes", [])
+    try:
+        leftover_processes = _str_list(leftovers)
+    except ValueError as exc:
+        raise CatalogError(f"{path}: leftover_processes: {exc}") from None
+    return TargetsDocument(endpoints, inbound, routes, components, leftover_processes)
+
+
+def _tables(path: str, doc: Mapping[str, Any], key: str, readers: Mapping[str, Callable[[Any], Any]],
+            required: Sequence[str]) -> List[Tuple[str, "_Table"]]:
+    raw_tables = doc.get(key, {})
+    if not isinstance(raw_tables, dict):
+        raise CatalogError(f"{path}: {key!r} must be a table")
+    out = []
+    for name, raw in raw_tables.items():
+        table = _Table(path, f"{key}.{name}", raw, readers)
+        table.require(*required)
+        out.append((name, table))
+    return out
+
+
+def parse_sources_document(path: str, text: str) -> Dict[str, str]:
+    """Documentation file -> page title (targets/sources.toml)."""
+    doc = _parse_toml(path, text)
+    _check_schema(path, doc)
+    _check_top_keys(path, doc, ("source",))
+    return {name: t.values["title"] for name, t in _tables(path, doc, "source", {"title": _str}, ("title",))}
 
 
 def parse_regions_document(path: str, text: str) -> Dict[str, Region]:
@@ -539,24 +609,49 @@ def _reject_duplicates(kind: str, entries: Sequence[Any]) -> None:
         seen[entry.id] = entry.origin
 
 
+def _check_components(doc: TargetsDocument, components: Mapping[str, Component]) -> None:
+    for entry in doc.inbound:
+        if entry.component is not None and entry.component not in components:
+            raise CatalogError(f"{entry.origin}: inbound {entry.id!r}: unknown component {entry.component!r}")
+
+
+def _check_sources(path: str, sources: Iterable[str], titles: Mapping[str, str]) -> None:
+    """Every source the built-in catalog cites is a page of targets/sources.toml."""
+    for source in sources:
+        for part in source.split(","):
+            if part.strip() not in titles:
+                raise CatalogError(f"{path}: source {part.strip()!r} is not a page of targets/sources.toml")
+
+
 def load_catalog(extra_files: Sequence[str] = ()) -> Catalog:
     """The shipped catalog merged with the user's targets files, validated as a whole."""
+    titles = parse_sources_document(*_builtin_text("sources.toml"))
     path, text = _builtin_text("endpoints.toml")
-    endpoints, inbound, routes = parse_targets_document(path, text, builtin=True)
+    builtin = parse_targets_document(path, text, builtin=True)
+    _check_components(builtin, builtin.components)
+    _check_sources(path, [e.source for e in builtin.endpoints + builtin.inbound]
+                   + [r.source for r in builtin.routes.values()], titles)
+    endpoints, inbound = list(builtin.endpoints), list(builtin.inbound)
     for extra in extra_files:
-        more_endpoints, more_inbound, _ = parse_targets_document(extra, _read_user_file(extra), builtin=False)
-        endpoints += more_endpoints
-        inbound += more_inbound
+        user = parse_targets_document(extra, _read_user_file(extra), builtin=False)
+        _check_components(user, builtin.components)
+        endpoints += user.endpoints
+        inbound += user.inbound
     _reject_duplicates("endpoint", endpoints)
     _reject_duplicates("inbound", inbound)
-    if "cloud" not in routes:
+    if "cloud" not in builtin.routes:
         raise CatalogError(f"{path}: missing [routes.cloud] (the dedicated-mode cloud services block)")
     regions = parse_regions_document(*_builtin_text("regions.toml"))
     tools = parse_tools_document(*_builtin_text("tools.toml"))
+    _check_sources("targets/regions.toml", [r.source for r in regions.values()], titles)
+    _check_sources("targets/tools.toml", [t.source for t in tools], titles)
     return Catalog(
         endpoints=tuple(endpoints),
         inbound=tuple(inbound),
         tools=tuple(tools),
         regions=regions,
-        routes=routes,
+        routes=builtin.routes,
+        components=builtin.components,
+        leftover_processes=builtin.leftover_processes,
+        titles=titles,
     )

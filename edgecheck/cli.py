@@ -1,4 +1,4 @@
-"""Command line: parses options and wires catalog -> plan -> checks -> report. Nothing else.
+"""Command line: parses options and wires them to the runner and the renderers. Nothing else.
 
 Heavy modules (dnspython, requests, psutil) are imported inside the commands that need them, so
 `edgecheck --help` starts fast.
@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-
-from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import click
 
-from edgecheck import __version__
-from edgecheck.errors import EdgecheckError, UsageError
-
-# sysexits' EX_SOFTWARE: distinct from 0 (ready), 1 (not ready) and 2 (usage).
-EXIT_INTERNAL_ERROR = 70
-PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
+from edgecheck import __version__, exitcodes
+from edgecheck.errors import EdgecheckError
 
 
 def _split_commas(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> Tuple[str, ...]:
@@ -63,154 +56,10 @@ def probe_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="edgecheck")
-@click.option("--debug", is_flag=True, envvar="EDGECHECK_DEBUG", help="Show tracebacks for internal errors.")
-def main(debug: bool) -> None:
+# Read by cli_entry from argv and the environment (it must know before click parses anything).
+@click.option("--debug", is_flag=True, envvar="EDGECHECK_DEBUG", expose_value=False, help="Show tracebacks for internal errors.")
+def main() -> None:
     """Can this host join an ACK Edge cluster and keep working? If not, what exactly is blocked."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Building blocks shared by the commands
-# ---------------------------------------------------------------------------------------------
-
-
-def build_selection(
-    *,
-    region: Optional[str],
-    mode: str,
-    phase: Optional[str],
-    k8s_version: Optional[str],
-    apiserver: Optional[str],
-    raven_gateways: Sequence[str],
-    tunnel_server: Optional[str],
-    network_plugin: str,
-    self_host_ntp: bool,
-    default_phase: str = "join",
-    **_ignored: Any,
-):
-    from edgecheck.model import Mode, Phase
-    from edgecheck.plan import DEFAULT_APISERVER_PORT, Selection, parse_host, parse_host_port, parse_k8s_version, parse_region
-
-    if not region:
-        raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
-    return Selection(
-        region=parse_region(region),
-        mode=Mode(mode),
-        phase=Phase(phase or default_phase),
-        k8s_version=parse_k8s_version(k8s_version),
-        network_plugin=network_plugin,
-        self_host_ntp=self_host_ntp,
-        apiserver=parse_host_port(apiserver, "--apiserver", DEFAULT_APISERVER_PORT) if apiserver else None,
-        raven_gateways=tuple(dict.fromkeys(parse_host(h, "--raven-gateway") for h in raven_gateways)),
-        tunnel_server=parse_host(tunnel_server, "--tunnel-server") if tunnel_server else None,
-    )
-
-
-def build_plan_from_options(options: Dict[str, Any], default_phase: str = "join"):
-    """(selection, plan) from the selection options; raises UsageError before any packet."""
-    from edgecheck.catalog import load_catalog
-    from edgecheck.plan import build_plan
-
-    selection = build_selection(default_phase=default_phase, **options)
-    catalog = load_catalog(options.get("targets_files") or ())
-    return selection, build_plan(catalog, selection)
-
-
-def _readable_file(path: str, what: str) -> str:
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise UsageError(f"{what} {path!r} is not a readable file")
-    return path
-
-
-def resolve_ca_bundle(option: Optional[str], environ: Dict[str, str]) -> Tuple[Optional[str], str]:
-    """The one trust source every TLS probe uses, and where it came from."""
-    if option:
-        return _readable_file(option, "--ca-bundle"), "--ca-bundle"
-    for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        if environ.get(variable):
-            return _readable_file(environ[variable], variable), variable
-    return None, "system trust store"
-
-
-def hard_deadline(timeout: float) -> float:
-    """Seconds after which a run stops waiting, however many probes hang (SPEC section 6)."""
-    return timeout * 2 + 2.0
-
-
-def selection_params(selection: Any, options: Dict[str, Any]) -> Dict[str, Any]:
-    version = selection.k8s_version
-    return {
-        "region": selection.region,
-        "mode": selection.mode.value,
-        "phase": selection.phase.value,
-        "k8s_version": f"{version[0]}.{version[1]}" if version else None,
-        "network_plugin": selection.network_plugin,
-        "self_host_ntp": selection.self_host_ntp,
-        "apiserver": str(selection.apiserver) if selection.apiserver else None,
-        "raven_gateways": list(selection.raven_gateways),
-        "tunnel_server": selection.tunnel_server,
-        "targets_files": list(options.get("targets_files") or ()),
-    }
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A validated run, ready to probe: nothing has been sent yet."""
-
-    plan: Any  # edgecheck.plan.Plan
-    ctx: Any  # edgecheck.model.RunContext
-    params: Dict[str, Any]
-    started: float  # time.monotonic()
-    started_wall: float  # time.time()
-
-
-def prepare(options: Dict[str, Any], *, default_phase: str = "join") -> Prepared:
-    """Validate every input and build the plan; raises UsageError before any packet is sent."""
-    from edgecheck.model import RunContext
-
-    started_wall, started = time.time(), time.monotonic()
-    selection, plan = build_plan_from_options(options, default_phase)
-    ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), dict(os.environ))
-    apiserver_ca = options.get("apiserver_ca")
-    if apiserver_ca:
-        _readable_file(apiserver_ca, "--apiserver-ca")
-    timeout = options["timeout"]
-    ctx = RunContext(
-        timeout=timeout,
-        deadline=started + hard_deadline(timeout),
-        ca_bundle=ca_bundle,
-        apiserver_ca=apiserver_ca,
-        environ={k: v for k, v in os.environ.items() if k.lower() in PROXY_VARIABLES},
-        phase=selection.phase,
-        mode=selection.mode,
-        targets=plan.targets,
-    )
-    params = selection_params(selection, options)
-    params.update(
-        timeout=timeout,
-        trust=trust_source,
-        ca_bundle=ca_bundle,
-        apiserver_ca=apiserver_ca,
-        strict=bool(options.get("strict")),
-    )
-    return Prepared(plan, ctx, params, started, started_wall)
-
-
-def probe(prepared: Prepared):
-    """Run every check of the plan and assemble the Report."""
-    from edgecheck.engine import run_checks
-    from edgecheck.model import Report
-    from edgecheck.report import host_info
-
-    results = run_checks(prepared.plan.targets, prepared.ctx)
-    return Report(
-        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
-        agent_version=__version__,
-        host=host_info(),
-        params=prepared.params,
-        checks=results,
-        warnings=list(prepared.plan.warnings),
-        duration_ms=int((time.monotonic() - prepared.started) * 1000),
-    )
 
 
 def _warn(message: str) -> None:
@@ -229,18 +78,19 @@ def _warn(message: str) -> None:
 @click.option("--output", "outputs", envvar="EDGECHECK_OUTPUT", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Also write the report to PATH, atomically (format from --format or the extension; once per format).")
 def run(fmt: str, outputs: Tuple[str, ...], **options: Any) -> None:
     """Probe everything the plan lists and report what is blocked."""
-    prepared = prepare(options)
     from edgecheck import report as reports
+    from edgecheck import runner
 
+    prepared = runner.prepare(options)
     reports.check_outputs(outputs, fmt)
-    report = probe(prepared)
+    report = runner.run(prepared)
     if fmt != "text":  # the text report shows plan warnings itself
         for warning in report.warnings:
             _warn(warning)
     color = fmt == "text" and reports.use_color(sys.stdout)
     click.echo(reports.render(report, fmt, verbose=options["verbose"], color=color), nl=False)
     reports.write_outputs(report, outputs, fmt, verbose=options["verbose"])
-    sys.exit(reports.exit_code(report, strict=options["strict"]))
+    sys.exit(exitcodes.for_verdict(report.passes))
 
 
 @main.command()
@@ -249,9 +99,10 @@ def run(fmt: str, outputs: Tuple[str, ...], **options: Any) -> None:
 def targets(fmt: str, **options: Any) -> None:
     """Print the plan: every target `run` would check, and why. Sends no packet."""
     from edgecheck.planview import plan_json, plan_text
+    from edgecheck.runner import plan_from_options, selection_params
 
-    selection, plan = build_plan_from_options(options)
-    params = selection_params(selection, options)
+    plan = plan_from_options(options)
+    params = selection_params(plan.selection, options)
     if fmt == "json":
         click.echo(plan_json(plan, params))
         return
@@ -288,7 +139,7 @@ def cli_entry(argv: Optional[List[str]] = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("edgecheck: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -297,21 +148,21 @@ def cli_entry(argv: Optional[List[str]] = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("edgecheck: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except BrokenPipeError:
         # A reader like `| head` went away; nothing left to say.
-        sys.exit(1)
+        sys.exit(exitcodes.NOT_READY)
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
         if _debug_requested(argv):
             import traceback
 
             traceback.print_exc()
-            sys.exit(EXIT_INTERNAL_ERROR)
+            sys.exit(exitcodes.INTERNAL_ERROR)
         click.echo(
             f"edgecheck: internal error: {type(exc).__name__}: {exc} (run again with --debug for a traceback)",
             err=True,
         )
-        sys.exit(EXIT_INTERNAL_ERROR)
+        sys.exit(exitcodes.INTERNAL_ERROR)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,19 +179,17 @@ def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: 
     """Run the checks for the fleet agent (systemd timer): keep the last report as JSON and
     Prometheus metrics, log one line per run and a line when readiness changes. Default phase:
     running. Exit 0 ready, 1 not ready, 2 usage, 74 report not written, 75 another run active."""
-    from edgecheck import agent as fleet
-    from edgecheck import report as reports
+    from edgecheck import agent, runner
 
-    textfile_path = fleet.parse_textfile(textfile)
+    textfile_path = agent.parse_textfile(textfile)
     # Inputs are validated before the lock is taken: a usage error exits 2 having sent nothing.
-    prepared = prepare(options, default_phase="running")
-    outcome = fleet.run_agent(
-        lambda: probe(prepared),
-        state_dir=state_dir or fleet.default_state_dir(os.environ),
+    prepared = runner.prepare(options, default_phase="running")
+    outcome = agent.run_agent(
+        lambda: runner.run(prepared),
+        state_dir=state_dir or agent.default_state_dir(os.environ),
         textfile_path=textfile_path,
-        exit_code_of=lambda report: reports.exit_code(report, strict=options["strict"]),
     )
-    fleet.emit(outcome.lines)
+    agent.emit(outcome.lines)
     sys.exit(outcome.exit_code)
 
 

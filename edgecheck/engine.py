@@ -3,76 +3,51 @@
 Results come back in plan order whatever happens: a probe that raises becomes fail/internal-error,
 a probe still running at the deadline becomes fail/deadline-exceeded and is abandoned on its
 daemon thread (concurrent.futures would join it at interpreter exit and hang the run).
+
+Scheduling comes from the registry: local checks first (they are quick and must not queue behind
+hung network probes), and a probe kind that reads others' results (`after`) runs once they are
+published in the run's facts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import math
 import threading
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from edgecheck.model import CheckResult, Probe, Reason, RunContext, Status, Target
-from edgecheck.probes.resolver import SharedResolver
+from edgecheck import registry
+from edgecheck.evidence import Crash
+from edgecheck.model import CheckResult, Evidence, Reason, Status, Target
+from edgecheck.runcontext import RunContext
 
 CheckFn = Callable[[Target, RunContext], CheckResult]
+Item = Tuple[int, Target]
 
-NETWORK_PROBES = (Probe.HTTPS, Probe.HTTP, Probe.TCP, Probe.NTP, Probe.IKE)
-
-# Host checks belong to another module; imported only when a plan needs them.
-HOST_CHECKS: Mapping[Probe, str] = {
-    Probe.INBOUND: "edgecheck.host.ports:check_inbound",
-    Probe.TOOL: "edgecheck.host.tools:check_tool",
-    Probe.CLOCK: "edgecheck.host.clock:check_clock",
-}
-
-# When the caller gives no deadline, one is still imposed: enough for every wave of probes.
-DEADLINE_SLACK_S = 2.0
+MAX_IN_FLIGHT = 32
+DEADLINE_SLACK_S = 2.0  # the last syscalls returning, results collected, after the last wave
 
 
-class _LazyCheck:
-    """Imports module:function on first call so a missing host module only fails its own checks."""
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    def __call__(self, target: Target, ctx: RunContext) -> CheckResult:
-        module, _, name = self.spec.partition(":")
-        return getattr(importlib.import_module(module), name)(target, ctx)
-
-
-def registry(resolver: Optional[SharedResolver] = None) -> Dict[Probe, CheckFn]:
-    """Probe -> check(target, ctx). Network checks share one resolver (one lookup per name per run)."""
-    from edgecheck.probes import checks
-
-    bind = (lambda fn: functools.partial(fn, resolve=resolver.resolve)) if resolver else (lambda fn: fn)
-    table: Dict[Probe, CheckFn] = {
-        Probe.HTTPS: bind(checks.check_https),
-        Probe.HTTP: bind(checks.check_http),
-        Probe.TCP: bind(checks.check_tcp),
-        Probe.NTP: bind(checks.check_ntp),
-        Probe.IKE: bind(checks.check_ike),
-    }
-    for probe, spec in HOST_CHECKS.items():
-        table[probe] = _LazyCheck(spec)
-    return table
+def hard_deadline(targets: Sequence[Target], timeout: float, max_in_flight: int = MAX_IN_FLIGHT) -> float:
+    """Seconds after which a run stops waiting, however many probes hang (SPEC section 6): one
+    probe timeout per wave of network probes that cannot run at once, one for the local checks
+    and the kinds that run after others (the clock after NTP), and a little slack."""
+    network = [t for t in targets if t.skip is None and registry.get(t.probe).network]
+    waves = max(1, math.ceil(len(network) / max(1, max_in_flight)))
+    return timeout * (waves + 1) + DEADLINE_SLACK_S
 
 
 def _skip_result(target: Target) -> CheckResult:
     assert target.skip is not None
-    return CheckResult.of(target, Status.SKIP, target.skip.reason, target.skip.message)
+    return CheckResult(target, Status.SKIP, target.skip.reason, target.skip.message)
 
 
 def _internal_error(target: Target, exc: BaseException, started: float) -> CheckResult:
-    return CheckResult.of(
-        target, Status.FAIL, Reason.INTERNAL_ERROR,
-        f"The {target.probe.value} check crashed: {type(exc).__name__}: {exc}.",
-        remediation="This is a bug in edgecheck, not a finding about the host: rerun with --debug and report it.",
-        evidence={"exception": type(exc).__name__, "error": str(exc)},
-        duration_ms=int((time.monotonic() - started) * 1000))
+    return CheckResult(target, Status.FAIL, Reason.INTERNAL_ERROR,
+                       f"The {target.probe} check crashed: {type(exc).__name__}: {exc}.",
+                       evidence=Evidence(Crash(type(exc).__name__, str(exc))),
+                       duration_ms=int((time.monotonic() - started) * 1000))
 
 
 def _deadline_result(target: Target, started: Optional[float], now: float) -> CheckResult:
@@ -80,28 +55,26 @@ def _deadline_result(target: Target, started: Optional[float], now: float) -> Ch
         msg = "The check did not start before the run's overall deadline."
     else:
         msg = f"The check was still running at the run's overall deadline ({now - started:.1f} s in) and was abandoned."
-    return CheckResult.of(
-        target, Status.FAIL, Reason.DEADLINE_EXCEEDED, msg,
-        remediation="Rerun with fewer targets or a longer --timeout; a probe that outlives its own timeout is a bug worth reporting.",
-        duration_ms=int((now - started) * 1000) if started is not None else 0)
+    return CheckResult(target, Status.FAIL, Reason.DEADLINE_EXCEEDED, msg,
+                       duration_ms=int((now - started) * 1000) if started is not None else 0)
 
 
 class _Batch:
     """A set of targets run on daemon worker threads; collect() returns by the deadline."""
 
-    def __init__(self, items: Sequence[tuple], table: Mapping[Probe, CheckFn], ctx: RunContext,
-                 max_in_flight: int, deadline: float) -> None:
-        self.items = list(items)  # (index, target)
-        self.table, self.ctx, self.deadline = table, ctx, deadline
+    def __init__(self, items: Sequence[Item], table: Mapping[str, CheckFn], ctx: RunContext,
+                 max_in_flight: int) -> None:
+        self.items = list(items)
+        self.table, self.ctx = table, ctx
         self.results: Dict[int, CheckResult] = {}
         self.started: Dict[int, float] = {}
         self.cond = threading.Condition()
         self.next = 0
         self.workers = max(1, min(max_in_flight, len(self.items)))
 
-    def _take(self) -> Optional[tuple]:
+    def _take(self) -> Optional[Item]:
         with self.cond:
-            if self.next >= len(self.items) or time.monotonic() >= self.deadline:
+            if self.next >= len(self.items) or time.monotonic() >= self.ctx.deadline:
                 return None
             item = self.items[self.next]
             self.next += 1
@@ -132,7 +105,7 @@ class _Batch:
             threading.Thread(target=self._work, daemon=True, name=f"edgecheck-check-{n}").start()
         with self.cond:
             while len(self.results) < len(self.items):
-                left = self.deadline - time.monotonic()
+                left = self.ctx.deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.cond.wait(left)
@@ -143,42 +116,42 @@ class _Batch:
             return dict(self.results)
 
 
-def _effective_deadline(targets: Sequence[Target], ctx: RunContext, max_in_flight: int) -> float:
-    if math.isfinite(ctx.deadline):
-        return ctx.deadline
-    waves = max(1, math.ceil(len(targets) / max(1, max_in_flight)))
-    return time.monotonic() + ctx.timeout * (waves + 1) + DEADLINE_SLACK_S
+class _Loaded:
+    """The registry's check for a probe kind, imported on first call: a broken module only fails
+    its own checks (as internal errors), never the run."""
+
+    def __init__(self, probe: registry.ProbeKind) -> None:
+        self.probe = probe
+
+    def __call__(self, target: Target, ctx: RunContext) -> CheckResult:
+        return self.probe.load()(target, ctx)
 
 
-def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int = 32,
-               table: Optional[Mapping[Probe, CheckFn]] = None) -> List[CheckResult]:
+def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int = MAX_IN_FLIGHT,
+               table: Optional[Mapping[str, CheckFn]] = None) -> List[CheckResult]:
     """Every target's CheckResult, in plan order, by ctx.deadline at the latest.
 
-    Targets with `skip` produce their skip result without a probe. CLOCK targets run last, with the
-    NTP results of this run in ctx.ntp_results. `table` replaces the registry (tests).
+    Targets with `skip` produce their skip result without a probe. `table` replaces the
+    registry's checks (tests). Without a finite ctx.deadline the engine sets hard_deadline().
     """
     targets = list(targets)
-    deadline = _effective_deadline(targets, ctx, max_in_flight)
-    ctx = dataclasses.replace(ctx, deadline=deadline, targets=tuple(ctx.targets or targets))
-    table = table if table is not None else registry(SharedResolver(ctx.resolv_conf))
+    if not math.isfinite(ctx.deadline):
+        ctx = dataclasses.replace(ctx, deadline=time.monotonic() + hard_deadline(targets, ctx.timeout, max_in_flight))
+    if not ctx.targets:
+        ctx = dataclasses.replace(ctx, targets=tuple(targets))
+    checks = {p.name: table[p.name] if table and p.name in table else _Loaded(p) for p in registry.PROBES}
+    checks.update(table or {})
 
     results: Dict[int, CheckResult] = {}
-    first: List[tuple] = []
-    clock: List[tuple] = []
+    waves: List[List[Item]] = [[], []]  # kinds with no dependency, then kinds that read others' results
     for index, target in enumerate(targets):
         if target.skip is not None:
             results[index] = _skip_result(target)
-        elif target.probe is Probe.CLOCK:
-            clock.append((index, target))
         else:
-            first.append((index, target))
-    # Local checks first: they are quick and must not queue behind hung network probes.
-    first.sort(key=lambda item: item[1].probe in NETWORK_PROBES)
-    results.update(_Batch(first, table, ctx, max_in_flight, deadline).collect())
-
-    if clock:
-        ntp_results = tuple(results[i] for i, t in enumerate(targets)
-                            if t.probe is Probe.NTP and i in results)
-        clock_ctx = dataclasses.replace(ctx, ntp_results=ntp_results)
-        results.update(_Batch(clock, table, clock_ctx, max_in_flight, deadline).collect())
+            waves[1 if registry.get(target.probe).after else 0].append((index, target))
+    waves[0].sort(key=lambda item: registry.get(item[1].probe).network)
+    for wave in waves:
+        results.update(_Batch(wave, checks, ctx, max_in_flight).collect())
+        for probe in {t.probe for t in targets}:
+            ctx.facts.publish(probe, [results[i] for i, t in enumerate(targets) if t.probe == probe and i in results])
     return [results[i] for i in range(len(targets))]

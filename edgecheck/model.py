@@ -1,15 +1,14 @@
 """The concepts every layer shares: targets (what to check), results (what was found), reports.
 
-Data flows catalog -> plan (list of Target) -> checks (Target -> CheckResult) -> Report ->
-renderers. Nothing here does I/O.
+Data flows catalog -> plan (list of Target) -> checks (Target -> CheckResult) -> diagnosis
+(remediation and findings) -> Report -> renderers. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, Type, TypeVar
 
 
 class Status(str, enum.Enum):
@@ -65,22 +64,6 @@ class Kind(str, enum.Enum):
         return self.value
 
 
-class Probe(str, enum.Enum):
-    """How a target is checked; selects the check implementation."""
-
-    HTTPS = "https"  # DNS, TCP connect, TLS handshake with verification, one HTTP request
-    HTTP = "http"  # DNS, TCP connect, one plain HTTP request
-    TCP = "tcp"  # DNS, TCP connect to every address
-    NTP = "ntp"  # DNS, one NTP exchange (UDP 123)
-    IKE = "ike"  # DNS, IKEv2 IKE_SA_INIT over NAT-T (UDP 4500)
-    INBOUND = "inbound"  # local port free (join) or listening (running)
-    TOOL = "tool"  # executables on PATH / sbin
-    CLOCK = "clock"  # local clock synchronisation + NTP offset
-
-    def __str__(self) -> str:
-        return self.value
-
-
 class Mode(str, enum.Enum):
     PUBLIC = "public"
     DEDICATED = "dedicated"
@@ -100,7 +83,7 @@ class Phase(str, enum.Enum):
 
 
 class Stage(str, enum.Enum):
-    """When the seeds say an endpoint is needed; a catalog property of an endpoint."""
+    """When the documentation says an endpoint is needed; a catalog property of an endpoint."""
 
     INSTALL = "install"  # "during node installation and upgrade"
     OPERATION = "operation"  # "during ongoing cluster operations"
@@ -115,6 +98,9 @@ class Trust(str, enum.Enum):
     PUBLIC = "public"  # --ca-bundle / REQUESTS_CA_BUNDLE / SSL_CERT_FILE / system store
     CLUSTER = "cluster"  # the cluster's own CA (--apiserver-ca); unverified when not given
 
+    def __str__(self) -> str:
+        return self.value
+
 
 @dataclass(frozen=True)
 class Skip:
@@ -128,9 +114,18 @@ class Skip:
 class ToolSpec:
     """A package the installer needs, proven present by any one of its executables."""
 
-    name: str  # package name as the seeds spell it, e.g. "conntrack-tools"
+    name: str  # package name as the documentation spells it, e.g. "conntrack-tools"
     executables: Tuple[str, ...]
     packages: Mapping[str, str]  # distribution family -> package name, e.g. {"debian": "conntrack"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """What serves an inbound port on a joined node (catalog data, targets/endpoints.toml)."""
+
+    name: str
+    check: str  # how to see whether it runs
+    bind: str  # how to make it listen on the node's address
 
 
 @dataclass(frozen=True)
@@ -139,10 +134,10 @@ class Target:
 
     id: str  # stable, e.g. "endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443/tcp"
     kind: Kind
-    probe: Probe
-    name: str  # human purpose, from the seeds
+    probe: str  # a probe kind of edgecheck.registry, e.g. "https"
+    name: str  # human purpose, from the documentation
     why: str  # why this target is in the plan (mode, phase, version, plugin, input)
-    source: str  # seed file (or targets file) the fact comes from
+    source: str  # title of the documentation page (or the targets file) the fact comes from
     entry: str  # catalog entry id that produced this target
     host: Optional[str] = None
     port: Optional[int] = None
@@ -150,12 +145,15 @@ class Target:
     stage: Optional[Stage] = None  # endpoints only
     expected_cidrs: Tuple[str, ...] = ()  # dedicated mode: every resolved address must be inside
     cidr_source: str = ""  # where expected_cidrs come from, for messages
-    optional: bool = False  # the seeds say it may be absent: NXDOMAIN is a warning, not a failure
+    optional: bool = False  # the documentation says it may be absent: NXDOMAIN is a warning
     trust: Trust = Trust.PUBLIC
     expect: Optional[str] = None  # inbound only: "free" (join) or "listening" (running)
+    allowed_from: str = ""  # inbound only: who must reach the port (from the catalog, per mode)
+    component: Optional[Component] = None  # inbound only: what serves the port
+    leftovers: Tuple[str, ...] = ()  # inbound only: processes an earlier installation leaves on it
     tool: Optional[ToolSpec] = None  # tool only
     skip: Optional[Skip] = None  # decided at plan time: no packet is sent
-    notes: Tuple[str, ...] = ()  # special cases the seeds state for this endpoint
+    notes: Tuple[str, ...] = ()  # special cases the documentation states for this endpoint
 
     def target_fields(self) -> Dict[str, Any]:
         """The JSON `target` object: host, port, protocol where they apply."""
@@ -168,85 +166,135 @@ class Target:
             out["protocol"] = self.protocol
         return out
 
+    @property
+    def where(self) -> str:
+        """'host:port/proto' as ids show it (IPv6 hosts bracketed)."""
+        return self.id.split(":", 1)[1]
+
+
+class EvidencePart(Protocol):
+    """One observation a check made (edgecheck/evidence.py): typed, and its own JSON keys."""
+
+    def to_json(self) -> Dict[str, Any]: ...
+
+
+P = TypeVar("P")
+
+
+class Evidence:
+    """What a check observed, as typed parts in the order they were made.
+
+    The JSON evidence object is the parts' keys merged in that order; consumers in code ask for
+    a part by its type (`evidence.find(TlsResult)`) instead of digging in dictionaries.
+    """
+
+    def __init__(self, *parts: EvidencePart) -> None:
+        self._parts: List[EvidencePart] = [p for p in parts if p is not None]
+
+    def add(self, part: Optional[EvidencePart]) -> None:
+        """Add a part; one of the same type replaces the earlier one (a retry's newer view)."""
+        if part is None:
+            return
+        self._parts = [p for p in self._parts if type(p) is not type(part)] + [part]
+
+    def find(self, kind: Type[P]) -> Optional[P]:
+        for part in self._parts:
+            if isinstance(part, kind):
+                return part
+        return None
+
+    def __iter__(self) -> Iterator[EvidencePart]:
+        return iter(self._parts)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for part in self._parts:
+            out.update(part.to_json())
+        return out
+
 
 @dataclass
 class CheckResult:
-    """What one check found. Checks return these; they never print."""
+    """What one check found. Checks return these; they never print and never advise: the
+    diagnosis layer writes `remediation` (edgecheck.diagnosis)."""
 
-    id: str
-    kind: Kind
-    name: str
-    target: Dict[str, Any]
+    target: Target
     status: Status
     reason: Reason
     message: str
-    remediation: str = ""
+    evidence: Evidence = field(default_factory=Evidence)
     duration_ms: int = 0
-    evidence: Dict[str, Any] = field(default_factory=dict)
+    remediation: str = ""
 
-    @classmethod
-    def of(
-        cls,
-        target: Target,
-        status: Status,
-        reason: Reason,
-        message: str,
-        *,
-        remediation: str = "",
-        evidence: Optional[Dict[str, Any]] = None,
-        duration_ms: int = 0,
-    ) -> "CheckResult":
-        return cls(
-            id=target.id,
-            kind=target.kind,
-            name=target.name,
-            target=target.target_fields(),
-            status=status,
-            reason=reason,
-            message=message,
-            remediation=remediation,
-            duration_ms=duration_ms,
-            evidence=dict(evidence or {}),
-        )
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+    @property
+    def kind(self) -> Kind:
+        return self.target.kind
+
+    @property
+    def name(self) -> str:
+        return self.target.name
 
 
 @dataclass(frozen=True)
-class RunContext:
-    """Everything a check may need besides its target. Built once per run by the CLI."""
+class Finding:
+    """Checks of one status that share a root cause, and what to do about it (edgecheck.diagnosis)."""
 
-    timeout: float = 3.0  # per probe, seconds
-    deadline: float = float("inf")  # time.monotonic() value after which nothing new starts
-    ca_bundle: Optional[str] = None  # --ca-bundle (already merged with REQUESTS_CA_BUNDLE/SSL_CERT_FILE)
-    apiserver_ca: Optional[str] = None  # --apiserver-ca: the cluster CA for Trust.CLUSTER
-    environ: Mapping[str, str] = field(default_factory=dict)  # proxy variables as the run saw them
-    resolv_conf: str = "/etc/resolv.conf"
-    os_release: str = "/etc/os-release"
-    tool_path: Optional[str] = None  # PATH-like search list for tool checks; None = PATH + sbin dirs
-    phase: Phase = Phase.JOIN
-    mode: Mode = Mode.PUBLIC
-    targets: Tuple[Target, ...] = ()  # the whole plan, for checks that summarise (one install command)
-    ntp_results: Tuple[CheckResult, ...] = ()  # filled by the engine before clock checks run
+    cause: str  # stable across runs and nodes, e.g. "dns-timeout:nameservers=10.0.0.2"
+    status: Status
+    reason: Reason
+    title: str  # count-free, e.g. "DNS lookups time out at nameserver 10.0.0.2"
+    checks: Tuple[CheckResult, ...]
+    advice: Tuple[str, ...] = ()  # paragraphs
+    command: str = ""  # one command that fixes the whole finding
+    details: Tuple[str, ...] = ()  # per check, shown next to it ("" when nothing to add)
 
-    def remaining(self) -> float:
-        """Seconds left before the hard deadline (never negative)."""
-        return max(0.0, self.deadline - time.monotonic())
+    @property
+    def headline(self) -> str:
+        """The title with what it covers; a single check's own message is the most specific."""
+        if len(self.checks) == 1 and self.checks[0].message:
+            return self.checks[0].message
+        return f"{self.title}: {_what(self.checks)}"
+
+
+def _what(checks: Tuple[CheckResult, ...]) -> str:
+    nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check"}
+    kinds = {c.kind for c in checks}
+    noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
+    n = len(checks)
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
 class Report:
-    """One run: the inputs, the host, and every check result in plan order."""
+    """One run: the inputs, the host, every check result in plan order, and the diagnosis."""
 
     generated_at: str  # RFC 3339 UTC, e.g. "2026-11-21T05:43:18Z"
     agent_version: str
     host: Dict[str, Any]  # hostname, os, kernel, arch
     params: Dict[str, Any]  # the inputs used (no secrets)
-    checks: list  # list[CheckResult], plan order
-    warnings: list = field(default_factory=list)  # list[str]: plan-time warnings (unknown region, ignored input)
+    checks: List[CheckResult]  # plan order
+    warnings: List[str] = field(default_factory=list)  # plan-time warnings (unknown region, ignored input)
     duration_ms: int = 0
+    strict: bool = False  # --strict: warnings (a check's or the plan's) count as failures
+    findings: List[Finding] = field(default_factory=list)  # filled by edgecheck.diagnosis
 
     @property
     def ready(self) -> bool:
         return not any(c.status is Status.FAIL for c in self.checks)
+
+    @property
+    def passes(self) -> bool:
+        """The verdict: ready, and under --strict also free of warnings."""
+        if not self.ready:
+            return False
+        return not (self.strict and (self.summary[Status.WARN.value] or self.warnings))
 
     @property
     def summary(self) -> Dict[str, int]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from edgecheck import registry
 from edgecheck.catalog import REGION_ID, Catalog, EndpointEntry, InboundEntry, Region
 from edgecheck.errors import UsageError
-from edgecheck.model import Kind, Mode, Phase, Probe, Reason, Skip, Stage, Target
+from edgecheck.model import Kind, Mode, Phase, Reason, Skip, Stage, Target
 
 DEFAULT_APISERVER_PORT = 6443
+# The public-mode page says edge nodes need NTP (or --self-host-ntp); the clock check cites it.
+CLOCK_SOURCE = "001_ab11e32110905c75.txt"
 # Without --k8s-version the newest rules apply (SPEC: ">= 1.26"); any version above all rules.
 NEWEST = (999, 999)
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
@@ -130,8 +133,8 @@ def region_warnings(region: str, catalog: Catalog) -> List[str]:
     if region in catalog.regions:
         return []
     message = (
-        f"region {region!r} is not in the catalog: endpoints are built from the seed templates, "
-        "but region tables (dedicated-mode routes) are unknown"
+        f"region {region!r} is not in the catalog: endpoints are built from the documented name "
+        "templates, but region tables (dedicated-mode routes) are unknown"
     )
     close = difflib.get_close_matches(region, list(catalog.regions), n=1, cutoff=0.75)
     if close:
@@ -144,14 +147,12 @@ def region_warnings(region: str, catalog: Catalog) -> List[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def default_probe(protocol: str, port: int) -> Probe:
-    if protocol == "udp":
-        return Probe.NTP if port == 123 else Probe.IKE
-    if port in (443, 6443):
-        return Probe.HTTPS
-    if port == 80:
-        return Probe.HTTP
-    return Probe.TCP
+def probe_for(entry: EndpointEntry, port: int) -> str:
+    if entry.probe is not None:
+        return entry.probe
+    probe = registry.default_probe(entry.protocol, port)
+    assert probe is not None, "the catalog loader rejects ports without a default probe"
+    return probe.name
 
 
 def port_ranges(ports: Iterable[int]) -> str:
@@ -205,15 +206,16 @@ def _expected_cidrs(entry: EndpointEntry, sel: Selection, catalog: Catalog) -> T
     if sel.mode is not Mode.DEDICATED or entry.routes == "none":
         return (), ""
     cloud = catalog.routes["cloud"]
-    cloud_text = f"cloud services block {', '.join(cloud.cidrs)} (seed {cloud.source})"
+    cloud_text = f"cloud services block {', '.join(cloud.cidrs)} ({catalog.title(cloud.source)})"
     region: Optional[Region] = catalog.regions.get(sel.region)
     if entry.routes == "registry":
         if region is not None and region.registry_routes:
-            return region.registry_routes, f"registry routes for {sel.region} (seed {region.source})"
+            return region.registry_routes, f"registry routes for {sel.region} ({catalog.title(region.source)})"
         return cloud.cidrs, f"{cloud_text}; {sel.region} has no registry route table"
     if entry.routes == "oss":
         if region is not None and region.oss_vip_cidrs:
-            return region.oss_vip_cidrs, f"OSS internal VIP CIDR blocks for {sel.region} (seed {region.source})"
+            return region.oss_vip_cidrs, (f"OSS internal VIP CIDR blocks for {sel.region} "
+                                          f"({catalog.title(region.source)})")
         return cloud.cidrs, f"{cloud_text}; {sel.region} has no OSS VIP table"
     return cloud.cidrs, cloud_text
 
@@ -244,18 +246,11 @@ def endpoint_id(host: str, port: object, protocol: str) -> str:
 
 
 def _endpoint_targets(entry: EndpointEntry, sel: Selection, catalog: Catalog) -> List[Target]:
-    why = _why(entry, sel)
     cidrs, cidr_source = _expected_cidrs(entry, sel, catalog)
-    common = dict(
-        kind=Kind.ENDPOINT,
-        name=entry.name,
-        source=entry.source,
-        entry=entry.id,
-        protocol=entry.protocol,
-        stage=entry.stage,
-        optional=entry.optional,
-        trust=entry.trust,
-        notes=entry.notes,
+    base = Target(
+        id="", kind=Kind.ENDPOINT, probe=probe_for(entry, entry.ports[0]), name=entry.name, why=_why(entry, sel),
+        source=catalog.title(entry.source), entry=entry.id, protocol=entry.protocol, stage=entry.stage,
+        optional=entry.optional, trust=entry.trust, notes=entry.notes,
     )
     if entry.host_from is not None:
         pairs = _input_hosts(entry, sel)
@@ -263,45 +258,26 @@ def _endpoint_targets(entry: EndpointEntry, sel: Selection, catalog: Catalog) ->
         if not pairs:
             placeholder = entry.host_from.replace("_", "-")
             ports = port_ranges(entry.ports) if entry.host_from != "apiserver" else str(entry.ports[0])
-            return [
-                Target(
-                    id=endpoint_id(placeholder, ports, entry.protocol),
-                    probe=entry.probe or default_probe(entry.protocol, entry.ports[0]),
-                    why=f"{why}; per-cluster endpoint, not given",
-                    skip=Skip(Reason.MISSING_INPUT, " ".join((f"Not checked: give {option}.",) + entry.notes)),
-                    **common,
-                )
-            ]
-        why = f"{why}; given by {option.split()[0]}"
+            skip = Skip(Reason.MISSING_INPUT, " ".join((f"Not checked: give {option}.",) + entry.notes))
+            return [replace(base, id=endpoint_id(placeholder, ports, entry.protocol),
+                            why=f"{base.why}; per-cluster endpoint, not given", skip=skip)]
+        base = replace(base, why=f"{base.why}; given by {option.split()[0]}")
     else:
+        assert entry.host is not None, "the catalog loader requires host or host_from"
         pairs = [(entry.host.format(region=sel.region), entry.ports)]
-
-    skip = None
     if entry.skip_when == "self_host_ntp" and sel.self_host_ntp:
-        skip = Skip(
+        base = replace(base, skip=Skip(
             Reason.NOT_APPLICABLE,
-            "not checked: --self-host-ntp says the node syncs its clock itself (the local clock is still checked)",
-        )
-    targets = []
-    for host, ports in pairs:
-        for port in ports:
-            targets.append(
-                Target(
-                    id=endpoint_id(host, port, entry.protocol),
-                    probe=entry.probe or default_probe(entry.protocol, port),
-                    why=why,
-                    host=host,
-                    port=port,
-                    expected_cidrs=cidrs,
-                    cidr_source=cidr_source,
-                    skip=skip,
-                    **common,
-                )
-            )
-    return targets
+            "not checked: --self-host-ntp says the node syncs its clock itself (the local clock is still checked)"))
+    return [
+        replace(base, id=endpoint_id(host, port, entry.protocol), probe=probe_for(entry, port), host=host, port=port,
+                expected_cidrs=cidrs, cidr_source=cidr_source)
+        for host, ports in pairs
+        for port in ports
+    ]
 
 
-def _inbound_targets(entry: InboundEntry, sel: Selection) -> List[Target]:
+def _inbound_targets(entry: InboundEntry, sel: Selection, catalog: Catalog) -> List[Target]:
     if sel.mode not in entry.modes:
         return []
     if entry.plugins is not None and sel.network_plugin not in entry.plugins:
@@ -314,14 +290,17 @@ def _inbound_targets(entry: InboundEntry, sel: Selection) -> List[Target]:
         Target(
             id=f"inbound:{port}/{entry.protocol}",
             kind=Kind.INBOUND,
-            probe=Probe.INBOUND,
+            probe="inbound",
             name=entry.name,
             why=why,
-            source=entry.source,
+            source=catalog.title(entry.source),
             entry=entry.id,
             port=port,
             protocol=entry.protocol,
             expect=expect,
+            allowed_from=entry.allowed_from.get(sel.mode.value, ""),
+            component=catalog.components.get(entry.component or ""),
+            leftovers=catalog.leftover_processes,
             notes=entry.notes,
         )
         for port in entry.ports
@@ -333,10 +312,10 @@ def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
         Target(
             id=f"tool:{tool.id}",
             kind=Kind.TOOL,
-            probe=Probe.TOOL,
+            probe="tool",
             name=f"system tool {tool.name}",
             why="the installer needs it (installed online from the node's package repository when missing)",
-            source=tool.source,
+            source=catalog.title(tool.source),
             entry=tool.id,
             tool=tool.spec,
         )
@@ -349,10 +328,10 @@ def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
         Target(
             id="clock:local",
             kind=Kind.CLOCK,
-            probe=Probe.CLOCK,
+            probe="clock",
             name="local clock synchronisation",
             why=clock_why,
-            source="001_ab11e32110905c75.txt",
+            source=catalog.title(CLOCK_SOURCE),
             entry="clock",
         )
     )
@@ -362,7 +341,7 @@ def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
 def _input_warnings(sel: Selection) -> List[str]:
     warnings = []
     if sel.raven_gateways and sel.mode is not Mode.PUBLIC:
-        warnings.append("--raven-gateway ignored: the Raven cloud gateway is a public-mode endpoint (seed 001)")
+        warnings.append("--raven-gateway ignored: the Raven cloud gateway is a public-mode endpoint")
     if sel.tunnel_server and (sel.mode is not Mode.PUBLIC or (sel.k8s_version or NEWEST) >= (1, 26)):
         warnings.append("--tunnel-server ignored: the tunnel server is used only by public-mode clusters earlier than 1.26")
     return warnings
@@ -375,7 +354,7 @@ def build_plan(catalog: Catalog, sel: Selection) -> Plan:
         if _applies(entry, sel):
             targets.extend(_endpoint_targets(entry, sel, catalog))
     for inbound in catalog.inbound:
-        targets.extend(_inbound_targets(inbound, sel))
+        targets.extend(_inbound_targets(inbound, sel, catalog))
     targets.extend(_tool_and_clock_targets(catalog, sel))
     return Plan(
         selection=sel,
@@ -399,7 +378,5 @@ def _merge_duplicates(targets: Sequence[Target]) -> List[Target]:
 
 
 def _with_note(target: Target, note: str) -> Target:
-    from dataclasses import replace
-
     return replace(target, notes=target.notes + (note,))
 

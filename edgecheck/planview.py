@@ -18,7 +18,7 @@ def target_dict(target: Target) -> Dict[str, Any]:
     out: Dict[str, Any] = {
         "id": target.id,
         "kind": target.kind.value,
-        "probe": target.probe.value,
+        "probe": target.probe,
         "name": target.name,
         "target": target.target_fields(),
         "why": target.why,
@@ -35,6 +35,8 @@ def target_dict(target: Target) -> Dict[str, Any]:
             out["cidr_source"] = target.cidr_source
     if target.expect is not None:
         out["expect"] = target.expect
+    if target.allowed_from:
+        out["allowed_from"] = target.allowed_from
     if target.tool is not None:
         out["tool"] = {"executables": list(target.tool.executables), "packages": dict(target.tool.packages)}
     out["skip"] = {"reason": target.skip.reason.value, "message": target.skip.message} if target.skip else None
@@ -79,7 +81,7 @@ def plan_text(plan: Plan, params: Dict[str, Any]) -> str:
         lines += ["", f"{title} ({len(targets)})"]
         for t in targets:
             where = t.id.split(":", 1)[1]
-            lines += _wrap(f"{where}  [{t.probe.value}]", 2)
+            lines += _wrap(f"{where}  [{t.probe}]", 2)
             lines += _wrap(t.name, 6)
             if t.skip is not None:
                 lines += _wrap(f"skip ({t.skip.reason.value}): {t.skip.message}", 6)
@@ -87,6 +89,8 @@ def plan_text(plan: Plan, params: Dict[str, Any]) -> str:
             lines += _wrap(f"why: {t.why}", 6)
             if t.expected_cidrs:
                 lines += _wrap(f"addresses must be in {', '.join(t.expected_cidrs)} ({t.cidr_source})", 6)
+            if t.allowed_from:
+                lines += _wrap(f"must be reachable from {t.allowed_from}", 6)
             if t.optional:
                 lines += _wrap("optional: may not exist in this region (NXDOMAIN is a warning)", 6)
             for note in t.notes:
@@ -107,7 +111,7 @@ def regions_json(catalog: Catalog) -> str:
             "oss_vip_cidrs": list(r.oss_vip_cidrs),
             "registry_vpc_personal": _needs_personal_registry(catalog, r.id),
             "notes": list(r.notes),
-            "source": r.source,
+            "source": catalog.title(r.source),
         }
         for r in catalog.regions.values()
     ]
@@ -121,7 +125,7 @@ def _needs_personal_registry(catalog: Catalog, region: str) -> bool:
 def regions_text(catalog: Catalog) -> str:
     lines = [
         f"{len(catalog.regions)} regions in the catalog. Public mode works for any region id;",
-        "dedicated mode uses the per-region routes below (seed 003).",
+        "dedicated mode uses the per-region routes below (from the dedicated-connection page).",
         "",
         f"{'REGION':<24}{'NAME':<32}{'REGISTRY':>9}{'OSS VIP':>9}",
     ]

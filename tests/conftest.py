@@ -10,7 +10,9 @@ import os
 
 import pytest
 
-import netguard  # noqa: F401 - arms the network safety net for every test process
+from tests import netguard
+
+netguard.arm()
 
 
 def _in_ci() -> bool:

@@ -1,4 +1,4 @@
-"""Network safety net for the test suite, armed on import (tests/conftest.py imports it).
+"""Network safety net for the test suite, armed for every test process by tests/conftest.py.
 
 Tests may send packets only to loopback or inside network namespaces they created. This audit
 hook enforces it for the test process itself: any connect, send or name lookup aimed at a
@@ -53,4 +53,11 @@ def _network_guard(event: str, args: tuple) -> None:
     raise NetworkSafetyError(f"test tried to reach {host!r} from the root network namespace ({event})")
 
 
-sys.addaudithook(_network_guard)
+_ARMED = []
+
+
+def arm() -> None:
+    """Install the hook once per process (audit hooks cannot be removed: that is the point)."""
+    if not _ARMED:
+        sys.addaudithook(_network_guard)
+        _ARMED.append(True)

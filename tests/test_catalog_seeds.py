@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import seedtables
+from tests import seedtables
 from edgecheck.catalog import load_catalog
 
 

@@ -6,10 +6,10 @@ from typing import Dict, List, Optional
 
 import pytest
 
-import seedtables
+from tests import seedtables
 from edgecheck.catalog import load_catalog
 from edgecheck.errors import UsageError
-from edgecheck.model import Kind, Mode, Phase, Probe, Reason, Stage, Trust
+from edgecheck.model import Kind, Mode, Phase, Reason, Stage, Trust
 from edgecheck.plan import HostPort, Selection, build_plan, parse_host_port, parse_k8s_version, parse_region
 
 CATALOG = load_catalog()
@@ -58,8 +58,8 @@ def test_public_hangzhou_join_newest_rules_row_by_row():
         "endpoint:cn.ntp.org.cn:123/udp",
     ]
     assert eps["endpoint:aliacs-k8s-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com:443/tcp"].stage is Stage.INSTALL
-    assert eps["endpoint:cs-anony.aliyuncs.com:443/tcp"].probe is Probe.HTTPS
-    assert eps["endpoint:ntp1.aliyun.com:123/udp"].probe is Probe.NTP
+    assert eps["endpoint:cs-anony.aliyuncs.com:443/tcp"].probe == "https"
+    assert eps["endpoint:ntp1.aliyun.com:123/udp"].probe == "ntp"
     for key in ("endpoint:apiserver:6443/tcp", "endpoint:raven-gateway:10280-10284/tcp", "endpoint:raven-gateway:4500/udp"):
         assert eps[key].skip.reason is Reason.MISSING_INPUT
         assert "--" in eps[key].skip.message
@@ -91,8 +91,8 @@ def test_public_before_1_26_uses_http_80_rules_and_the_tunnel_server():
         "endpoint:ntp1.aliyun.com:123/udp",
         "endpoint:cn.ntp.org.cn:123/udp",
     ]
-    assert eps["endpoint:cs-anony.aliyuncs.com:80/tcp"].probe is Probe.HTTP
-    assert eps["endpoint:203.0.113.7:10262/tcp"].probe is Probe.TCP
+    assert eps["endpoint:cs-anony.aliyuncs.com:80/tcp"].probe == "http"
+    assert eps["endpoint:203.0.113.7:10262/tcp"].probe == "tcp"
 
 
 def test_1_28_has_no_tunnel_server_and_no_port_80():
@@ -131,11 +131,11 @@ def test_dynamic_endpoints_from_inputs():
     )
     eps = endpoints(p)
     api = eps["endpoint:203.0.113.10:6443/tcp"]
-    assert api.trust is Trust.CLUSTER and api.probe is Probe.HTTPS and api.skip is None
+    assert api.trust is Trust.CLUSTER and api.probe == "https" and api.skip is None
     for gw in ("203.0.113.20", "203.0.113.21"):
         for port in range(10280, 10285):
-            assert eps[f"endpoint:{gw}:{port}/tcp"].probe is Probe.TCP
-        assert eps[f"endpoint:{gw}:4500/udp"].probe is Probe.IKE
+            assert eps[f"endpoint:{gw}:{port}/tcp"].probe == "tcp"
+        assert eps[f"endpoint:{gw}:4500/udp"].probe == "ike"
     assert not [k for k in eps if "raven-gateway:" in k or "apiserver:" in k]
 
 
@@ -147,11 +147,11 @@ def test_flannel_adds_udp_8472_terway_edge_does_not():
 
 def test_self_host_ntp_skips_ntp_endpoints_but_keeps_the_clock_check():
     p = plan("cn-hangzhou", self_host_ntp=True)
-    ntp = [t for t in endpoints(p).values() if t.probe is Probe.NTP]
+    ntp = [t for t in endpoints(p).values() if t.probe == "ntp"]
     assert len(ntp) == 2
     assert all(t.skip is not None and t.skip.reason is Reason.NOT_APPLICABLE for t in ntp)
     assert ids(p, Kind.CLOCK) == ["clock:local"]
-    assert all(t.skip is None for t in endpoints(plan("cn-hangzhou")).values() if t.probe is Probe.NTP)
+    assert all(t.skip is None for t in endpoints(plan("cn-hangzhou")).values() if t.probe == "ntp")
 
 
 # --- dedicated mode, seed 003 ----------------------------------------------------------------

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from netguard import NetworkSafetyError
+from tests.netguard import NetworkSafetyError
 
 
 def test_connect_to_a_non_loopback_address_is_refused_before_sending():

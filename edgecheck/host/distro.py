@@ -35,6 +35,7 @@ class OsRelease:
     id_like: Tuple[str, ...] = ()
     version_id: str = ""
     pretty_name: str = ""
+    name: str = ""
     path: str = ""
     readable: bool = True  # False: the file was missing or unreadable
 
@@ -62,12 +63,6 @@ class OsRelease:
             return None  # Fedora numbers are not RHEL numbers
         return self.major
 
-    def describe(self) -> str:
-        if self.pretty_name:
-            return self.pretty_name
-        if self.id:
-            return f"{self.id} {self.version_id}".strip()
-        return "unknown distribution"
 
 
 def parse_os_release(text: str, path: str = "") -> OsRelease:
@@ -88,6 +83,7 @@ def parse_os_release(text: str, path: str = "") -> OsRelease:
         id_like=tuple(values.get("ID_LIKE", "").lower().split()),
         version_id=values.get("VERSION_ID", ""),
         pretty_name=values.get("PRETTY_NAME", ""),
+        name=values.get("NAME", ""),
         path=path,
     )
 

@@ -1,4 +1,4 @@
-"""This host's socket table, read once per run, and who holds a local port.
+"""This host's socket table (read once per run through RunFacts), and who holds a local port.
 
 psutil.net_connections() walks every /proc/<pid>/fd to map socket inodes to processes: the
 costly part, so one snapshot serves all inbound checks of a run. /proc/net/{tcp,udp}{,6} is
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import math
 import os
 import pwd
 import socket
 import sys
-import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import psutil
+
+from edgecheck.evidence import PortHolder
 
 # Capability bits (linux/capability.h): both are needed to map another user's socket to its pid.
 CAP_DAC_READ_SEARCH = 2
@@ -153,40 +153,6 @@ def read_socket_table() -> SocketTable:
     return SocketTable(tuple(sockets))
 
 
-class _Snapshot:
-    """One socket table per run token; concurrent checks of one run wait for the first reader."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._token: Optional[float] = None
-        self._table: Optional[SocketTable] = None
-        self.reads = 0  # for tests: how many times the table was actually read
-
-    def get(self, token: Optional[float]) -> SocketTable:
-        with self._lock:
-            if token is not None and token == self._token and self._table is not None:
-                return self._table
-            table = read_socket_table()
-            self.reads += 1
-            self._token, self._table = token, table
-            return table
-
-
-_SNAPSHOT = _Snapshot()
-
-
-def socket_table(run_token: Optional[float]) -> SocketTable:
-    """The run's socket table. run_token identifies a run (the CLI's hard deadline, a monotonic
-    value set once per run); None reads afresh, for callers without a run (tests, libraries)."""
-    if run_token is not None and not math.isfinite(run_token):
-        run_token = None
-    return _SNAPSHOT.get(run_token)
-
-
-def snapshot_reads() -> int:
-    return _SNAPSHOT.reads
-
-
 def bind_test(protocol: str, port: int) -> Optional[bool]:
     """Fallback when the table is unreadable: True = in use, False = free, None = cannot tell.
     Binds the wildcard address without listening and closes at once: nothing is exposed."""
@@ -243,15 +209,13 @@ def process_info(pid: int) -> ProcessInfo:
     except psutil.Error as exc:
         info.errors.append(f"{type(exc).__name__}")
         return info
-    for attr, getter in (("name", p.name), ("user", p.username), ("cmdline", p.cmdline)):
+    getters: Tuple[Tuple[str, Callable[[], Optional[str]]], ...] = (
+        ("name", p.name), ("user", p.username), ("cmdline", lambda: " ".join(p.cmdline())[:300] or None))
+    for attr, getter in getters:
         try:
-            value = getter()
+            setattr(info, attr, getter())
         except (psutil.Error, KeyError, OSError) as exc:  # KeyError: uid without a passwd entry
             info.errors.append(f"{attr}: {type(exc).__name__}")
-            continue
-        if attr == "cmdline":
-            value = " ".join(value)[:300] or None
-        setattr(info, attr, value)
     info.unit = systemd_unit(pid)
     return info
 
@@ -283,3 +247,28 @@ def user_name(uid: Optional[int]) -> Optional[str]:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def gather_holders(table: SocketTable, protocol: str, port: int) -> List[PortHolder]:
+    """Every socket bound to the port, with what can be learnt about its process from here."""
+    out: List[PortHolder] = []
+    infos: Dict[int, ProcessInfo] = {}
+    for s in table.holders(protocol, port):
+        info = None
+        if s.pid is not None:
+            info = infos.get(s.pid) or process_info(s.pid)
+            infos[s.pid] = info
+        out.append(PortHolder(
+            protocol=s.protocol,
+            address=s.address,
+            port=s.port,
+            loopback=s.loopback,
+            pid=s.pid,
+            process=info.name if info else None,
+            user=(info.user if info and info.user else user_name(s.uid)),
+            uid=s.uid,
+            cmdline=info.cmdline if info else None,
+            unit=info.unit if info else None,
+            kernel_socket=s.pid is None and s.inode == 0,
+        ))
+    return out

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from edgecheck.model import RunContext
+from edgecheck.runcontext import RunContext
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,6 @@ class Budget:
 
     def left(self) -> float:
         return max(0.0, self.end - time.monotonic())
-
-    def expired(self) -> bool:
-        return self.left() <= 0.0
 
 
 # One outcome per call: ("ok", value) | ("error", exception) | None when it did not finish in time.

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
+from edgecheck.evidence import ConnectAttempt
 from edgecheck.model import Reason, Status
 
 REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET}
-UNREACHABLE_ERRNOS = {
-    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN,
-    errno.EADDRNOTAVAIL, errno.EPERM, errno.EACCES,  # EPERM/EACCES: this host's own firewall said no
-}
 TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
 
 
 def reason_for_errno(code: Optional[int]) -> Reason:
+    """Refused and timed out are told apart; every other errno (no route, EPERM from this host's
+    own filter, ...) means the packet found no way out: unreachable."""
     if code in REFUSED_ERRNOS:
         return Reason.REFUSED
     if code in TIMEOUT_ERRNOS:
@@ -31,23 +31,7 @@ def describe_errno(code: Optional[int]) -> str:
         return "no answer within the timeout"
     if code in (errno.EPERM, errno.EACCES):
         return f"blocked by this host's firewall ({errno.errorcode.get(code, code)})"
-    import os
     return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
-
-
-@dataclass
-class ConnectAttempt:
-    address: str
-    port: int
-    ok: bool
-    ms: int
-    reason: Optional[Reason] = None
-    error: str = ""
-    errno: Optional[int] = None
-
-    def evidence(self) -> Dict[str, Any]:
-        return {"address": self.address, "port": self.port, "ok": self.ok, "ms": self.ms,
-                "reason": self.reason.value if self.reason else None, "error": self.error}
 
 
 @dataclass
@@ -96,8 +80,3 @@ def judge_connects(attempts: Sequence[ConnectAttempt]) -> ConnectVerdict:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("ss") else "s")
-
-
-def describe_attempts(attempts: Sequence[ConnectAttempt]) -> str:
-    """'203.0.113.5 (timed out), 203.0.113.6 (connection refused)'."""
-    return ", ".join(f"{a.address} ({a.error})" if not a.ok else f"{a.address} ({a.ms} ms)" for a in attempts)

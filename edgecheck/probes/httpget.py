@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Type, TypeVar
 
 import requests
 import requests.adapters
 import urllib3.exceptions
 
+from edgecheck.evidence import HttpResult
 from edgecheck.model import Reason
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.resolver import ip_literal
@@ -40,23 +40,6 @@ class _PinnedHostAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-@dataclass
-class HttpOutcome:
-    ok: bool
-    url: str
-    status: Optional[int] = None
-    ms: int = 0
-    reason: Optional[Reason] = None
-    error: str = ""
-    via_proxy: bool = False
-
-    def evidence(self) -> Dict[str, Any]:
-        ev: Dict[str, Any] = {"url": self.url, "status": self.status, "ms": self.ms}
-        if self.error:
-            ev["error"] = self.error
-        return ev
-
-
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -67,9 +50,13 @@ def _host_header(host: str, port: int, scheme: str) -> str:
     return h if port == default else f"{h}:{port}"
 
 
-def _find_cause(exc: BaseException, kind: type) -> Optional[BaseException]:
+E = TypeVar("E", bound=BaseException)
+
+
+def _find_cause(exc: BaseException, kind: Type[E]) -> Optional[E]:
+    """The first exception of `kind` in exc's chain (cause, context, args, urllib3's .reason)."""
     seen = set()
-    stack = [exc]
+    stack: List[Optional[BaseException]] = [exc]
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:
@@ -105,7 +92,7 @@ def classify_requests_error(exc: BaseException, via_proxy: bool) -> Tuple[Reason
 
 
 def request(scheme: str, host: str, port: int, budget: Budget, *, address: Optional[str] = None,
-            proxy_url: Optional[str] = None, verify: Any = True) -> HttpOutcome:
+            proxy_url: Optional[str] = None, verify: Any = True) -> HttpResult:
     """GET / once; any HTTP status proves reachability. Bounded by the budget per connect/read.
 
     Direct: connect to `address` (already resolved). Proxied: the URL keeps the name (the proxy
@@ -118,7 +105,7 @@ def request(scheme: str, host: str, port: int, budget: Budget, *, address: Optio
     else:
         url = f"{scheme}://{_bracket(address or literal_host)}:{port}/"
     shown_url = f"{scheme}://{_host_header(literal_host, port, scheme)}/"
-    out = HttpOutcome(ok=False, url=shown_url, via_proxy=bool(proxy_url))
+    out = HttpResult(ok=False, url=shown_url)
     session = requests.Session()
     session.trust_env = False  # no os.environ proxies/CA overrides: the run decides (NOTES: #3829)
     is_ip = ip_literal(literal_host) is not None

@@ -154,7 +154,7 @@ class IkeOutcome:
     sends: int = 0
     ms: int = 0
 
-    def evidence(self) -> Dict[str, Any]:
+    def to_json(self) -> Dict[str, Any]:
         ev: Dict[str, Any] = {"address": self.address, "port": IKE_NATT_PORT, "answered": self.answered,
                               "reply_bytes": self.reply_bytes, "datagrams_sent": self.sends, "ms": self.ms}
         if self.reply is not None:
@@ -184,6 +184,18 @@ def probe(address: str, budget: Budget, port: int = IKE_NATT_PORT) -> IkeOutcome
     else:
         out.reason, out.error = ex.reason, ex.error
     return out
+
+
+@dataclass(frozen=True)
+class IkeEvidence:
+    """The exchange a verdict rests on (the first answer, else the first failure) and all."""
+
+    shown: Optional[IkeOutcome]
+    exchanges: Tuple[IkeOutcome, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"ike": self.shown.to_json() if self.shown else None,
+                "ike_all": [o.to_json() for o in self.exchanges]}
 
 
 @dataclass

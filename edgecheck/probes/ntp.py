@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ntplib
 
@@ -20,11 +20,13 @@ from edgecheck.probes.udp import exchange
 NTP_PORT = 123
 NTP_VERSION = 3  # what chrony/ntpdate clients send; every server answers it
 
-# Offset thresholds between this host's clock and the NTP server. A synchronised host is within
-# milliseconds, so beyond half a second the clock is not being disciplined: warn. Beyond a
-# minute, time-bounded credentials break (Kubernetes validates JWT tokens with go-jose's 1 min
-# leeway; fresh certificates are not yet valid on a clock that is behind) and logs/metrics no
-# longer correlate with the control plane: fail.
+# Offset thresholds between this host's clock and NTP time, for the NTP probes and the clock
+# check alike (strict ">"). A synchronised host is within milliseconds, so beyond half a second
+# the clock is not being disciplined and logs, metrics and traces across nodes misorder: warn.
+# Beyond a minute time-bounded credentials break: Kubernetes validates tokens with go-jose's 60 s
+# leeway, freshly signed certificates are not yet valid on a clock that is behind, OSS and
+# registry request signatures are rejected further out (15 min); a minute is the first of those
+# limits: fail.
 CLOCK_OFFSET_WARN_S = 0.5
 CLOCK_OFFSET_FAIL_S = 60.0
 
@@ -49,7 +51,7 @@ class NtpOutcome:
     def unsynchronised(self) -> bool:
         return self.ok and (self.leap == LEAP_UNSYNCHRONISED or self.stratum in STRATUM_UNSYNCHRONISED)
 
-    def evidence(self) -> Dict[str, Any]:
+    def to_json(self) -> Dict[str, Any]:
         ev: Dict[str, Any] = {"address": self.address, "ok": self.ok, "offset_s": self.offset_s,
                               "stratum": self.stratum, "delay_s": self.delay_s, "leap": self.leap,
                               "ms": self.ms}
@@ -102,6 +104,18 @@ def query(address: str, budget: Budget, port: int = NTP_PORT) -> NtpOutcome:
     out.leap = stats.leap
     out.ref_id = _ref_id(stats)
     return out
+
+
+@dataclass(frozen=True)
+class NtpEvidence:
+    """The exchange a verdict rests on (the best synchronised answer, else the first failure) and all."""
+
+    shown: Optional[NtpOutcome]
+    exchanges: Tuple[NtpOutcome, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"ntp": self.shown.to_json() if self.shown else None,
+                "ntp_all": [o.to_json() for o in self.exchanges]}
 
 
 @dataclass

@@ -6,11 +6,11 @@ elsewhere), so the answer and the nameserver that gave it are what this host's c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import dns.exception
@@ -22,45 +22,9 @@ import dns.query
 import dns.rdatatype
 import dns.resolver
 
+from edgecheck.evidence import Resolution
 from edgecheck.model import Reason
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
-
-
-@dataclass
-class Resolution:
-    """What resolving one hostname found. reason is None when at least one address came back."""
-
-    host: str
-    addresses: List[str] = field(default_factory=list)  # A records first, then AAAA
-    cname_chain: List[str] = field(default_factory=list)
-    source: str = ""  # resolv.conf path
-    nameservers: List[str] = field(default_factory=list)
-    answered_by: Optional[str] = None
-    reason: Optional[Reason] = None
-    error: str = ""
-    partial_errors: Dict[str, str] = field(default_factory=dict)  # e.g. {"AAAA": "timed out"}
-    ms: int = 0
-    literal: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-    def evidence(self) -> Dict[str, Any]:
-        if self.literal:
-            return {"addresses": list(self.addresses), "dns": "skipped: the host is an IP address"}
-        ev: Dict[str, Any] = {
-            "resolver": {"source": self.source, "nameservers": list(self.nameservers),
-                         "answered_by": self.answered_by},
-            "addresses": list(self.addresses),
-            "cname_chain": list(self.cname_chain),
-            "dns_ms": self.ms,
-        }
-        if self.error:
-            ev["dns_error"] = self.error
-        if self.partial_errors:
-            ev["dns_partial_errors"] = dict(self.partial_errors)
-        return ev
 
 
 def ip_literal(host: str) -> Optional[str]:
@@ -218,7 +182,7 @@ def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[s
         return res
 
     kinds = ("A", "AAAA")
-    outcomes = run_parallel([lambda k=k: _query(resolv_conf, host, k, budget, refused) for k in kinds], budget)
+    outcomes = run_parallel([functools.partial(_query, resolv_conf, host, k, budget, refused) for k in kinds], budget)
     answers: Dict[str, dns.resolver.Answer] = {}
     failures: Dict[str, BaseException] = {}
     for kind, outcome in zip(kinds, outcomes):
@@ -287,11 +251,10 @@ class SharedResolver:
     def resolve(self, host: str, budget: Budget) -> Resolution:
         key = host.lower().rstrip(".")
         with self._lock:
-            entry = self._entries.get(key)
-            owner = entry is None
-            if owner:
-                entry = (threading.Event(), [])
-                self._entries[key] = entry
+            existing = self._entries.get(key)
+            owner = existing is None
+            entry = existing if existing is not None else (threading.Event(), [])
+            self._entries[key] = entry
         event, slot = entry
         if owner:
             try:

@@ -8,13 +8,74 @@ import socket
 import time
 from typing import Dict, List, Sequence, Tuple
 
+from edgecheck.evidence import ConnectAttempt
 from edgecheck.model import Reason
 from edgecheck.probes.budget import Budget
-from edgecheck.probes.classify import ConnectAttempt, describe_errno, reason_for_errno
+from edgecheck.probes.classify import describe_errno, reason_for_errno
+
+_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY)
 
 
 def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+class _Connects:
+    """Non-blocking connects in flight, and what became of each."""
+
+    def __init__(self, port: int, keep_open: bool) -> None:
+        self.port, self.keep_open = port, keep_open
+        self.start = time.monotonic()
+        self.sel = selectors.DefaultSelector()
+        self.results: Dict[str, ConnectAttempt] = {}
+        self.socks: Dict[str, socket.socket] = {}
+        self.pending: Dict[str, socket.socket] = {}
+
+    def _ms(self) -> int:
+        return int(round((time.monotonic() - self.start) * 1000))
+
+    def begin(self, addr: str) -> None:
+        try:
+            sock = socket.socket(_family(addr), socket.SOCK_STREAM)
+        except OSError as exc:  # e.g. IPv6 disabled in this kernel
+            self.results[addr] = ConnectAttempt(addr, self.port, False, 0, Reason.UNREACHABLE,
+                                                describe_errno(exc.errno), exc.errno)
+            return
+        sock.setblocking(False)
+        code = sock.connect_ex((addr, self.port))
+        if code in _IN_PROGRESS:
+            self.pending[addr] = sock
+            self.sel.register(sock, selectors.EVENT_WRITE, addr)
+        else:
+            self.done(addr, code, sock)
+
+    def done(self, addr: str, code: int, sock: socket.socket) -> None:
+        if code == 0:
+            self.results[addr] = ConnectAttempt(addr, self.port, True, self._ms())
+            if self.keep_open:
+                sock.setblocking(True)
+                self.socks[addr] = sock
+                return
+        else:
+            self.results[addr] = ConnectAttempt(addr, self.port, False, self._ms(), reason_for_errno(code),
+                                                describe_errno(code), code)
+        sock.close()
+
+    def wait(self, budget: Budget) -> None:
+        while self.pending:
+            left = budget.left()
+            if left <= 0:
+                break
+            for key, _ in self.sel.select(left):
+                sock = self.pending.pop(key.data)
+                self.sel.unregister(sock)
+                self.done(key.data, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), sock)
+        for addr, sock in self.pending.items():
+            self.sel.unregister(sock)
+            sock.close()
+            self.results[addr] = ConnectAttempt(addr, self.port, False, self._ms(), Reason.TIMEOUT,
+                                                "timed out, no answer to the SYN", None)
+        self.sel.close()
 
 
 def connect_all(addresses: Sequence[str], port: int, budget: Budget,
@@ -24,62 +85,9 @@ def connect_all(addresses: Sequence[str], port: int, budget: Budget,
     With keep_open the connected sockets are returned (caller closes them) so the TLS layer can
     reuse one instead of paying another handshake round trip.
     """
-    start = time.monotonic()
-    sel = selectors.DefaultSelector()
-    results: Dict[str, ConnectAttempt] = {}
-    socks: Dict[str, socket.socket] = {}
-    pending: Dict[str, socket.socket] = {}
-
-    def done(addr: str, code: int, sock: socket.socket) -> None:
-        ms = int(round((time.monotonic() - start) * 1000))
-        if code == 0:
-            results[addr] = ConnectAttempt(addr, port, True, ms)
-            if keep_open:
-                socks[addr] = sock
-                return
-        else:
-            results[addr] = ConnectAttempt(addr, port, False, ms, reason_for_errno(code),
-                                           describe_errno(code), code)
-        sock.close()
-
-    for addr in addresses:
-        if addr in results or addr in pending:
-            continue
-        try:
-            sock = socket.socket(_family(addr), socket.SOCK_STREAM)
-        except OSError as exc:  # e.g. IPv6 disabled in this kernel
-            results[addr] = ConnectAttempt(addr, port, False, 0, Reason.UNREACHABLE,
-                                           describe_errno(exc.errno), exc.errno)
-            continue
-        sock.setblocking(False)
-        code = sock.connect_ex((addr, port))
-        if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
-            pending[addr] = sock
-            sel.register(sock, selectors.EVENT_WRITE, addr)
-        else:
-            done(addr, code, sock)
-
-    while pending:
-        left = budget.left()
-        if left <= 0:
-            break
-        for key, _ in sel.select(left):
-            addr = key.data
-            sock = pending.pop(addr)
-            sel.unregister(sock)
-            done(addr, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), sock)
-    for addr, sock in pending.items():
-        sel.unregister(sock)
-        sock.close()
-        results[addr] = ConnectAttempt(addr, port, False, int(round((time.monotonic() - start) * 1000)),
-                                       Reason.TIMEOUT, "timed out, no answer to the SYN", None)
-    sel.close()
-    ordered = []
-    seen = set()
-    for addr in addresses:
-        if addr not in seen:
-            seen.add(addr)
-            ordered.append(results[addr])
-    for s in socks.values():
-        s.setblocking(True)
-    return ordered, socks
+    connects = _Connects(port, keep_open)
+    unique = list(dict.fromkeys(addresses))
+    for addr in unique:
+        connects.begin(addr)
+    connects.wait(budget)
+    return [connects.results[a] for a in unique], connects.socks

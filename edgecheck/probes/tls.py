@@ -1,7 +1,7 @@
 """TLS handshake with SNI and verification against one explicit trust source.
 
 The same trust source (a CA file or directory) feeds the raw handshake here and requests'
-verify= in http.py, so the two can never disagree (requests alone would use certifi).
+verify= in httpget.py, so the two can never disagree (requests alone would use certifi).
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
-from edgecheck.model import Reason, RunContext, Target, Trust
+from edgecheck.evidence import Certificate, TlsResult, TrustSource
+from edgecheck.model import Reason, Target, Trust
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.x509 import describe_certificate
+from edgecheck.runcontext import RunContext
 
 # Where distributions keep the system bundle when OpenSSL's compiled-in default is absent.
 SYSTEM_BUNDLES = (
@@ -25,32 +26,26 @@ SYSTEM_BUNDLES = (
     "/etc/ssl/ca-bundle.pem",  # SUSE
 )
 
+UNVERIFIED = TrustSource(False, origin="none")
 
-@dataclass(frozen=True)
-class TrustSource:
-    verify: bool
-    cafile: Optional[str] = None
-    capath: Optional[str] = None
-    origin: str = ""  # "--ca-bundle", "--apiserver-ca", "system", "none"
 
-    def requests_verify(self) -> Any:
-        if not self.verify:
-            return False
-        return self.cafile or self.capath or True
+def requests_verify(trust: TrustSource) -> Any:
+    """The same trust as requests' `verify=` argument."""
+    if not trust.verify:
+        return False
+    return trust.cafile or trust.capath or True
 
-    def context(self) -> ssl.SSLContext:
-        if not self.verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
-        if self.cafile or self.capath:
-            # With an explicit location create_default_context loads only that, not the defaults.
-            return ssl.create_default_context(cafile=self.cafile, capath=self.capath)
-        return ssl.create_default_context()
 
-    def evidence(self) -> Dict[str, Any]:
-        return {"origin": self.origin, "cafile": self.cafile, "capath": self.capath, "verify": self.verify}
+def context_for(trust: TrustSource) -> ssl.SSLContext:
+    if not trust.verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if trust.cafile or trust.capath:
+        # With an explicit location create_default_context loads only that, not the defaults.
+        return ssl.create_default_context(cafile=trust.cafile, capath=trust.capath)
+    return ssl.create_default_context()
 
 
 def system_trust() -> TrustSource:
@@ -71,41 +66,19 @@ def trust_for(target: Target, ctx: RunContext) -> TrustSource:
         return TrustSource(False, origin="none: no --apiserver-ca given")
     if ctx.ca_bundle:
         if os.path.isdir(ctx.ca_bundle):
-            return TrustSource(True, capath=ctx.ca_bundle, origin="--ca-bundle")
-        return TrustSource(True, cafile=ctx.ca_bundle, origin="--ca-bundle")
+            return TrustSource(True, capath=ctx.ca_bundle, origin=ctx.ca_origin)
+        return TrustSource(True, cafile=ctx.ca_bundle, origin=ctx.ca_origin)
     return system_trust()
 
 
-@dataclass
-class TlsOutcome:
-    ok: bool
-    reason: Optional[Reason] = None
-    sni: Optional[str] = None
-    version: Optional[str] = None
-    verified: bool = False
-    verify_error: Optional[str] = None
-    error: str = ""
-    peer_certificate: Dict[str, Any] = field(default_factory=dict)
-    address: str = ""
-    ms: int = 0
-
-    def evidence(self) -> Dict[str, Any]:
-        ev = {"sni": self.sni, "address": self.address, "version": self.version,
-              "verified": self.verified, "verify_error": self.verify_error,
-              "peer_certificate": dict(self.peer_certificate), "ms": self.ms}
-        if self.error:
-            ev["error"] = self.error
-        return ev
-
-
-def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget) -> TlsOutcome:
+def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget) -> TlsResult:
     """TLS over an already connected socket (direct, or a proxy CONNECT tunnel). Closes sock.
 
     An IP-literal host gets no SNI (RFC 6066) but is still verified against the IP SAN.
     """
     start = time.monotonic()
-    out = TlsOutcome(ok=False, sni=host)
-    context = trust.context()
+    out = TlsResult(ok=False, sni=host)
+    context = context_for(trust)
     try:
         sock.settimeout(max(0.01, budget.left()))
         with context.wrap_socket(sock, server_hostname=host.strip("[]")) as tls:
@@ -133,16 +106,16 @@ def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget
     return out
 
 
-def fetch_peer_certificate(sock: socket.socket, host: str, budget: Budget) -> Dict[str, Any]:
+def fetch_peer_certificate(sock: socket.socket, host: str, budget: Budget) -> Optional[Certificate]:
     """The peer's certificate fetched without verification (only to describe it). Closes sock."""
-    context = TrustSource(False).context()
+    context = context_for(UNVERIFIED)
     try:
         sock.settimeout(max(0.01, budget.left()))
         with context.wrap_socket(sock, server_hostname=host.strip("[]")) as tls:
             der = tls.getpeercert(binary_form=True)
-            return describe_certificate(der) if der else {}
+            return describe_certificate(der) if der else None
     except (OSError, ssl.SSLError):
-        return {}
+        return None
     finally:
         sock.close()
 

@@ -7,7 +7,9 @@ getpeercert() returns an empty dict.
 from __future__ import annotations
 
 import datetime
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
+
+from edgecheck.evidence import Certificate
 
 _OID_NAMES = {
     "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
@@ -70,8 +72,8 @@ def _time(tag: int, raw: bytes) -> Optional[str]:
         return text
 
 
-def describe_certificate(der: bytes) -> Dict[str, Optional[str]]:
-    """{"subject", "issuer", "not_before", "not_after"} of a DER certificate; {} if unparsable."""
+def describe_certificate(der: bytes) -> Optional[Certificate]:
+    """Subject, issuer and validity of a DER certificate; None if unparsable."""
     try:
         _, cs, ce = _tlv(der, 0)  # Certificate
         _, ts, te = _tlv(der, cs)  # TBSCertificate
@@ -82,7 +84,6 @@ def describe_certificate(der: bytes) -> Dict[str, Optional[str]]:
         issuer = _name(der, fields[2][1], fields[2][2])
         (nbt, nbs, nbe), (nat, nas, nae) = _children(der, fields[3][1], fields[3][2])
         subject = _name(der, fields[4][1], fields[4][2])
-        return {"subject": subject, "issuer": issuer,
-                "not_before": _time(nbt, der[nbs:nbe]), "not_after": _time(nat, der[nas:nae])}
+        return Certificate(subject, issuer, _time(nbt, der[nbs:nbe]), _time(nat, der[nas:nae]))
     except (IndexError, ValueError):
-        return {}
+        return None

@@ -12,8 +12,8 @@ import math
 from pathlib import PurePath
 from typing import Any, Dict
 
-from edgecheck.model import CheckResult, Report
-from edgecheck.report.redact import redact_report
+from edgecheck.model import CheckResult, Finding, Report
+from edgecheck.report.redact import redact_value
 
 SCHEMA_ID = "edgecheck/report/v1"
 
@@ -22,7 +22,7 @@ SUMMARY_KEYS = ("pass", "warn", "fail", "skip")
 
 
 def _plain(value: Any) -> Any:
-    """Turn evidence into JSON values; evidence is free-form and probes may hand us anything."""
+    """JSON values only: evidence parts hand over their own JSON, params are plain already."""
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if value is None or isinstance(value, (bool, int, str)):
@@ -36,49 +36,52 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted((_plain(v) for v in value), key=repr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
     if isinstance(value, PurePath):
         return str(value)
     return str(value)
 
 
-def _status(value: Any) -> str:
-    return value.value if isinstance(value, enum.Enum) else str(value)
-
-
 def check_to_dict(check: CheckResult) -> Dict[str, Any]:
-    target = check.target or {}
     return {
         "id": check.id,
-        "kind": _status(check.kind),
+        "kind": check.kind.value,
         "name": check.name,
-        # Only the keys that apply, in a fixed order.
-        "target": {k: _plain(target[k]) for k in ("host", "port", "protocol") if target.get(k) is not None},
-        "status": _status(check.status),
-        "reason": _status(check.reason),
-        "message": check.message or "",
-        "remediation": check.remediation or "",
-        "duration_ms": int(check.duration_ms or 0),
-        "evidence": _plain(dict(check.evidence or {})),
+        "target": _plain(check.target.target_fields()),
+        "status": check.status.value,
+        "reason": check.reason.value,
+        "message": check.message,
+        "remediation": check.remediation,
+        "duration_ms": int(check.duration_ms),
+        "evidence": _plain(check.evidence.to_json()),
+    }
+
+
+def finding_to_dict(finding: Finding) -> Dict[str, Any]:
+    return {
+        "cause": finding.cause,
+        "status": finding.status.value,
+        "reason": finding.reason.value,
+        "title": finding.title,
+        "checks": [c.id for c in finding.checks],
+        "advice": list(finding.advice),
+        "command": finding.command,
     }
 
 
 def to_dict(report: Report) -> Dict[str, Any]:
     """The report as plain JSON values, secrets removed, keys in contract order."""
-    report = redact_report(report)
-    host = report.host or {}
     return {
         "schema": SCHEMA_ID,
         "generated_at": report.generated_at,
         "agent": {"version": report.agent_version},
-        "host": {k: (str(host[k]) if host.get(k) is not None else "") for k in HOST_KEYS},
-        "params": _plain(dict(report.params or {})),
+        "host": {k: str(report.host.get(k) or "") for k in HOST_KEYS},
+        "params": redact_value(_plain(report.params)),
         "ready": report.ready,
-        "summary": {k: report.summary.get(k, 0) for k in SUMMARY_KEYS},
-        "checks": [check_to_dict(c) for c in report.checks],
-        "warnings": [str(w) for w in report.warnings],
-        "duration_ms": int(report.duration_ms or 0),
+        "summary": {k: report.summary[k] for k in SUMMARY_KEYS},
+        "checks": redact_value([check_to_dict(c) for c in report.checks]),
+        "warnings": redact_value(list(report.warnings)),
+        "duration_ms": int(report.duration_ms),
+        "findings": redact_value([finding_to_dict(f) for f in report.findings]),
     }
 
 

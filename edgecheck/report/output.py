@@ -13,22 +13,13 @@ can tell "the host is broken" from "the monitoring file is stale".
 from __future__ import annotations
 
 import os
-import re
-import time
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from edgecheck.atomicfile import write_atomic
 from edgecheck.errors import OutputError, UsageError
 from edgecheck.model import Report
 from edgecheck.report.formats import EXTENSIONS, FORMATS, render
-
-EXIT_OUTPUT_ERROR = OutputError.exit_code
-
-# A temp file older than this was left by a killed run (SIGKILL, power loss), not by a run in
-# progress: runs have a hard deadline far below it.
-STALE_TEMP_AGE_S = 15 * 60
-
 
 def format_for_output(path: str, default_format: str) -> str:
     """The format for an --output file: its extension (.json, .prom, .txt), else --format."""
@@ -47,7 +38,7 @@ def check_outputs(
     if default_format not in FORMATS:
         raise UsageError(f"unknown report format {default_format!r}: use one of {', '.join(FORMATS)}")
     planned: List[Tuple[str, str]] = []
-    by_format = {}
+    by_format: Dict[str, str] = {}
     for raw in outputs:
         path = str(raw)
         if not path.strip():
@@ -72,25 +63,6 @@ def check_outputs(
     return planned
 
 
-def _remove_stale_temps(path: Path, max_age: float = STALE_TEMP_AGE_S) -> None:
-    """Delete temp files a killed earlier run left next to `path` (never a live run's)."""
-    # write_atomic names them ".<name>.<8 mkstemp chars>.tmp"; match only that exact shape.
-    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.[a-z0-9_]{8}\.tmp$")
-    now = time.time()
-    try:
-        entries = list(os.scandir(str(path.parent)))
-    except OSError:
-        return
-    for entry in entries:
-        if not pattern.match(entry.name):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-
-
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
@@ -111,10 +83,8 @@ def write_outputs(
     rendered = [(path, render(report, fmt, verbose=verbose, color=False)) for path, fmt in planned]
     failures: List[str] = []
     for path, text in rendered:
-        p = Path(path)
-        _remove_stale_temps(p)
         try:
-            write_atomic(p, text, mode=0o644)
+            write_atomic(path, text, mode=0o644)
         except OSError as exc:
             failures.append(f"{path}: {_why(exc)}")
     if failures:

@@ -23,16 +23,18 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from edgecheck.evidence import ClockEvidence
 from edgecheck.model import CheckResult, Report, Status
-from edgecheck.report.redact import redact_report
+from edgecheck.report.redact import redact_text
 
 PREFIX = "edgecheck"
 STATUSES = tuple(s.value for s in Status)
 
 
 def escape_label(value: Any) -> str:
-    """Label value escaping of the text format: backslash, double quote, newline."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Label value escaping of the text format: backslash, double quote, newline (credentials in
+    a URL are removed first)."""
+    return redact_text(str(value)).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _escape_help(text: str) -> str:
@@ -96,92 +98,63 @@ def _value(enum_or_str: Any) -> str:
 
 def _clock_offset(checks: Sequence[CheckResult]) -> Optional[float]:
     for c in checks:
-        if _value(c.kind) != "clock":
-            continue
-        offset = (c.evidence or {}).get("offset_s")
-        if isinstance(offset, (int, float)) and not isinstance(offset, bool) and math.isfinite(offset):
-            return float(offset)
+        clock = c.evidence.find(ClockEvidence)
+        if clock is not None and clock.offset_s is not None and math.isfinite(clock.offset_s):
+            return clock.offset_s
     return None
 
 
-def render_prometheus(report: Report) -> str:
-    report = redact_report(report)
-    params: Dict[str, Any] = report.params or {}
-    families: List[_Family] = []
-
-    families.append(
-        _Family("ready", "1 if no check failed (the host can join / keep working), else 0.").add(
-            1 if report.ready else 0
-        )
-    )
+def _run_families(report: Report) -> List[_Family]:
+    """The run as a whole: verdict, when, how long, counts, plan warnings, what was checked."""
+    families = [_Family("ready", "1 if no check failed (the host can join / keep working), else 0.").add(
+        1 if report.ready else 0)]
     ts = _epoch(report.generated_at)
     if ts is not None:
-        families.append(
-            _Family(
-                "last_run_timestamp_seconds",
-                "Unix time of the last edgecheck run (generated_at); alert when it gets old.",
-            ).add(ts)
-        )
-    families.append(
-        _Family("run_duration_seconds", "Wall time of the last edgecheck run.").add(
-            (report.duration_ms or 0) / 1000.0
-        )
-    )
-    summary = report.summary
+        families.append(_Family("last_run_timestamp_seconds",
+                                "Unix time of the last edgecheck run (generated_at); alert when it gets old.").add(ts))
+    families.append(_Family("run_duration_seconds", "Wall time of the last edgecheck run.").add(report.duration_ms / 1000.0))
     checks_f = _Family("checks", "Number of checks per status in the last run.")
     for s in STATUSES:
-        checks_f.add(summary.get(s, 0), ("status", s))
+        checks_f.add(report.summary.get(s, 0), ("status", s))
     families.append(checks_f)
-    families.append(
-        _Family("plan_warnings", "Warnings about the plan itself (unknown region, ignored input).").add(
-            len(report.warnings)
-        )
-    )
+    families.append(_Family("plan_warnings", "Warnings about the plan itself (unknown region, ignored input).").add(
+        len(report.warnings)))
+    params: Dict[str, Any] = report.params
     info = [("version", report.agent_version)]
-    for key in ("region", "mode", "phase", "k8s_version"):
-        if params.get(key) not in (None, ""):
-            info.append((key, _value(params[key])))
+    info += [(key, _value(params[key])) for key in ("region", "mode", "phase", "k8s_version")
+             if params.get(key) not in (None, "")]
     families.append(_Family("info", "edgecheck version and the plan it checked; value is always 1.").add(1, *info))
+    return families
 
-    status_f = _Family(
-        "check_status",
-        "1 for the status a check has, 0 for the other statuses; one series per check and status.",
-    )
+
+def _check_families(checks: Sequence[CheckResult]) -> List[_Family]:
+    status_f = _Family("check_status",
+                       "1 for the status a check has, 0 for the other statuses; one series per check and status.")
     info_f = _Family("check_info", "What a check looks at and why it has its status; value is always 1.")
     duration_f = _Family("check_duration_seconds", "How long a check took in the last run.")
     seen = set()
-    for c in report.checks:
+    for c in checks:
         # Duplicate ids would make duplicate series, which the collector rejects: first one wins.
         if c.id in seen:
             continue
         seen.add(c.id)
-        kind = _value(c.kind)
-        status = _value(c.status)
+        kind, status, t = c.kind.value, c.status.value, c.target
         for s in STATUSES:
             status_f.add(1 if s == status else 0, ("id", c.id), ("kind", kind), ("status", s))
-        target = c.target or {}
-        info_f.add(
-            1,
-            ("id", c.id),
-            ("kind", kind),
-            ("name", c.name or ""),
-            ("reason", _value(c.reason)),
-            # Prefixed: "host" and "port" are common target labels in scrape configs.
-            ("target_host", target.get("host") or ""),
-            ("target_port", target.get("port") if target.get("port") is not None else ""),
-            ("target_protocol", target.get("protocol") or ""),
-        )
-        duration_f.add((c.duration_ms or 0) / 1000.0, ("id", c.id), ("kind", kind))
-    families.extend([status_f, info_f, duration_f])
+        # Prefixed: "host" and "port" are common target labels in scrape configs.
+        info_f.add(1, ("id", c.id), ("kind", kind), ("name", c.name), ("reason", c.reason.value),
+                   ("target_host", t.host or ""), ("target_port", t.port if t.port is not None else ""),
+                   ("target_protocol", t.protocol or ""))
+        duration_f.add(c.duration_ms / 1000.0, ("id", c.id), ("kind", kind))
+    return [status_f, info_f, duration_f]
 
+
+def render_prometheus(report: Report) -> str:
+    families = _run_families(report) + _check_families(report.checks)
     offset = _clock_offset(report.checks)
     if offset is not None:
-        families.append(
-            _Family("clock_offset_seconds", "Local clock minus NTP time, as measured by the clock check.").add(
-                offset
-            )
-        )
-
+        families.append(_Family("clock_offset_seconds",
+                                "Local clock minus NTP time, as measured by the clock check.").add(offset))
     lines: List[str] = []
     for fam in families:
         if fam.samples:

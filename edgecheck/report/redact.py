@@ -9,11 +9,8 @@ carries credentials.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import Any
-
-from edgecheck.model import CheckResult, Report
+from typing import Any, Dict
 
 MASK = "***"
 
@@ -47,7 +44,7 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        out = {}
+        out: Dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and _is_secret_key(k) and v not in (None, "", False):
                 out[k] = MASK
@@ -57,25 +54,3 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_value(v) for v in value]
     return value
-
-
-def redact_check(check: CheckResult) -> CheckResult:
-    return dataclasses.replace(
-        check,
-        name=redact_text(check.name),
-        target=redact_value(dict(check.target or {})),
-        message=redact_text(check.message or ""),
-        remediation=redact_text(check.remediation or ""),
-        evidence=redact_value(dict(check.evidence or {})),
-    )
-
-
-def redact_report(report: Report) -> Report:
-    """A copy of `report` safe to show or store anywhere."""
-    return dataclasses.replace(
-        report,
-        host=redact_value(dict(report.host or {})),
-        params=redact_value(dict(report.params or {})),
-        checks=[redact_check(c) for c in report.checks],
-        warnings=[redact_text(str(w)) for w in report.warnings],
-    )

@@ -6,24 +6,24 @@ import json
 
 import pytest
 
-from edgecheck import agent, cli
+from edgecheck import agent, cli, exitcodes, runner
 from edgecheck.model import Report
 
-from agent_helpers import make_report
+from tests.agent.agent_helpers import make_report
 
 
 @pytest.fixture
 def fake_probe(monkeypatch):
-    """cli.probe replaced: returns a report with the statuses in `state["statuses"]`."""
+    """runner.run replaced: returns a report with the statuses in `state["statuses"]`."""
     state = {"statuses": {"endpoint:x:443/tcp": "pass"}, "calls": 0}
 
     def probe(prepared):
         state["calls"] += 1
         r = make_report(state["statuses"])
         return Report(generated_at=r.generated_at, agent_version=r.agent_version, host=r.host,
-                      params=prepared.params, checks=r.checks)
+                      params=prepared.params, checks=r.checks, strict=prepared.strict)
 
-    monkeypatch.setattr(cli, "probe", probe)
+    monkeypatch.setattr(runner, "run", probe)
     return state
 
 
@@ -68,6 +68,6 @@ def test_busy_lock_exits_75_in_one_line(tmp_path, capsys, fake_probe):
     with agent.agent_lock(tmp_path / "agent.lock") as held:
         assert held
         code, out, err = agent_cmd(capsys, "--region", "cn-hangzhou", "--state-dir", str(tmp_path), "--textfile", "off")
-    assert code == agent.EXIT_BUSY == 75
+    assert code == exitcodes.BUSY == 75
     assert out == f"edgecheck agent: another edgecheck agent run holds {tmp_path}/agent.lock; skipped this run\n"
     assert fake_probe["calls"] == 0 and not (tmp_path / "report.json").exists()

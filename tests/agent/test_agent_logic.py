@@ -11,7 +11,8 @@ import pytest
 from edgecheck import agent
 from edgecheck.agent import CheckState, LogLine, Snapshot
 
-from agent_helpers import make_report, render_json
+from tests.agent.agent_helpers import make_report
+from edgecheck.report import to_json as render_json
 
 
 def snap(**statuses: str) -> Snapshot:

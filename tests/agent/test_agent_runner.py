@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from edgecheck import agent
+from edgecheck import agent, exitcodes
 from edgecheck.errors import UsageError
 
-from agent_helpers import make_report, render_json, render_prometheus
+from tests.agent.agent_helpers import make_report
 
 
 def run(tmp_path, statuses, **kw):
@@ -21,8 +21,6 @@ def run(tmp_path, statuses, **kw):
     return agent.run_agent(
         lambda: make_report(statuses),
         state_dir=tmp_path / "state",
-        render_json=render_json,
-        render_prometheus=render_prometheus,
         **kw,
     )
 
@@ -36,7 +34,7 @@ def test_writes_state_and_metrics(tmp_path):
     assert out.exit_code == 0
     doc = json.loads((tmp_path / "state" / "report.json").read_text())
     assert doc["ready"] is True
-    assert (tmp_path / "textfile" / "edgecheck.prom").read_text().startswith("edgecheck_ready 1")
+    assert "\nedgecheck_ready 1\n" in (tmp_path / "textfile" / "edgecheck.prom").read_text()
     assert oct((tmp_path / "state" / "report.json").stat().st_mode & 0o777) == "0o644"
     assert texts(out)[-1] == (
         f"READY (fail 0, warn 1, pass 1, skip 0) in {texts(out)[-1].split(' in ')[1].split('s;')[0]}s; "
@@ -83,15 +81,14 @@ def test_unwritable_textfile_is_an_io_error(tmp_path):
     target = tmp_path / "textfile" / "edgecheck.prom"
     target.mkdir()  # rename over a directory fails: the write itself errors
     out = run(tmp_path, {"a": "pass"}, textfile_path=target)
-    assert out.exit_code == agent.EXIT_IO
+    assert out.exit_code == exitcodes.OUTPUT_ERROR
     assert out.lines[-1].priority == agent.PRIO_ERR and "metrics NOT written" in texts(out)[-1]
     assert (tmp_path / "state" / "report.json").exists()
 
 
 def test_missing_state_parent_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--state-dir"):
-        agent.run_agent(lambda: make_report({}), state_dir=tmp_path / "a" / "b", textfile_path=None,
-                        render_json=render_json, render_prometheus=render_prometheus)
+        agent.run_agent(lambda: make_report({}), state_dir=tmp_path / "a" / "b", textfile_path=None)
 
 
 def test_crashing_run_keeps_previous_files(tmp_path):
@@ -103,8 +100,7 @@ def test_crashing_run_keeps_previous_files(tmp_path):
         raise RuntimeError("engine exploded")
 
     with pytest.raises(RuntimeError):
-        agent.run_agent(boom, state_dir=tmp_path / "state", textfile_path=tmp_path / "textfile" / "edgecheck.prom",
-                        render_json=render_json, render_prometheus=render_prometheus)
+        agent.run_agent(boom, state_dir=tmp_path / "state", textfile_path=tmp_path / "textfile" / "edgecheck.prom")
     assert (tmp_path / "state" / "report.json").read_bytes() == before
     assert (tmp_path / "textfile" / "edgecheck.prom").read_bytes() == prom
     # the lock was released: the next run goes ahead
@@ -121,7 +117,7 @@ def test_failed_write_leaves_previous_state_and_no_temp_files(tmp_path, monkeypa
     monkeypatch.setattr(os, "fsync", broken_fsync)
     out = run(tmp_path, {"a": "fail"})
     monkeypatch.undo()
-    assert out.exit_code == agent.EXIT_IO
+    assert out.exit_code == exitcodes.OUTPUT_ERROR
     assert "report NOT written" in texts(out)[-1] and "No space left on device" in texts(out)[-1]
     assert (tmp_path / "state" / "report.json").read_bytes() == before
     leftovers = [p.name for d in ("state", "textfile") for p in (tmp_path / d).iterdir() if p.name.endswith(".tmp")]
@@ -162,8 +158,7 @@ def _hold_run(state_dir, started, release):
         release.wait(30)
         return make_report({"a": "pass"})
 
-    out = agent.run_agent(execute, state_dir=state_dir, textfile_path=None,
-                          render_json=render_json, render_prometheus=render_prometheus)
+    out = agent.run_agent(execute, state_dir=state_dir, textfile_path=None)
     os._exit(out.exit_code)
 
 
@@ -178,9 +173,8 @@ def test_overlapping_run_is_refused(tmp_path):
     try:
         assert started.wait(30)
         called = []
-        out = agent.run_agent(lambda: called.append(1), state_dir=state, textfile_path=None,
-                              render_json=render_json, render_prometheus=render_prometheus)
-        assert out.exit_code == agent.EXIT_BUSY == 75
+        out = agent.run_agent(lambda: called.append(1), state_dir=state, textfile_path=None)
+        assert out.exit_code == exitcodes.BUSY == 75
         assert texts(out) == [f"another edgecheck agent run holds {state}/agent.lock; skipped this run"]
         assert called == []  # nothing was probed
         assert (state / "report.json").read_bytes() == before  # nor written

@@ -1,4 +1,4 @@
-"""Shared helpers for the host-check tests (a uniquely named module: tests/ has no packages)."""
+"""Shared helpers for the host-check tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from edgecheck.model import Kind, Probe, Target, ToolSpec
+from edgecheck.model import Kind, Target, ToolSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,23 +33,30 @@ def tool_specs() -> List[ToolSpec]:
 
 def tool_target(spec: ToolSpec) -> Target:
     return Target(
-        id=f"tool:{spec.name}", kind=Kind.TOOL, probe=Probe.TOOL, name=f"system tool {spec.name}",
-        why="installer prerequisite", source="001_ab11e32110905c75.txt", entry=f"tool:{spec.name}", tool=spec,
+        id=f"tool:{spec.name}", kind=Kind.TOOL, probe="tool", name=f"system tool {spec.name}",
+        why="installer prerequisite", source="test", entry=f"tool:{spec.name}", tool=spec,
     )
 
 
-def inbound_target(port: int, protocol: str = "tcp", expect: str = "free", name: str = "") -> Target:
+def inbound_target(port: int, protocol: str = "tcp", expect: str = "free", component: Optional[str] = "kubelet",
+                   mode: str = "public") -> Target:
+    """An inbound target on a test port, with the catalog's facts for `component`'s entry."""
+    from edgecheck.catalog import load_catalog
+
+    catalog = load_catalog()
+    entry = next((e for e in catalog.inbound if e.component == component), None)
     return Target(
-        id=f"inbound:{port}/{protocol}", kind=Kind.INBOUND, probe=Probe.INBOUND,
-        name=name or "API Server and Metrics Server access the kubelet port",
-        why="test", source="001_ab11e32110905c75.txt", entry="inbound-test",
+        id=f"inbound:{port}/{protocol}", kind=Kind.INBOUND, probe="inbound",
+        name=entry.name if entry else "a test port", why="test", source="test", entry="inbound-test",
         port=port, protocol=protocol, expect=expect,
+        allowed_from=entry.allowed_from.get(mode, "") if entry else "",
+        component=catalog.components.get(component or ""), leftovers=catalog.leftover_processes,
     )
 
 
 def clock_target() -> Target:
-    return Target(id="clock:local", kind=Kind.CLOCK, probe=Probe.CLOCK, name="local clock", why="test",
-                  source="001_ab11e32110905c75.txt", entry="clock")
+    return Target(id="clock:local", kind=Kind.CLOCK, probe="clock", name="local clock", why="test",
+                  source="test", entry="clock")
 
 
 def bound_socket(protocol: str, host: str, listen: bool = True) -> Tuple[socket.socket, int]:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 
 from edgecheck.catalog import load_catalog
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
 from edgecheck.engine import run_checks
-from edgecheck.model import Kind, Mode, Phase, Probe, Reason, RunContext, Status
+from edgecheck.model import Kind, Mode, Phase, Reason, Status
+from edgecheck.runcontext import RunContext
 from edgecheck.plan import Selection, build_plan
 
-LOCAL = (Probe.INBOUND, Probe.TOOL, Probe.CLOCK)
+LOCAL = ("inbound", "tool", "clock")
 
 
 def _local_plan(**selection):
@@ -32,10 +35,11 @@ def test_every_local_target_gets_a_result_from_the_host_checks():
     by_id = {r.id: r for r in results}
     # Nothing on this test host should be a kubelet: 10250 is not listening, unless someone runs one.
     kubelet = by_id["inbound:10250/tcp"]
-    if not kubelet.evidence["sockets"]:
+    if not kubelet.evidence.to_json()["sockets"]:
         assert kubelet.reason is Reason.PORT_NOT_LISTENING
-        assert "kubelet" in kubelet.remediation and "VPC CIDR block" in kubelet.remediation
-    assert by_id["clock:local"].evidence["kernel"]
+        fix = remediation(kubelet, Scene(Mode.DEDICATED, Phase.RUNNING))
+        assert "kubelet" in fix and "VPC CIDR block" in fix
+    assert by_id["clock:local"].evidence.to_json()["kernel"]
 
 
 def test_flannel_port_only_with_flannel():
@@ -44,14 +48,16 @@ def test_flannel_port_only_with_flannel():
 
 
 def test_host_results_render_in_every_format_and_validate():
+    from edgecheck.diagnosis import diagnose
     from edgecheck.model import Report
     from edgecheck.report.formats import render
     from tests.schema_check import assert_valid_report
 
     targets = _local_plan(phase=Phase.JOIN)
     results = run_checks(targets, RunContext(timeout=1.0))
-    report = Report(generated_at="2026-01-01T00:00:00Z", agent_version="0", host={"hostname": "h", "os": "Debian", "kernel": "6", "arch": "x86_64"},
-                    params={"region": "cn-hangzhou"}, checks=results)
+    report = diagnose(Report(generated_at="2026-01-01T00:00:00Z", agent_version="0",
+                             host={"hostname": "h", "os": "Debian", "kernel": "6", "arch": "x86_64"},
+                             params={"region": "cn-hangzhou"}, checks=results))
     assert_valid_report(render(report, "json"))
     text = render(report, "text")
     assert "clock" in text

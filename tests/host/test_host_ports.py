@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -9,13 +10,29 @@ import time
 import psutil
 import pytest
 
-from edgecheck.host import ports, sockets
-from edgecheck.host.ports import Holder, check_inbound, decide_inbound
-from edgecheck.model import Mode, Phase, Reason, RunContext, Status
+from edgecheck.checks.inbound import check_inbound, decide_inbound
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
+from edgecheck.evidence import InboundEvidence, PortHolder
+from edgecheck.host import sockets
+from edgecheck.model import CheckResult, Evidence, Mode, Phase, Reason, Status
+from edgecheck.runcontext import RunContext
 
-from hostfixtures import bound_socket, free_port, inbound_target, wait_listening
+from tests.host.hostfixtures import bound_socket, free_port, inbound_target, wait_listening
 
 ME = psutil.Process()
+
+
+def advice(check: CheckResult, mode: Mode = Mode.PUBLIC, phase: Phase = Phase.JOIN) -> str:
+    return remediation(check, Scene(mode, phase))
+
+
+def decided(expect, protocol, port, holders, owners_visible=True, component="kubelet", mode="public"):
+    """A pure decision turned into the CheckResult the check would return, for the advice too."""
+    target = inbound_target(port, protocol, expect, component=component, mode=mode)
+    status, reason, message = decide_inbound(target, expect, holders, owners_visible)
+    evidence = Evidence(InboundEvidence(expect, "psutil", owners_visible, tuple(holders)))
+    return CheckResult(target, status, reason, message, evidence=evidence)
 
 
 def _ipv6_loopback() -> bool:
@@ -29,8 +46,9 @@ def _ipv6_loopback() -> bool:
 
 
 def _only(result):
-    assert len(result.evidence["sockets"]) == 1, result.evidence
-    return result.evidence["sockets"][0]
+    socks = result.evidence.to_json()["sockets"]
+    assert len(socks) == 1, socks
+    return socks[0]
 
 
 # --- phase join: the port must be free -------------------------------------------------------
@@ -50,7 +68,7 @@ def test_join_port_held_by_this_process_names_it(protocol, host):
     assert sock["user"] == ME.username()
     assert sock["address"] == host and sock["port"] == port
     assert f"pid {os.getpid()}" in r.message and host in r.message
-    assert f"`kill {os.getpid()}`" in r.remediation or ".service`" in r.remediation
+    assert f"`kill {os.getpid()}`" in advice(r) or ".service`" in advice(r)
 
 
 def test_join_port_held_by_a_subprocess_names_its_pid():
@@ -93,7 +111,7 @@ def test_join_free_port_passes_and_tcp_does_not_count_udp():
     finally:
         s.close()
     assert (r_tcp.status, r_tcp.reason) == (Status.PASS, Reason.OK)
-    assert r_tcp.evidence["sockets"] == []
+    assert r_tcp.evidence.to_json()["sockets"] == []
 
 
 def test_join_bound_but_not_listening_tcp_is_free():
@@ -125,7 +143,7 @@ def test_running_not_listening_fails(protocol):
     port = free_port(protocol)
     r = check_inbound(inbound_target(port, protocol, "listening"), RunContext(phase=Phase.RUNNING))
     assert (r.status, r.reason) == (Status.FAIL, Reason.PORT_NOT_LISTENING)
-    assert "kubelet" in r.remediation and "host CIDR block" in r.remediation
+    assert "kubelet" in advice(r) and "host CIDR block" in advice(r)
 
 
 def test_running_loopback_only_warns():
@@ -136,14 +154,14 @@ def test_running_loopback_only_warns():
         s.close()
     assert (r.status, r.reason) == (Status.WARN, Reason.LOOPBACK_ONLY)
     assert _only(r)["loopback"] is True
-    assert "address: 0.0.0.0" in r.remediation  # kubelet's own setting
+    assert "address: 0.0.0.0" in advice(r)  # kubelet's own setting
 
 
 def test_running_ipv6_loopback_only_warns():
     if not _ipv6_loopback():
         # No IPv6 in this namespace (CI fails on skips): the decision itself must still hold.
-        h = Holder("tcp", "::1", 10250, pid=1, process="kubelet")
-        d = decide_inbound("listening", "tcp", 10250, [h], True, None, Mode.PUBLIC)
+        h = PortHolder("tcp", "::1", 10250, loopback=True, pid=1, process="kubelet")
+        d = decided("listening", "tcp", 10250, [h])
         assert d.reason is Reason.LOOPBACK_ONLY and "[::1]:10250" in d.message
         return
     s, port = bound_socket("tcp", "::1")
@@ -164,7 +182,7 @@ def test_expect_defaults_from_phase_when_target_has_none():
     s, port = bound_socket("tcp", "0.0.0.0")
     try:
         t = inbound_target(port, "tcp", "free")
-        t = type(t)(**{**t.__dict__, "expect": None})
+        t = dataclasses.replace(t, expect=None)
         assert check_inbound(t, RunContext(phase=Phase.JOIN)).reason is Reason.PORT_IN_USE
         assert check_inbound(t, RunContext(phase=Phase.RUNNING)).reason is Reason.OK
     finally:
@@ -174,22 +192,21 @@ def test_expect_defaults_from_phase_when_target_has_none():
 # --- one socket table per run -----------------------------------------------------------------
 
 
-def test_socket_table_is_read_once_per_run_token():
-    deadline = time.monotonic() + 30
-    ctx = RunContext(deadline=deadline)
-    before = sockets.snapshot_reads()
+def test_socket_table_is_read_once_per_run(monkeypatch):
+    reads = []
+    real = sockets.read_socket_table
+    monkeypatch.setattr(sockets, "read_socket_table", lambda: reads.append(1) or real())
+    ctx = RunContext(deadline=time.monotonic() + 30)
     for p in (free_port(), free_port(), free_port()):
         check_inbound(inbound_target(p, "tcp", "free"), ctx)
-    assert sockets.snapshot_reads() - before == 1
-    check_inbound(inbound_target(free_port(), "tcp", "free"), RunContext(deadline=deadline + 1))
-    assert sockets.snapshot_reads() - before == 2
-    # No run token (infinite deadline): always fresh, so a socket bound meanwhile is seen.
-    check_inbound(inbound_target(free_port(), "tcp", "free"), RunContext())
+    assert len(reads) == 1
+    # Another run reads afresh, so a socket bound meanwhile is seen.
     s, port = bound_socket("tcp", "127.0.0.1")
     try:
         assert check_inbound(inbound_target(port, "tcp", "free"), RunContext()).status is Status.FAIL
     finally:
         s.close()
+    assert len(reads) == 2
 
 
 # --- unreadable socket table: bind-test fallback ------------------------------------------------
@@ -206,44 +223,51 @@ def test_unreadable_socket_table_falls_back_to_a_bind_test(monkeypatch):
     finally:
         s.close()
     assert (r.status, r.reason) == (Status.FAIL, Reason.PORT_IN_USE)
-    assert r.evidence["bind_test"] == "in-use" and "holder and its address are unknown" in r.message
+    assert r.evidence.to_json()["bind_test"] == "in-use" and "holder and its address are unknown" in r.message
     r = check_inbound(inbound_target(free_port(), "tcp", "free"), RunContext())
-    assert (r.status, r.evidence["bind_test"]) == (Status.PASS, "free")
+    assert (r.status, r.evidence.to_json()["bind_test"]) == (Status.PASS, "free")
 
 
 # --- pure decisions and parsers ------------------------------------------------------------------
 
 
 def test_leftover_kubelet_is_named_with_its_unit():
-    h = Holder("tcp", "0.0.0.0", 10250, pid=4242, process="kubelet", user="root", unit="kubelet.service")
-    d = decide_inbound("free", "tcp", 10250, [h], True, None, Mode.PUBLIC)
+    h = PortHolder("tcp", "0.0.0.0", 10250, pid=4242, process="kubelet", user="root", unit="kubelet.service")
+    d = decided("free", "tcp", 10250, [h])
     assert (d.status, d.reason) == (Status.FAIL, Reason.PORT_IN_USE)
     assert "kubelet (pid 4242, user root, kubelet.service) on 0.0.0.0:10250" in d.message
-    assert "systemctl disable --now kubelet.service" in d.remediation
-    assert "earlier installation" in d.remediation
+    assert "systemctl disable --now kubelet.service" in advice(d)
+    assert "earlier installation" in advice(d)
 
 
 def test_hidden_owner_is_said_honestly():
-    h = Holder("tcp", "0.0.0.0", 10250, user="root", uid=0)
-    d = decide_inbound("free", "tcp", 10250, [h], False, None, Mode.PUBLIC)
+    h = PortHolder("tcp", "0.0.0.0", 10250, user="root", uid=0)
+    d = decided("free", "tcp", 10250, [h], owners_visible=False)
     assert "owned by root" in d.message
     assert "not visible without root (CAP_DAC_READ_SEARCH + CAP_SYS_PTRACE)" in d.message
-    assert "ss -ltnp 'sport = :10250'" in d.remediation
+    assert "ss -ltnp 'sport = :10250'" in advice(d)
 
 
 def test_kernel_socket_is_not_blamed_on_privileges():
-    h = Holder("udp", "0.0.0.0", 8472, kernel_socket=True)
-    d = decide_inbound("listening", "udp", 8472, [h], False, ports._COMPONENTS[2][1], Mode.DEDICATED)
+    h = PortHolder("udp", "0.0.0.0", 8472, kernel_socket=True)
+    d = decided("listening", "udp", 8472, [h], owners_visible=False, component="flannel", mode="dedicated")
     assert d.status is Status.PASS and "kernel socket" in d.message and "root" not in d.message
-    assert "VPC CIDR block and the nodes' CIDR blocks" in d.remediation
+    silent = decided("listening", "udp", 8472, [], component="flannel", mode="dedicated")
+    assert "the CIDR blocks of the VPC and of the nodes" in advice(silent, Mode.DEDICATED, Phase.RUNNING)
 
 
-def test_components_come_from_the_target_purpose():
-    assert ports.component_for(inbound_target(1, name="Prometheus accesses the Node-Exporter port")).name == "node-exporter"
-    assert ports.component_for(inbound_target(1, name="Flannel VXLAN uses this port")).name == "flannel"
-    assert ports.component_for(inbound_target(1, name="something else")) is None
-    d = decide_inbound("listening", "tcp", 9100, [], True, None, Mode.DEDICATED)
-    assert "the component that serves this port" in d.message and "VPC CIDR block" in d.remediation
+def test_components_come_from_the_catalog():
+    from edgecheck.catalog import load_catalog
+    from edgecheck.plan import Selection, build_plan
+
+    plan = build_plan(load_catalog(), Selection("cn-hangzhou", mode=Mode.DEDICATED, phase=Phase.RUNNING))
+    components = {t.id: t.component.name for t in plan.targets if t.component}
+    assert components == {"inbound:10250/tcp": "kubelet", "inbound:10255/tcp": "kubelet",
+                          "inbound:9100/tcp": "node-exporter", "inbound:9445/tcp": "node-exporter",
+                          "inbound:8472/udp": "flannel"}
+    d = decided("listening", "tcp", 9100, [], component=None, mode="dedicated")
+    assert "the component that serves this port" in d.message
+    assert "Start the component that serves this port" in advice(d, Mode.DEDICATED, Phase.RUNNING)
 
 
 def test_proc_net_parsing():
@@ -268,7 +292,7 @@ def test_unit_from_cgroup():
 
 
 def test_leftover_vxlan_device_blocks_the_join():
-    h = Holder("udp", "0.0.0.0", 8472, kernel_socket=True)
-    d = decide_inbound("free", "udp", 8472, [h], True, None, Mode.PUBLIC)
+    h = PortHolder("udp", "0.0.0.0", 8472, kernel_socket=True)
+    d = decided("free", "udp", 8472, [h], component="flannel")
     assert (d.status, d.reason) == (Status.FAIL, Reason.PORT_IN_USE)
-    assert "ip -d link show type vxlan" in d.remediation and "ip link delete" in d.remediation
+    assert "ip -d link show type vxlan" in advice(d) and "ip link delete" in advice(d)

@@ -4,11 +4,23 @@ import os
 
 import pytest
 
+from edgecheck.checks.tool import check_tool
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
 from edgecheck.host import distro
-from edgecheck.host.tools import check_tool, search_dirs
-from edgecheck.model import Phase, Reason, RunContext, Status
+from edgecheck.host.tools import search_dirs
+from edgecheck.model import CheckResult, Phase, Reason, Status
+from edgecheck.runcontext import RunContext
 
-from hostfixtures import OS_RELEASES, make_stub, tool_specs, tool_target, write_os_release
+from tests.host.hostfixtures import OS_RELEASES, make_stub, tool_specs, tool_target, write_os_release
+
+def advice(check: CheckResult) -> str:
+    return remediation(check, Scene())
+
+
+def ev(check: CheckResult) -> dict:
+    return check.evidence.to_json()
+
 
 # The stub directory holds `ip` and `socat` only: every other catalog tool is missing.
 PRESENT = ("ip", "socat")
@@ -57,18 +69,18 @@ def test_every_missing_tool_gives_one_exact_install_command(tmp_path, stub_dir, 
     expected = EXPECTED_COMMANDS[distro_key]
     for r in missing:
         assert (r.status, r.reason) == (Status.WARN, Reason.TOOL_MISSING)
-        assert r.remediation == f"Install the missing tools (as root): {expected}"
-        assert r.evidence["install_command"] == expected
+        assert advice(r) == f"Install the missing tools (as root): {expected}"
+        assert ev(r)["install_command"] == expected
 
 
 def test_unknown_distribution_says_so_and_lists_each_family(tmp_path, stub_dir):
     ctx, targets = _ctx(tmp_path, stub_dir, "arch")
     r = check_tool(next(t for t in targets if t.tool.name == "conntrack-tools"), ctx)
     assert r.status is Status.WARN and r.reason is Reason.TOOL_MISSING
-    assert "Unknown distribution (os-release ID=arch)" in r.remediation
-    assert "apt-get update && apt-get install -y net-tools chrony cron pciutils ebtables iptables conntrack" in r.remediation
-    assert "yum install -y net-tools chrony cronie pciutils ebtables iptables conntrack-tools" in r.remediation
-    assert r.evidence["install_command"] is None
+    assert "Unknown distribution (os-release ID=arch)" in advice(r)
+    assert "apt-get update && apt-get install -y net-tools chrony cron pciutils ebtables iptables conntrack" in advice(r)
+    assert "yum install -y net-tools chrony cronie pciutils ebtables iptables conntrack-tools" in advice(r)
+    assert ev(r)["install_command"] is None
 
 
 def test_missing_os_release_is_an_unknown_distribution(tmp_path, stub_dir):
@@ -76,18 +88,18 @@ def test_missing_os_release_is_an_unknown_distribution(tmp_path, stub_dir):
     r = check_tool(next(t for t in targets if t.tool.name == "socat"), ctx)
     assert r.status is Status.PASS  # present tools do not need the distribution
     r = check_tool(next(t for t in targets if t.tool.name == "iptables"), ctx)
-    assert "no readable os-release" in r.remediation
+    assert "no readable os-release" in advice(r)
 
 
 def test_found_tool_reports_path_and_cheap_version(tmp_path, stub_dir):
     ctx, targets = _ctx(tmp_path, stub_dir, "debian12")
     r = check_tool(next(t for t in targets if t.tool.name == "iproute"), ctx)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK)
-    assert r.evidence["executables_found"] == {"ip": str(stub_dir / "ip")}
-    assert r.evidence["version"] == "6.1.0"
-    assert r.evidence["distribution_package"] == "iproute2"
+    assert ev(r)["executables_found"] == {"ip": str(stub_dir / "ip")}
+    assert ev(r)["version"] == "6.1.0"
+    assert ev(r)["distribution_package"] == "iproute2"
     r = check_tool(next(t for t in targets if t.tool.name == "socat"), ctx)
-    assert r.evidence["version"] == "1.7.4.4"
+    assert ev(r)["version"] == "1.7.4.4"
 
 
 def test_any_one_executable_proves_the_package(tmp_path, stub_dir):
@@ -96,30 +108,30 @@ def test_any_one_executable_proves_the_package(tmp_path, stub_dir):
     chrony = next(t for t in targets if t.tool.name.startswith("chrony"))
     r = check_tool(chrony, ctx)
     assert r.status is Status.PASS
-    assert "version" not in r.evidence  # ntpdate has no known-safe version flag: not run
+    assert "version" not in ev(r)  # ntpdate has no known-safe version flag: not run
     make_stub(stub_dir, "chronyd", "never run")  # no safe version flag either: chronyd is never started
     make_stub(stub_dir, "chronyc", "chronyc (chrony) version 4.3 (+READLINE)")
     r = check_tool(chrony, ctx)
-    assert r.evidence["version"] == "4.3" and "chronyc 4.3" in r.message
+    assert ev(r)["version"] == "4.3" and "chronyc 4.3" in r.message
 
 
 def test_running_phase_still_warns(tmp_path, stub_dir):
     ctx, targets = _ctx(tmp_path, stub_dir, "rhel9", phase=Phase.RUNNING)
     r = check_tool(next(t for t in targets if t.tool.name == "conntrack-tools"), ctx)
     assert (r.status, r.reason) == (Status.WARN, Reason.TOOL_MISSING)
-    assert "dnf install -y" in r.remediation
+    assert "dnf install -y" in advice(r)
 
 
 def test_sbin_is_searched_when_path_lacks_it(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    dirs = search_dirs(RunContext())
+    dirs = search_dirs(None)
     assert dirs[:2] == ["/usr/bin", "/bin"] and "/usr/sbin" in dirs and "/sbin" in dirs
     # On this Debian host iptables lives in /usr/sbin: a non-root PATH alone would miss it.
     if os.path.exists("/usr/sbin/iptables"):
         spec = next(s for s in tool_specs() if s.name == "iptables")
         r = check_tool(tool_target(spec), RunContext())
         assert r.status is Status.PASS
-        assert r.evidence["executables_found"]["iptables"].endswith("sbin/iptables")
+        assert ev(r)["executables_found"]["iptables"].endswith("sbin/iptables")
 
 
 @pytest.mark.parametrize(

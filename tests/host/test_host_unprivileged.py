@@ -15,10 +15,16 @@ import traceback
 
 import pytest
 
-from edgecheck.host import check_clock, check_inbound, check_tool, sockets
-from edgecheck.model import Phase, RunContext
+from edgecheck.checks.clock import check_clock
+from edgecheck.checks.inbound import check_inbound
+from edgecheck.checks.tool import check_tool
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
+from edgecheck.host import sockets
+from edgecheck.model import Phase
+from edgecheck.runcontext import RunContext
 
-from hostfixtures import clock_target, free_port, inbound_target, tool_specs, tool_target, wait_listening
+from tests.host.hostfixtures import clock_target, free_port, inbound_target, tool_specs, tool_target, wait_listening
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root (CI runs as root)")
 
@@ -54,7 +60,7 @@ def _run_as_nobody(fn) -> dict:
 def _as_dict(result) -> dict:
     return {
         "status": str(result.status), "reason": str(result.reason), "message": result.message,
-        "remediation": result.remediation, "evidence": result.evidence,
+        "remediation": remediation(result, Scene()), "evidence": result.evidence.to_json(),
     }
 
 
@@ -102,7 +108,8 @@ def test_nobody_sees_a_root_socket_but_not_its_owner(root_listener):
 
     # The same socket seen as root: the owner is named.
     as_root = check_inbound(inbound_target(port, "tcp", "free"), RunContext())
-    assert as_root.evidence["sockets"][0]["pid"] == socat_pid and as_root.evidence["owners_visible"] is True
+    ev = as_root.evidence.to_json()
+    assert ev["sockets"][0]["pid"] == socat_pid and ev["owners_visible"] is True
 
 
 def test_nobody_gets_complete_tool_and_clock_results(tmp_path):

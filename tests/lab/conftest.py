@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from .lab import Lab, missing_prerequisites
+from tests.lab.lab import Lab, missing_prerequisites
 
 # cn-hangzhou: the full matrix; cn-zhangjiakou: its own spelling of dockerauth (seed 001) and its
 # own registry /32 routes and OSS blocks (seed 003).

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from . import pki
-from .plan import REPO, AddressAllocator, HostRecord, allocate, collect_hosts, edgecheck_env, inside
-from .topology import CLOUD_ADDR, NODE_ADDR, LabError, Netns, Topology, kill_pids, tool, which
+from tests.lab import pki
+from tests.lab.plan import REPO, AddressAllocator, HostRecord, allocate, collect_hosts, edgecheck_env, inside
+from tests.lab.topology import CLOUD_ADDR, NODE_ADDR, LabError, Netns, Topology, kill_pids, tool, which
 
 HERE = Path(__file__).resolve().parent
 CHARON = "/usr/lib/ipsec/charon"
@@ -52,6 +52,7 @@ TUNNEL_ADDR = "203.0.113.30"
 ROGUE_PUBLIC = "198.51.100.10"  # nginx with a certificate from a CA nobody trusts
 PLAIN_PUBLIC = "198.51.100.11"  # nginx speaking plain HTTP on 443
 NTP_SKEWED_ADDR = "198.51.100.123"
+MUTE_TLS_ADDR = "198.51.100.12"  # completes TLS with the lab certificate, then never answers HTTP
 NTP_SKEW_SECONDS = 300.0
 SPARE_OUTSIDE = ("100.127.0.10", "192.0.2.250")  # healthy servers outside every per-endpoint block
 RAVEN_TCP_PORTS = (10280, 10281, 10282, 10283, 10284)
@@ -230,7 +231,7 @@ class Lab:
 
     def _allocate(self) -> None:
         fixed = [DNS_ADDR, REFUSING_DNS_ADDR, PROXY_ADDR, APISERVER_PUBLIC, APISERVER_DEDICATED, CLOSED_ADDR,
-                 RAVEN_ADDR, TUNNEL_ADDR, ROGUE_PUBLIC, PLAIN_PUBLIC, NTP_SKEWED_ADDR, *SPARE_OUTSIDE]
+                 RAVEN_ADDR, TUNNEL_ADDR, ROGUE_PUBLIC, PLAIN_PUBLIC, NTP_SKEWED_ADDR, MUTE_TLS_ADDR, *SPARE_OUTSIDE]
         alloc = AddressAllocator(fixed)
         allocate(self.hosts, alloc)
         # A wrong-CA and a plain-HTTP twin inside every block a dedicated name lives in, so a TLS
@@ -244,7 +245,7 @@ class Lab:
 
     def all_cloud_addresses(self) -> List[str]:
         out = [REFUSING_DNS_ADDR, PROXY_ADDR, APISERVER_PUBLIC, APISERVER_DEDICATED, CLOSED_ADDR, RAVEN_ADDR,
-               TUNNEL_ADDR, ROGUE_PUBLIC, PLAIN_PUBLIC, NTP_SKEWED_ADDR, *SPARE_OUTSIDE,
+               TUNNEL_ADDR, ROGUE_PUBLIC, PLAIN_PUBLIC, NTP_SKEWED_ADDR, MUTE_TLS_ADDR, *SPARE_OUTSIDE,
                *self.rogue_addresses.values(), *self.plain_addresses.values()]
         for rec in self.hosts.values():
             out.extend(rec.addresses)
@@ -456,6 +457,7 @@ charon {{
 
     def _listener_daemons(self) -> List[Daemon]:
         specs = [f"tcp:{RAVEN_ADDR}:{p}" for p in RAVEN_TCP_PORTS] + [f"tcp:{TUNNEL_ADDR}:{p}" for p in TUNNEL_TCP_PORTS]
+        specs.append(f"tls-mute:{MUTE_TLS_ADDR}:443:{self.server_cert.cert}:{self.server_cert.key}")
         return [self._daemon("tcp-listeners", self.topology.cloud, [sys.executable, str(HERE / "listener.py"), *specs],
                              ready=lambda: self._listening("tcp", TUNNEL_ADDR, TUNNEL_TCP_PORTS[-1]))]
 

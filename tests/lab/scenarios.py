@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .lab import (APISERVER_DEDICATED, APISERVER_PUBLIC, CLOSED_ADDR, RAVEN_ADDR, TUNNEL_ADDR, Lab, RunResult)
+from tests.lab.lab import (APISERVER_DEDICATED, APISERVER_PUBLIC, CLOSED_ADDR, RAVEN_ADDR, TUNNEL_ADDR, Lab, RunResult)
 
 REGION = "cn-hangzhou"
 MODES = ("public", "dedicated")

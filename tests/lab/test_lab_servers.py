@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .lab import (APISERVER_DEDICATED, APISERVER_PUBLIC, CLOSED_ADDR, DNS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR,
+from tests.lab.lab import (APISERVER_DEDICATED, APISERVER_PUBLIC, CLOSED_ADDR, DNS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR,
                   PLAIN_PUBLIC, PROXY_ADDR, PROXY_PORT, RAVEN_ADDR, RAVEN_TCP_PORTS, REFUSING_DNS_ADDR, ROGUE_PUBLIC,
                   TUNNEL_ADDR, TUNNEL_TCP_PORTS, Lab)
-from .conftest import require_prerequisites
-from .topology import CLOUD_IF, NODE_IF, PREFIX, leftovers
+from tests.lab.conftest import require_prerequisites
+from tests.lab.topology import CLOUD_IF, NODE_IF, PREFIX, leftovers
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,21 +10,18 @@ import json
 import subprocess
 import sys
 from contextlib import ExitStack
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
-from .lab import (APISERVER_PUBLIC, DNS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR, PROXY_ADDR, PROXY_PORT, DEAD_PROXY_PORT, RAVEN_ADDR,
+from tests.lab.lab import (APISERVER_PUBLIC, DNS_ADDR, MUTE_TLS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR, PROXY_ADDR, PROXY_PORT, DEAD_PROXY_PORT, RAVEN_ADDR,
                   REFUSING_DNS_ADDR, TUNNEL_ADDR, Lab, RunResult)
-from .plan import REPO, edgecheck_env
-from .scenarios import (COMBOS, FAULTS, INBOUND_TCP, REGION, Combo, Fault, Runs, all_inbound_listeners, base_args, checks_for, combo_id,
+from tests.lab.plan import REPO, edgecheck_env
+from tests.lab.scenarios import (COMBOS, INBOUND_TCP, REGION, Combo, Fault, Runs, all_inbound_listeners, base_args, checks_for, combo_id,
                         evidence_text, faults_for, host_matching)
-from .topology import NODE_ADDR
+from tests.lab.topology import NODE_ADDR
 
-try:
-    from tests.schema_check import assert_valid_report
-except ImportError:  # pytest put tests/ itself on sys.path
-    from schema_check import assert_valid_report  # type: ignore[no-redef]
+from tests.schema_check import assert_valid_report
 
 
 @pytest.fixture(scope="session")
@@ -367,6 +364,25 @@ def test_proxy_down_is_a_proxy_error(lab: Lab, runs: Runs) -> None:
     for check in web:
         assert (check["status"], check["reason"]) == ("fail", "proxy-error"), check
         assert str(DEAD_PROXY_PORT) in check["message"] + evidence_text(check), check
+
+
+def test_proxy_upstream_that_never_answers_http_is_a_timeout(lab: Lab, runs: Runs) -> None:
+    """TLS through the proxy's tunnel verifies, then the upstream never answers the request: the
+    HTTP layer's timeout, not an internal error (the proxied path once crashed here)."""
+    name = host_matching(lab, r"registry-{region}\.ack\.aliyuncs\.com")
+
+    def run():
+        proxy = f"http://{PROXY_ADDR}:{PROXY_PORT}"
+        with perimeter_only_proxy(lab, [PROXY_PORT]), lab.dns({name: [MUTE_TLS_ADDR]}):
+            return lab.run_edgecheck(base_args(lab, ("public", "join", "1.28"), apiserver=None) + ["--timeout", "2"],
+                                     env={"HTTPS_PROXY": proxy}), {}
+    result = runs.get("proxy-mute-upstream", run)[0]
+    validated(result)
+    check = result.check(f"endpoint:{name}:443/tcp")
+    assert (check["status"], check["reason"]) == ("fail", "timeout"), check
+    assert check["evidence"]["route"] == "proxy" and check["evidence"]["tls"]["verified"] is True, check
+    assert "no response" in check["message"] and check["remediation"], check
+    assert not result.checks(lambda c: c["reason"] == "internal-error"), result.describe()
 
 
 # ====================================================================================== node side

@@ -1,4 +1,4 @@
-"""Shared helpers of the packaging tests (imported by name; conftest.py holds the fixtures).
+"""Shared helpers of the packaging tests (the fixtures are in conftest.py).
 
 Packaging tests build every artefact once per session (packaging/build.sh all), then inspect.
 
@@ -9,12 +9,9 @@ namespace this suite creates (only `lo`, down), so no packet leaves the host.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -40,45 +37,3 @@ def python39() -> str:
     if PY39.exists():
         return str(PY39)
     return need("python3.9")
-
-
-_BUILT: dict = {}
-
-
-@pytest.fixture(scope="session")
-def dist(tmp_path_factory) -> Path:
-    """dist/ with sdist, wheel, both zipapps, both .debs and both .rpms, built once.
-
-    Test modules import this fixture by name (tests/packaging has no conftest.py: a second
-    top-level `conftest` module would shadow tests/conftest.py for modules that import from it),
-    so each module gets its own FixtureDef: the module-level cache keeps it one build a session.
-    """
-    if "dist" in _BUILT:
-        return _BUILT["dist"]
-    for tool in ("dpkg-deb", "rpmbuild"):
-        need(tool)
-    out = tmp_path_factory.mktemp("dist")
-    started = time.monotonic()
-    proc = subprocess.run(
-        ["sh", str(REPO / "packaging" / "build.sh"), "all"],
-        env={**os.environ, "DIST": str(out), "PYTHON": sys.executable},
-        capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    print(f"\npackaging/build.sh all: {time.monotonic() - started:.1f}s")
-    _BUILT["dist"] = out
-    return out
-
-
-@pytest.fixture
-def netns():
-    """A fresh, empty network namespace (only `lo`); deleted afterwards."""
-    need("ip")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = f"ecpkg-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)

@@ -12,13 +12,11 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
-from packaging_helpers import REPO, VERSION, need
+from tests.packaging.packaging_helpers import VERSION, need
 
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # systemctl / deb-systemd-helper / deb-systemd-invoke enabling or starting anything

@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
-from packaging_helpers import REPO, VERSION, need
+from tests.packaging.packaging_helpers import REPO, VERSION, need
 
 UNITS = REPO / "systemd"
 MAX_EXPOSURE = 2.5

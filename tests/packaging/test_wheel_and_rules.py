@@ -6,10 +6,8 @@ import subprocess
 import tarfile
 import textwrap
 import zipfile
-from pathlib import Path
 
-from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
-from packaging_helpers import REPO, VERSION, need
+from tests.packaging.packaging_helpers import REPO, VERSION, need
 
 RULES = REPO / "packaging" / "prometheus" / "edgecheck.rules.yml"
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from packaging_helpers import dist, netns  # noqa: F401  (fixtures)
-from packaging_helpers import REPO, VERSION, python39
+from tests.packaging.packaging_helpers import REPO, VERSION, python39
 
 BUNDLED = ("edgecheck", "click", "dns", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "ntplib", "psutil")
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183}

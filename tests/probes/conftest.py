@@ -16,7 +16,8 @@ from typing import Iterator
 
 import pytest
 
-from edgecheck.model import Kind, Probe, RunContext, Target
+from edgecheck.model import Kind, Target
+from edgecheck.runcontext import RunContext
 from tests.probes.netns import Netns
 from tests.probes.servers import DnsServer, make_ca, make_leaf
 
@@ -101,7 +102,7 @@ def ctx(resolv_conf: str, dns_server: DnsServer) -> RunContext:
     return RunContext(timeout=1.5, resolv_conf=resolv_conf)
 
 
-def target(probe: Probe, host: str, port: int, protocol: str = "tcp", **kw) -> Target:
+def target(probe: str, host: str, port: int, protocol: str = "tcp", **kw) -> Target:
     return Target(id=f"endpoint:{host}:{port}/{protocol}", kind=Kind.ENDPOINT, probe=probe,
                   name=kw.pop("name", f"test {host}"), why="test", source="test", entry="test",
                   host=host, port=port, protocol=protocol, **kw)

@@ -7,13 +7,16 @@ import dataclasses
 import threading
 import time
 
-from edgecheck.engine import HOST_CHECKS, _LazyCheck, registry, run_checks
-from edgecheck.model import CheckResult, Kind, Probe, Reason, RunContext, Skip, Status, Target
+from edgecheck import registry
+from edgecheck.engine import hard_deadline, run_checks
+from edgecheck.model import CheckResult, Evidence, Reason, Skip, Status, Target
+from edgecheck.probes.ntp import NtpEvidence, NtpOutcome
+from edgecheck.runcontext import RunContext
 from tests.probes.conftest import DROPPED, target
 
 
-def _t(i: int, probe: Probe = Probe.TCP, **kw) -> Target:
-    return Target(id=f"t{i}", kind=Kind.CLOCK if probe is Probe.CLOCK else Kind.ENDPOINT, probe=probe,
+def _t(i: int, probe: str = "tcp", **kw) -> Target:
+    return Target(id=f"t{i}", kind=registry.get(probe).kind, probe=probe,
                   name=f"t{i}", why="", source="", entry="", host=f"h{i}", port=1, **kw)
 
 
@@ -22,7 +25,7 @@ def test_order_skip_crash_and_deadline():
 
     def ok(t, ctx):
         calls.append(t.id)
-        return CheckResult.of(t, Status.PASS, Reason.OK, "fine")
+        return CheckResult(t, Status.PASS, Reason.OK, "fine")
 
     def boom(t, ctx):
         raise ValueError("kaput")
@@ -30,8 +33,8 @@ def test_order_skip_crash_and_deadline():
     def hang(t, ctx):
         threading.Event().wait(60)
 
-    table = {Probe.TCP: ok, Probe.HTTP: boom, Probe.NTP: hang}
-    targets = [_t(0, Probe.NTP), _t(1), _t(2, Probe.HTTP),
+    table = {"tcp": ok, "http": boom, "ntp": hang}
+    targets = [_t(0, "ntp"), _t(1), _t(2, "http"),
                _t(3, skip=Skip(Reason.MISSING_INPUT, "needs --apiserver")), _t(4)]
     ctx = RunContext(timeout=0.5, deadline=time.monotonic() + 0.8)
     t0 = time.monotonic()
@@ -56,41 +59,52 @@ def test_bounded_in_flight_and_clock_last_with_ntp_results():
         time.sleep(0.05)
         with lock:
             state["now"] -= 1
-        return CheckResult.of(t, Status.PASS, Reason.OK, "ok", evidence={"ntp": {"offset_s": 0.1}})
+        exchange = NtpOutcome("127.0.0.1", True, offset_s=0.1)
+        return CheckResult(t, Status.PASS, Reason.OK, "ok", evidence=Evidence(NtpEvidence(exchange, (exchange,))))
 
     def clock(t, ctx):
-        seen["ntp"] = [r.id for r in ctx.ntp_results]
+        seen["ntp"] = [r.id for r in ctx.facts.results_of("ntp")]
         seen["targets"] = len(ctx.targets)
         seen["others_done"] = state["now"] == 0
-        return CheckResult.of(t, Status.PASS, Reason.OK, "clock ok")
+        return CheckResult(t, Status.PASS, Reason.OK, "clock ok")
 
-    targets = [_t(0, Probe.CLOCK)] + [_t(i, Probe.NTP if i % 5 == 0 else Probe.TCP) for i in range(1, 21)]
-    results = run_checks(targets, RunContext(timeout=1), max_in_flight=4, table={Probe.TCP: slow, Probe.NTP: slow, Probe.CLOCK: clock})
+    targets = [_t(0, "clock")] + [_t(i, "ntp" if i % 5 == 0 else "tcp") for i in range(1, 21)]
+    results = run_checks(targets, RunContext(timeout=1), max_in_flight=4, table={"tcp": slow, "ntp": slow, "clock": clock})
     assert all(r.status is Status.PASS for r in results)
     assert state["max"] == 4
     assert seen == {"ntp": ["t5", "t10", "t15", "t20"], "targets": 21, "others_done": True}
 
 
-def test_registry_maps_every_probe_and_imports_host_checks_lazily():
-    table = registry()
-    assert set(table) == set(Probe)
-    for probe, spec in HOST_CHECKS.items():
-        assert isinstance(table[probe], _LazyCheck) and table[probe].spec == spec
-    assert HOST_CHECKS[Probe.INBOUND] == "edgecheck.host.ports:check_inbound"
+def test_every_registered_check_loads():
+    for probe in registry.PROBES:
+        assert callable(probe.load()), probe.name
+    assert registry.get("inbound").check == "edgecheck.checks.inbound:check_inbound"
+    assert [p.name for p in registry.PROBES if p.after] == ["clock"]
 
 
-def test_a_missing_host_module_only_fails_its_own_check():
-    lazy = _LazyCheck("edgecheck.no_such_module:check")
-    results = run_checks([_t(0, Probe.TOOL), _t(1)], RunContext(timeout=1),
-                         table={Probe.TOOL: lazy, Probe.TCP: lambda t, c: CheckResult.of(t, Status.PASS, Reason.OK, "ok")})
-    assert results[0].reason is Reason.INTERNAL_ERROR and results[1].status is Status.PASS
+def test_a_broken_check_module_only_fails_its_own_checks(monkeypatch):
+    broken = dataclasses.replace(registry.get("tool"), check="edgecheck.no_such_module:check")
+    monkeypatch.setitem(registry.BY_NAME, "tool", broken)
+    monkeypatch.setattr(registry, "PROBES", tuple(broken if p.name == "tool" else p for p in registry.PROBES))
+    results = run_checks([_t(0, "tool"), _t(1)], RunContext(timeout=1),
+                         table={"tcp": lambda t, c: CheckResult(t, Status.PASS, Reason.OK, "ok")})
+    assert results[0].reason is Reason.INTERNAL_ERROR and "ModuleNotFoundError" in results[0].message
+    assert results[1].status is Status.PASS
+
+
+def test_the_deadline_grows_with_waves_of_network_probes_only():
+    local = [_t(i, "tool") for i in range(40)]
+    network = [_t(i, "tcp") for i in range(40)]
+    assert hard_deadline(local, 3.0) == hard_deadline(network[:32], 3.0) == 3.0 * 2 + 2.0
+    assert hard_deadline(network, 3.0) == 3.0 * 3 + 2.0
+    assert hard_deadline(network + [_t(99, "tcp", skip=Skip(Reason.MISSING_INPUT, "x"))], 3.0) == 3.0 * 3 + 2.0
 
 
 def test_hostname_resolved_once_per_run(ns, zone, ctx, dns_server):
     zone["shared.test"] = {"A": ["10.77.0.4"]}
     before = [q for q in dns_server.queries if q.startswith("shared.test/")]
-    targets = [target(Probe.TCP, "shared.test", 80), target(Probe.TCP, "shared.test", 443),
-               target(Probe.TCP, "shared.test", 10280)]
+    targets = [target("tcp", "shared.test", 80), target("tcp", "shared.test", 443),
+               target("tcp", "shared.test", 10280)]
     results = ns.run(run_checks, targets, ctx)
     queries = [q for q in dns_server.queries if q.startswith("shared.test/")][len(before):]
     assert sorted(queries) == ["shared.test/A", "shared.test/AAAA"]
@@ -101,11 +115,11 @@ def test_black_holed_plan_ends_in_about_one_timeout(ns, zone, ctx):
     for i in range(12):
         zone[f"bh{i}.test"] = {"A": [DROPPED]}
     zone["bhdns.test"] = "DROP"
-    targets = ([target(Probe.HTTPS, f"bh{i}.test", 443) for i in range(6)]
-               + [target(Probe.HTTP, f"bh{i}.test", 80) for i in range(6, 8)]
-               + [target(Probe.TCP, f"bh{i}.test", 10280 + i) for i in range(8, 11)]
-               + [target(Probe.NTP, "bh11.test", 123, "udp"), target(Probe.IKE, DROPPED, 4500, "udp"),
-                  target(Probe.HTTPS, "bhdns.test", 443)])
+    targets = ([target("https", f"bh{i}.test", 443) for i in range(6)]
+               + [target("http", f"bh{i}.test", 80) for i in range(6, 8)]
+               + [target("tcp", f"bh{i}.test", 10280 + i) for i in range(8, 11)]
+               + [target("ntp", "bh11.test", 123, "udp"), target("ike", DROPPED, 4500, "udp"),
+                  target("https", "bhdns.test", 443)])
     c = dataclasses.replace(ctx, timeout=1.0, deadline=time.monotonic() + 5.0)
     t0 = time.monotonic()
     results = ns.run(run_checks, targets, c)

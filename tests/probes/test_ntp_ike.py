@@ -9,9 +9,12 @@ import time
 
 import pytest
 
-from edgecheck.model import Probe, Reason, Status
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
+from edgecheck.model import Reason, Status
 from edgecheck.probes import ike
-from edgecheck.probes.checks import check_ike, check_ntp
+from edgecheck.checks.ike import check_ike
+from edgecheck.checks.ntp import check_ntp
 from tests.probes.conftest import DROPPED, HOST_UNREACHABLE, target
 from tests.probes.servers import NtpResponder, UdpResponder
 
@@ -58,18 +61,18 @@ def fake_ntp(peer):
 
 def test_ntp_pass_against_chronyd(ns, zone, ctx, chronyd):
     zone["ntp1.test"] = {"A": [chronyd]}
-    r = ns.run(check_ntp, target(Probe.NTP, "ntp1.test", 123, "udp"), ctx)
+    r = ns.run(check_ntp, target("ntp", "ntp1.test", 123, "udp"), ctx)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["ntp"]["stratum"] == 8 and r.evidence["ntp"]["address"] == chronyd
-    assert abs(r.evidence["ntp"]["offset_s"]) < 0.5 and r.evidence["ntp"]["leap"] == 0
-    assert r.evidence["route"] == "direct"
+    assert r.evidence.to_json()["ntp"]["stratum"] == 8 and r.evidence.to_json()["ntp"]["address"] == chronyd
+    assert abs(r.evidence.to_json()["ntp"]["offset_s"]) < 0.5 and r.evidence.to_json()["ntp"]["leap"] == 0
+    assert r.evidence.to_json()["route"] == "direct"
 
 
 def test_ntp_queries_every_address(ns, zone, ctx, chronyd):
     zone["ntp2.test"] = {"A": [chronyd, DROPPED]}
-    r = ns.run(check_ntp, target(Probe.NTP, "ntp2.test", 123, "udp"), ctx)
+    r = ns.run(check_ntp, target("ntp", "ntp2.test", 123, "udp"), ctx)
     assert (r.status, r.reason) == (Status.WARN, Reason.TIMEOUT), r.message
-    assert {e["address"] for e in r.evidence["ntp_all"]} == {chronyd, DROPPED}
+    assert {e["address"] for e in r.evidence.to_json()["ntp_all"]} == {chronyd, DROPPED}
     assert DROPPED in r.message
 
 
@@ -80,7 +83,7 @@ def test_ntp_queries_every_address(ns, zone, ctx, chronyd):
     ("stratum0", Status.WARN, Reason.CLOCK_UNSYNCHRONISED),
 ])
 def test_ntp_offsets_and_unsynchronised_servers(ns, zone, ctx, fake_ntp, name, status, reason):
-    r = ns.run(check_ntp, target(Probe.NTP, FAKE_NTP, fake_ntp[name], "udp"), ctx)
+    r = ns.run(check_ntp, target("ntp", FAKE_NTP, fake_ntp[name], "udp"), ctx)
     assert (r.status, r.reason) == (status, reason), r.message
     if reason is Reason.CLOCK_UNSYNCHRONISED:
         assert "unsynchronised" in r.message
@@ -90,7 +93,7 @@ def test_ntp_silence_closed_port_and_unreachable(ns, zone, ctx):
     cases = [(DROPPED, Reason.TIMEOUT), (CLOSED, Reason.REFUSED), (HOST_UNREACHABLE, Reason.UNREACHABLE)]
     for address, reason in cases:
         t0 = time.monotonic()
-        r = ns.run(check_ntp, target(Probe.NTP, address, 123, "udp"), ctx)
+        r = ns.run(check_ntp, target("ntp", address, 123, "udp"), ctx)
         assert (r.status, r.reason) == (Status.FAIL, reason), (address, r.message)
         assert time.monotonic() - t0 < ctx.timeout + 0.5
 
@@ -119,33 +122,33 @@ def charon(peer, tmp_path_factory):
 
 def test_ike_sa_init_answered_by_strongswan(ns, zone, ctx, charon):
     zone["raven.test"] = {"A": [charon["address"]]}
-    r = ns.run(check_ike, target(Probe.IKE, "raven.test", 4500, "udp"), ctx)
+    r = ns.run(check_ike, target("ike", "raven.test", 4500, "udp"), ctx)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["ike"]["ike_reply"] is True and r.evidence["ike"]["reply_bytes"] > 0
-    assert r.evidence["route"] == "direct"
+    assert r.evidence.to_json()["ike"]["ike_reply"] is True and r.evidence.to_json()["ike"]["reply_bytes"] > 0
+    assert r.evidence.to_json()["route"] == "direct"
     # strongSwan parsed a well-formed IKE_SA_INIT with every payload we sent
     _wait_file_text(charon["log"], "parsed IKE_SA_INIT request 0 [ SA KE No N(NATD_S_IP) N(NATD_D_IP) ]", 2)
 
 
 def test_ike_silence_is_warn_no_response(ns, zone, ctx):
-    r = ns.run(check_ike, target(Probe.IKE, DROPPED, 4500, "udp"), ctx)
+    r = ns.run(check_ike, target("ike", DROPPED, 4500, "udp"), ctx)
     assert (r.status, r.reason) == (Status.WARN, Reason.NO_RESPONSE)
-    assert "cannot be confirmed" in r.message and "UDP 4500" in r.remediation
-    assert r.evidence["ike"]["datagrams_sent"] >= 1
+    assert "cannot be confirmed" in r.message and "UDP 4500" in remediation(r, Scene())
+    assert r.evidence.to_json()["ike"]["datagrams_sent"] >= 1
 
 
 def test_ike_closed_port_is_refused_and_unreachable(ns, zone, ctx):
     # charon listens on every address's 4500 in the peer namespace, so "closed" uses another port.
-    r = ns.run(check_ike, target(Probe.IKE, CLOSED, 4501, "udp"), ctx)
+    r = ns.run(check_ike, target("ike", CLOSED, 4501, "udp"), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.REFUSED)
-    r = ns.run(check_ike, target(Probe.IKE, HOST_UNREACHABLE, 4500, "udp"), ctx)
+    r = ns.run(check_ike, target("ike", HOST_UNREACHABLE, 4500, "udp"), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.UNREACHABLE)
 
 
 def test_any_udp_reply_counts(ns, peer, ctx):
     responder = peer.run(UdpResponder, "10.77.0.1", 4502)  # 4500 is charon's
     try:
-        r = ns.run(check_ike, target(Probe.IKE, "10.77.0.1", 4502, "udp"), ctx)
+        r = ns.run(check_ike, target("ike", "10.77.0.1", 4502, "udp"), ctx)
     finally:
         responder.close()
     assert (r.status, r.reason) == (Status.PASS, Reason.OK)

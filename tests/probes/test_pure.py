@@ -13,7 +13,8 @@ import pytest
 
 from edgecheck.model import Reason, Status
 from edgecheck.probes import ike, ntp
-from edgecheck.probes.classify import ConnectAttempt, judge_connects, reason_for_errno
+from edgecheck.evidence import ConnectAttempt
+from edgecheck.probes.classify import judge_connects, reason_for_errno
 from edgecheck.probes.proxy import bypasses_proxy, environ_proxies, select_proxy, strip_credentials, with_host
 from edgecheck.probes.resolver import describe_dns_error, ip_literal, outside_cidrs
 from edgecheck.probes.x509 import describe_certificate
@@ -141,8 +142,8 @@ def test_certificate_description_matches_openssl(tmp_path):
     der = subprocess.run(["openssl", "x509", "-in", ca["cert"], "-outform", "DER"], check=True,
                          capture_output=True).stdout
     desc = describe_certificate(der)
-    assert desc["subject"] == "CN=naming-ca, O=edgecheck-test" == desc["issuer"]
+    assert desc is not None and desc.subject == "CN=naming-ca, O=edgecheck-test" == desc.issuer
     end = subprocess.run(["openssl", "x509", "-in", ca["cert"], "-noout", "-enddate", "-dateopt", "iso_8601"],
                          check=True, capture_output=True, text=True).stdout.strip().split("=", 1)[1]
-    assert desc["not_after"] == end.replace(" ", "T")
-    assert describe_certificate(os.urandom(3)) == {}
+    assert desc.not_after == end.replace(" ", "T")
+    assert describe_certificate(os.urandom(3)) is None

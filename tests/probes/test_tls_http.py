@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from edgecheck.model import Probe, Reason, Status, Trust
-from edgecheck.probes.checks import check_http, check_https
+from edgecheck.diagnosis import remediation
+from edgecheck.diagnosis.scene import Scene
+from edgecheck.model import Reason, Status, Trust
+from edgecheck.checks.web import check_http, check_https
 from tests.probes.conftest import target
 from tests.probes.servers import HttpsServer, make_leaf
 
@@ -43,75 +45,75 @@ def names(zone):
 
 def test_https_pass_verifies_with_the_given_bundle_and_sends_sni_and_host(ns, web, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"])
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), c)
+    r = ns.run(check_https, target("https", "registry.test", 443), c)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    tls = r.evidence["tls"]
+    tls = r.evidence.to_json()["tls"]
     assert tls["verified"] is True and tls["sni"] == "registry.test" and tls["version"].startswith("TLS")
     assert "CN=test-ca" in tls["peer_certificate"]["issuer"]
-    assert r.evidence["http"]["status"] == 204
-    assert r.evidence["trust"]["cafile"] == pki["ca"]["cert"]
+    assert r.evidence.to_json()["http"]["status"] == 204
+    assert r.evidence.to_json()["trust"]["cafile"] == pki["ca"]["cert"]
     assert b"Host: registry.test\r\n" in web["good"].requests[-1]
 
 
 def test_system_store_does_not_trust_the_test_ca(ns, web, names, ctx):
     # No --ca-bundle: the system store is used by BOTH layers, and verification is never off.
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), ctx)
+    r = ns.run(check_https, target("https", "registry.test", 443), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TLS_VERIFY_FAILED)
-    assert r.evidence["trust"]["origin"] == "system"
+    assert r.evidence.to_json()["trust"]["origin"] == "system"
 
 
 def test_wrong_ca_is_tls_verify_failed_with_peer_certificate(ns, web, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"])
-    r = ns.run(check_https, target(Probe.HTTPS, "wrongca.test", 443), c)
+    r = ns.run(check_https, target("https", "wrongca.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TLS_VERIFY_FAILED)
-    tls = r.evidence["tls"]
+    tls = r.evidence.to_json()["tls"]
     assert "unable to get local issuer certificate" in tls["verify_error"]
     assert tls["peer_certificate"]["subject"].startswith("CN=wrongca.test")
     assert "CN=other-ca" in tls["peer_certificate"]["issuer"]
     assert tls["peer_certificate"]["not_after"].endswith("Z")
-    assert "other-ca" in r.message and "http" not in r.evidence
+    assert "other-ca" in r.message and "http" not in r.evidence.to_json()
 
 
 def test_hostname_mismatch_is_tls_verify_failed(ns, web, names, ctx, pki):
     names["alias.test"] = {"A": [GOOD]}  # served certificate is for registry.test only
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"])
-    r = ns.run(check_https, target(Probe.HTTPS, "alias.test", 443), c)
+    r = ns.run(check_https, target("https", "alias.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TLS_VERIFY_FAILED)
-    assert "alias.test" in r.evidence["tls"]["verify_error"] or "mismatch" in r.evidence["tls"]["verify_error"].lower()
+    assert "alias.test" in r.evidence.to_json()["tls"]["verify_error"] or "mismatch" in r.evidence.to_json()["tls"]["verify_error"].lower()
 
 
 def test_not_tls_is_tls_handshake_failed(ns, web, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"])
-    r = ns.run(check_https, target(Probe.HTTPS, "garbage.test", 443), c)
+    r = ns.run(check_https, target("https", "garbage.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TLS_HANDSHAKE_FAILED)
-    assert r.evidence["connect"][0]["ok"] is True
+    assert r.evidence.to_json()["connect"][0]["ok"] is True
 
 
 def test_cluster_trust_without_ca_is_reachable_but_says_unverified(ns, web, names, ctx):
-    t = target(Probe.HTTPS, WRONG_CA, 6443, trust=Trust.CLUSTER)
+    t = target("https", WRONG_CA, 6443, trust=Trust.CLUSTER)
     r = ns.run(check_https, t, ctx)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["tls"]["verified"] is False
-    assert "NOT verified" in r.message and "--apiserver-ca" in r.remediation
-    assert "certificate-authority-data" in r.remediation
+    assert r.evidence.to_json()["tls"]["verified"] is False
+    assert "NOT verified" in r.message and "--apiserver-ca" in remediation(r, Scene())
+    assert "certificate-authority-data" in remediation(r, Scene())
 
 
 def test_cluster_trust_with_ca(ns, web, names, ctx, pki):
     c = dataclasses.replace(ctx, apiserver_ca=pki["ca"]["cert"])
-    ok = ns.run(check_https, target(Probe.HTTPS, GOOD, 6443, trust=Trust.CLUSTER), c)
-    assert (ok.status, ok.reason) == (Status.PASS, Reason.OK) and ok.evidence["tls"]["verified"] is True
-    bad = ns.run(check_https, target(Probe.HTTPS, WRONG_CA, 6443, trust=Trust.CLUSTER), c)
+    ok = ns.run(check_https, target("https", GOOD, 6443, trust=Trust.CLUSTER), c)
+    assert (ok.status, ok.reason) == (Status.PASS, Reason.OK) and ok.evidence.to_json()["tls"]["verified"] is True
+    bad = ns.run(check_https, target("https", WRONG_CA, 6443, trust=Trust.CLUSTER), c)
     assert (bad.status, bad.reason) == (Status.FAIL, Reason.TLS_VERIFY_FAILED)
 
 
 def test_plain_http(ns, web, names, ctx):
-    r = ns.run(check_http, target(Probe.HTTP, "registry.test", 80), ctx)
+    r = ns.run(check_http, target("http", "registry.test", 80), ctx)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["http"]["status"] == 204 and r.evidence["route"] == "direct"
+    assert r.evidence.to_json()["http"]["status"] == 204 and r.evidence.to_json()["route"] == "direct"
 
 
 def test_https_to_a_closed_port_is_refused(ns, web, names, ctx, pki):
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 8444), ctx)
+    r = ns.run(check_https, target("https", "registry.test", 8444), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.REFUSED)
 
 
@@ -167,45 +169,45 @@ def test_https_through_proxy_verifies_in_the_tunnel_and_hides_credentials(ns, pr
     env = {"HTTPS_PROXY": f"http://{PROXY}:1",  # uppercase points nowhere: lowercase must win
            "https_proxy": f"http://user:s3cret@{PROXY}:8888"}
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"], environ=env)
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), c)
+    r = ns.run(check_https, target("https", "registry.test", 443), c)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["route"] == "proxy" and r.evidence["proxy"] == f"http://{PROXY}:8888"
-    assert "s3cret" not in repr(r.evidence) and "s3cret" not in r.message
-    assert r.evidence["tls"]["verified"] is True and r.evidence["http"]["status"] == 204
-    assert "connect" not in r.evidence  # no direct connection to the endpoint
+    assert r.evidence.to_json()["route"] == "proxy" and r.evidence.to_json()["proxy"] == f"http://{PROXY}:8888"
+    assert "s3cret" not in repr(r.evidence.to_json()) and "s3cret" not in r.message
+    assert r.evidence.to_json()["tls"]["verified"] is True and r.evidence.to_json()["http"]["status"] == 204
+    assert "connect" not in r.evidence.to_json()  # no direct connection to the endpoint
 
 
 def test_tls_verify_failure_through_the_proxy_tunnel(ns, proxies, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"], environ={"https_proxy": proxies["ok"]})
-    r = ns.run(check_https, target(Probe.HTTPS, "wrongca.test", 443), c)
+    r = ns.run(check_https, target("https", "wrongca.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TLS_VERIFY_FAILED)
-    assert "CN=other-ca" in r.evidence["tls"]["peer_certificate"]["issuer"]
+    assert "CN=other-ca" in r.evidence.to_json()["tls"]["peer_certificate"]["issuer"]
 
 
 def test_proxy_refusing_connect_is_proxy_error(ns, proxies, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"], environ={"HTTPS_PROXY": proxies["no_connect_443"]})
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), c)
+    r = ns.run(check_https, target("https", "registry.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.PROXY_ERROR)
     assert "403" in r.message
 
 
 def test_proxy_not_listening_is_proxy_error(ns, proxies, names, ctx, pki):
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"], environ={"HTTPS_PROXY": f"http://{PROXY}:3128"})
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), c)
+    r = ns.run(check_https, target("https", "registry.test", 443), c)
     assert (r.status, r.reason) == (Status.FAIL, Reason.PROXY_ERROR)
     assert "refused" in r.message
 
 
 def test_plain_http_through_proxy(ns, proxies, names, ctx):
     c = dataclasses.replace(ctx, environ={"http_proxy": proxies["ok"]})
-    r = ns.run(check_http, target(Probe.HTTP, "registry.test", 80), c)
+    r = ns.run(check_http, target("http", "registry.test", 80), c)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["route"] == "proxy"
+    assert r.evidence.to_json()["route"] == "proxy"
 
 
 def test_no_proxy_goes_direct(ns, proxies, names, ctx, pki):
     env = {"HTTPS_PROXY": f"http://{PROXY}:3128", "NO_PROXY": ".test"}
     c = dataclasses.replace(ctx, ca_bundle=pki["ca"]["cert"], environ=env)
-    r = ns.run(check_https, target(Probe.HTTPS, "registry.test", 443), c)
+    r = ns.run(check_https, target("https", "registry.test", 443), c)
     assert (r.status, r.reason) == (Status.PASS, Reason.OK), r.message
-    assert r.evidence["route"] == "direct"
+    assert r.evidence.to_json()["route"] == "direct"

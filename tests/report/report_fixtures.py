@@ -1,14 +1,21 @@
-"""Realistic reports built straight from the model, for renderer tests.
-
-Evidence shapes follow what the probes record (resolver, addresses, connect, route, proxy, tls,
-http, ntp, holders, executable/install_command/package, synchronised/offset_s).
+"""Realistic reports built from the real plan (catalog -> plan) with the evidence the checks record,
+diagnosed as the runner does: the renderers see exactly what a run hands them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from dataclasses import replace
+from typing import Dict, List, Optional, Sequence
 
-from edgecheck.model import CheckResult, Kind, Reason, Report, Status
+from edgecheck.catalog import load_catalog
+from edgecheck.diagnosis import diagnose
+from edgecheck.evidence import (Certificate, ClockEvidence, ConnectAttempt, Connects, DirectRoute,
+                                Distribution, HttpResult, InboundEvidence, KernelClock, Measurement, PortHolder,
+                                ProxyRoute, Resolution, TlsResult, ToolEvidence, TrustSource)
+from edgecheck.model import CheckResult, Evidence, Mode, Reason, Report, Status, Target
+from edgecheck.plan import HostPort, Selection, build_plan
+from edgecheck.probes.ike import IkeEvidence, IkeOutcome
+from edgecheck.probes.ntp import CLOCK_OFFSET_FAIL_S, CLOCK_OFFSET_WARN_S, NtpEvidence, NtpOutcome
 
 HOST = {
     "hostname": "edge-bj-017",
@@ -17,383 +24,280 @@ HOST = {
     "arch": "x86_64",
 }
 GENERATED_AT = "2026-11-21T05:43:18Z"
-RESOLVER = {"source": "/etc/resolv.conf", "nameservers": ["10.20.0.53"], "answered_by": "10.20.0.53"}
+NAMESERVER = "10.20.0.53"
+SYSTEM_TRUST = TrustSource(True, cafile="/etc/ssl/certs/ca-certificates.crt", origin="system")
+PROXY = "http://proxyuser:s3cret-pw@10.0.0.8:3128"
 
 
-def params(mode: str = "public", **extra: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {
-        "region": "cn-hangzhou",
-        "mode": mode,
-        "phase": "join",
-        "k8s_version": "1.30",
-        "network_plugin": "flannel",
-        "timeout": 3.0,
-        "self_host_ntp": False,
-    }
+def plan_targets(mode: Mode = Mode.PUBLIC, **selection) -> Dict[str, Target]:
+    plan = build_plan(load_catalog(), Selection("cn-hangzhou", mode=mode, k8s_version=(1, 30), **selection))
+    return {t.id: t for t in plan.targets}
+
+
+def params(mode: str = "public", **extra) -> Dict:
+    out = {"region": "cn-hangzhou", "mode": mode, "phase": "join", "k8s_version": "1.30",
+           "network_plugin": "flannel", "timeout": 3.0, "self_host_ntp": False}
     out.update(extra)
     return out
 
 
-def endpoint(
-    host: Optional[str],
-    port: int,
-    name: str,
-    status: Status = Status.PASS,
-    reason: Reason = Reason.OK,
-    message: str = "",
-    *,
-    protocol: str = "tcp",
-    remediation: str = "",
-    evidence: Optional[Dict[str, Any]] = None,
-    duration_ms: int = 40,
-    id_host: Optional[str] = None,
-) -> CheckResult:
-    target: Dict[str, Any] = {"port": port, "protocol": protocol}
-    if host:
-        target = {"host": host, **target}
-    return CheckResult(
-        id=f"endpoint:{id_host or host}:{port}/{protocol}",
-        kind=Kind.ENDPOINT,
-        name=name,
-        target=target,
-        status=status,
-        reason=reason,
-        message=message or f"{host}:{port}/{protocol} reachable",
-        remediation=remediation,
-        duration_ms=duration_ms,
-        evidence=dict(evidence or {}),
-    )
+def resolution(host: str, addresses: Sequence[str], reason: Optional[Reason] = None, error: str = "") -> Resolution:
+    return Resolution(host=host, addresses=list(addresses), source="/etc/resolv.conf", nameservers=[NAMESERVER],
+                      answered_by=None if reason else NAMESERVER, reason=reason, error=error, ms=3)
 
 
-def https_ok(host: str, name: str, address: str, ms: int = 38) -> CheckResult:
-    return endpoint(
-        host,
-        443,
-        name,
-        message=f"HTTPS to {host} works (HTTP 403 in {ms} ms)",
-        evidence={
-            "resolver": RESOLVER,
-            "addresses": [address],
-            "cname_chain": [],
-            "connect": [{"address": address, "port": 443, "ok": True, "ms": ms // 3, "reason": "ok", "error": ""}],
-            "route": "direct",
-            "tls": {
-                "sni": host,
-                "version": "TLSv1.3",
-                "verified": True,
-                "verify_error": "",
-                "peer_certificate": {
-                    "subject": "CN=*.aliyuncs.com",
-                    "issuer": "CN=GlobalSign GCC R3 OV TLS CA 2024",
-                    "not_after": "2027-03-02T00:00:00Z",
-                },
-            },
-            "http": {"url": f"https://{host}/", "status": 403, "ms": ms},
-        },
-        duration_ms=ms,
-    )
+def attempt(address: str, port: int, ms: int, reason: Optional[Reason] = None, error: str = "") -> ConnectAttempt:
+    return ConnectAttempt(address, port, reason is None, ms, reason, error)
 
 
-def ntp_ok(host: str, address: str, offset: float = 0.0021) -> CheckResult:
-    return endpoint(
-        host,
-        123,
-        "NTP server",
-        protocol="udp",
-        message=f"NTP answered from {address} (stratum 2, offset {offset * 1000:.1f} ms)",
-        evidence={
-            "resolver": RESOLVER,
-            "addresses": [address],
-            "ntp": {"address": address, "offset_s": offset, "stratum": 2, "delay_s": 0.031, "leap": 0},
-        },
-        duration_ms=33,
-    )
+def cert(host: str, issuer: str = "CN=GlobalSign GCC R3 OV TLS CA 2024") -> Certificate:
+    return Certificate(f"CN=*.{host.split('.', 1)[1]}", issuer, "2026-03-02T00:00:00Z", "2027-03-02T00:00:00Z")
 
 
-def inbound(port: int, protocol: str = "tcp", status: Status = Status.PASS, reason: Reason = Reason.OK,
-            message: str = "", sockets: Optional[List[Dict[str, Any]]] = None, remediation: str = "") -> CheckResult:
-    """Shaped like edgecheck/host/ports.py (evidence "sockets": one entry per bound socket)."""
-    return CheckResult(
-        id=f"inbound:{port}/{protocol}",
-        kind=Kind.INBOUND,
-        name={10250: "kubelet", 10255: "kubelet (read-only)", 9100: "node-exporter", 9445: "node-exporter",
-              8472: "flannel VXLAN"}.get(port, "inbound port"),
-        target={"port": port, "protocol": protocol},
-        status=status,
-        reason=reason,
-        message=message or f"{protocol.upper()} {port} is free",
-        remediation=remediation,
-        duration_ms=1,
-        evidence={"sockets": sockets or [], "bind_test": "in-use" if sockets else "free"},
-    )
+def https_ok(t: Target, address: str, ms: int = 38) -> CheckResult:
+    host = t.host or ""
+    evidence = Evidence(
+        SYSTEM_TRUST, DirectRoute(), resolution(host, [address]), Connects((attempt(address, 443, ms // 3),)),
+        TlsResult(True, sni=host, version="TLSv1.3", verified=True, peer_certificate=cert(host), address=address,
+                  ms=ms // 3),
+        HttpResult(True, f"https://{host}/", 403, ms // 3))
+    return CheckResult(t, Status.PASS, Reason.OK,
+                       f"HTTPS to {host}:443 works: TCP connects on 1 address, TLSv1.3 certificate verified "
+                       f"(system), HTTP 403 in {ms // 3} ms.", evidence, ms)
 
 
-TOOLS = [
-    ("net-tools", "netstat", "net-tools"),
-    ("iproute", "ip", "iproute2"),
-    ("chrony", "chronyd", "chrony"),
-    ("crontabs", "crontab", "cron"),
-    ("pciutils", "lspci", "pciutils"),
-    ("socat", "socat", "socat"),
-    ("ebtables", "ebtables", "ebtables"),
-    ("iptables", "iptables", "iptables"),
-    ("conntrack-tools", "conntrack", "conntrack"),
-]
+def ntp_result(t: Target, address: str, offset: float = 0.0021) -> CheckResult:
+    exchange = NtpOutcome(address, True, offset_s=offset, delay_s=0.031, stratum=2, leap=0, ms=33)
+    evidence = Evidence(DirectRoute(), resolution(t.host or "", [address]), NtpEvidence(exchange, (exchange,)))
+    summary = f"offset {offset:+.3f} s, stratum 2, round trip 31 ms from {address}"
+    if abs(offset) <= CLOCK_OFFSET_WARN_S:
+        return CheckResult(t, Status.PASS, Reason.OK, f"NTP (UDP 123) to {t.host} answers: {summary}.", evidence, 33)
+    status, limit = (Status.FAIL, CLOCK_OFFSET_FAIL_S) if abs(offset) > CLOCK_OFFSET_FAIL_S else (Status.WARN, CLOCK_OFFSET_WARN_S)
+    return CheckResult(t, status, Reason.CLOCK_OFFSET, f"This host's clock differs from {t.host} by {offset:+.3f} s "
+                       f"(more than {limit:g} s): {summary}.", evidence, 33)
 
 
-def tool(name: str, exe: str, package: str, missing: bool = False, all_missing: str = "") -> CheckResult:
-    """Shaped like edgecheck/host/tools.py: a missing tool is a warning in phase join (the
-    installer fetches it) and every missing tool carries the one command installing them all."""
-    evidence: Dict[str, Any] = {
-        "package": name,
-        "executables_wanted": [exe],
-        "executables_found": {} if missing else {exe: f"/usr/sbin/{exe}"},
-        "distribution": {"id": "debian", "version_id": "12", "id_like": []},
-    }
-    if missing:
-        command = f"apt-get update && apt-get install -y {all_missing or package}"
-        evidence.update(install_command=command, missing_packages=(all_missing or package).split(),
-                        package_manager="apt-get")
-        return CheckResult(
-            id=f"tool:{name}", kind=Kind.TOOL, name=name, target={},
-            status=Status.WARN, reason=Reason.TOOL_MISSING,
-            message=f"{name} is missing: none of {exe} found in PATH and sbin. The installer "
-                    "installs it online if the package repository is reachable.",
-            remediation=f"Install the missing tools now: {command}",
-            evidence=evidence,
-        )
-    evidence["distribution_package"] = package
-    return CheckResult(
-        id=f"tool:{name}", kind=Kind.TOOL, name=name, target={},
-        status=Status.PASS, reason=Reason.OK,
-        message=f"{name} is installed: {exe} at /usr/sbin/{exe}.", evidence=evidence,
-    )
+def inbound(t: Target, holders: Sequence[PortHolder] = (), expect: str = "free") -> CheckResult:
+    label = f"{(t.protocol or 'tcp').upper()} {t.port}"
+    evidence = Evidence(InboundEvidence(expect, "psutil", True, tuple(holders)))
+    if not holders:
+        return CheckResult(t, Status.PASS, Reason.OK, f"{label} is free.", evidence, 1)
+    h = holders[0]
+    return CheckResult(t, Status.FAIL, Reason.PORT_IN_USE,
+                       f"{label} is in use by {h.process} (pid {h.pid}, user {h.user}, {h.unit}) on [::]:{t.port}.",
+                       evidence, 1)
 
 
-def clock_ok() -> CheckResult:
-    return CheckResult(
-        id="clock:local",
-        kind=Kind.CLOCK,
-        name="local clock",
-        target={},
-        status=Status.PASS,
-        reason=Reason.OK,
-        message="clock synchronised (chrony); offset 2.1 ms against ntp1.aliyun.com",
-        duration_ms=2,
-        evidence={"synchronised": True, "offset_s": 0.0021, "source": "ntp1.aliyun.com"},
-    )
+def tools(targets: Dict[str, Target], missing: Sequence[str] = (), command: str = "") -> List[CheckResult]:
+    out = []
+    for t in (t for t in targets.values() if t.tool is not None):
+        spec = t.tool
+        exe = spec.executables[0]
+        base = dict(package=spec.name, executables_wanted=tuple(spec.executables), searched=("/usr/bin", "/usr/sbin"),
+                    distribution=Distribution("debian", "12", ()))
+        if spec.name in missing:
+            ev = ToolEvidence(executables_found={}, install_command=command, missing_packages=tuple(command.split()[6:]),
+                              package_manager="apt-get", **base)
+            out.append(CheckResult(t, Status.WARN, Reason.TOOL_MISSING,
+                                   f"{spec.name} is missing: none of {', '.join(spec.executables)} found in PATH and "
+                                   "sbin. The installer installs it online if the package repository is reachable.",
+                                   Evidence(ev)))
+        else:
+            ev = ToolEvidence(executables_found={exe: f"/usr/sbin/{exe}"}, distribution_package=spec.name, **base)
+            out.append(CheckResult(t, Status.PASS, Reason.OK, f"{spec.name} is installed: {exe} at /usr/sbin/{exe}.",
+                                   Evidence(ev), 2))
+    return out
 
 
-def _skips(mode: str = "public") -> List[CheckResult]:
-    return [
-        endpoint(
-            None, 6443, "API server", Status.SKIP, Reason.MISSING_INPUT,
-            "no API server endpoint given: pass --apiserver HOST[:PORT] (cluster details page, "
-            "Basic Information tab, API server internal endpoint)",
-            id_host="apiserver", duration_ms=0,
-        ),
-        endpoint(
-            None, 4500, "Raven cloud gateway (IPsec NAT-T)", Status.SKIP,
-            Reason.MISSING_INPUT if mode == "public" else Reason.NOT_APPLICABLE,
-            "no Raven gateway given: pass --raven-gateway HOST (cluster details page, Raven gateway)"
-            if mode == "public" else "dedicated-connection mode does not use the Raven gateway",
-            protocol="udp", id_host="raven-gateway", duration_ms=0,
-        ),
-    ]
+def clock(t: Target, offset: float = 0.0021, synchronised: bool = True) -> CheckResult:
+    measurements = (Measurement("ntp1.aliyun.com (203.107.6.88)", offset, 2, 0.031),)
+    evidence = ClockEvidence(KernelClock(synchronised, "TIME_OK" if synchronised else "TIME_ERROR"), (), (),
+                             measurements, offset, measurements[0].source, CLOCK_OFFSET_WARN_S, CLOCK_OFFSET_FAIL_S,
+                             "chrony", ("ntp1.aliyun.com", "cn.ntp.org.cn"))
+    if abs(offset) > CLOCK_OFFSET_FAIL_S:
+        return CheckResult(t, Status.FAIL, Reason.CLOCK_OFFSET,
+                           f"Clock is off by {offset:+.2f} s against {measurements[0].source} (limit 60 s; "
+                           "not synchronised: kernel adjtimex status): TLS, tokens and signed downloads will fail.",
+                           Evidence(evidence), 1)
+    return CheckResult(t, Status.PASS, Reason.OK,
+                       f"Clock is synchronised (kernel adjtimex status); offset {offset * 1000:+.1f} ms (behind) "
+                       f"against {measurements[0].source}.", Evidence(evidence), 2)
+
+
+def skipped(t: Target) -> CheckResult:
+    assert t.skip is not None
+    return CheckResult(t, Status.SKIP, t.skip.reason, t.skip.message)
+
+
+def _report(checks: List[CheckResult], params_: Dict, warnings: Sequence[str] = (), ms: int = 1240) -> Report:
+    return diagnose(Report(generated_at=GENERATED_AT, agent_version="0.1.0", host=dict(HOST), params=params_,
+                           checks=checks, warnings=list(warnings), duration_ms=ms))
+
+
+PUBLIC_ADDRESSES = {
+    "aliacs-k8s-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com": "118.31.219.200",
+    "cs-anony.aliyuncs.com": "47.97.243.11",
+    "cs-anony.cn-hangzhou.aliyuncs.com": "47.97.243.12",
+    "dockerauth.cn-hangzhou.aliyuncs.com": "47.97.242.13",
+    "dockerauth-ee.cn-hangzhou.aliyuncs.com": "47.97.242.14",
+    "registry-cn-hangzhou.ack.aliyuncs.com": "47.97.242.201",
+    "ntp1.aliyun.com": "203.107.6.88",
+    "cn.ntp.org.cn": "114.118.7.163",
+}
+
+
+def _by_probe(t: Target) -> CheckResult:
+    if t.skip is not None:
+        return skipped(t)
+    if t.probe == "https":
+        return https_ok(t, PUBLIC_ADDRESSES[t.host or ""], 38 + len(t.host or "") % 9)
+    if t.probe == "ntp":
+        return ntp_result(t, PUBLIC_ADDRESSES[t.host or ""])
+    if t.probe == "inbound":
+        return inbound(t)
+    if t.probe == "clock":
+        return clock(t)
+    raise AssertionError(t.id)
 
 
 def ready_report() -> Report:
-    checks = [
-        https_ok("cs-anony.cn-hangzhou.aliyuncs.com", "Container Service control plane", "47.97.243.12", 41),
-        https_ok("aliacs-k8s-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com", "OSS component packages", "118.31.219.200", 52),
-        https_ok("dockerauth.cn-hangzhou.aliyuncs.com", "System component images (auth)", "47.97.242.13", 39),
-        https_ok("dockerauth-ee.cn-hangzhou.aliyuncs.com", "System component images (auth, EE)", "47.97.242.14", 44),
-        https_ok("registry-cn-hangzhou.ack.aliyuncs.com", "System component images", "47.97.242.201", 47),
-        ntp_ok("ntp1.aliyun.com", "203.107.6.88"),
-        ntp_ok("cn.ntp.org.cn", "114.118.7.163", 0.0034),
-        *_skips(),
-        inbound(10250), inbound(10255), inbound(9100), inbound(9445), inbound(8472, "udp"),
-        *[tool(*t) for t in TOOLS],
-        clock_ok(),
-    ]
-    return Report(
-        generated_at=GENERATED_AT,
-        agent_version="0.1.0",
-        host=dict(HOST),
-        params=params(),
-        checks=checks,
-        warnings=[],
-        duration_ms=1240,
-    )
+    targets = plan_targets()
+    checks = [_by_probe(t) for t in targets.values() if t.probe != "tool"]
+    checks[-1:-1] = tools(targets)  # the plan's order: tools before the clock
+    return _report(checks, params())
 
 
-DEDICATED_NAMES = [
-    ("cs-anony-vpc.cn-hangzhou.aliyuncs.com", 443, "tcp", "Container Service control plane"),
-    ("aliacs-k8s-cn-hangzhou.oss-cn-hangzhou-internal.aliyuncs.com", 443, "tcp", "OSS component packages"),
-    ("dockerauth-vpc.cn-hangzhou.aliyuncs.com", 443, "tcp", "System component images (auth)"),
-    ("dockerauth-ee-vpc.cn-hangzhou.aliyuncs.com", 443, "tcp", "System component images (auth, EE)"),
-    ("aliregistry-cn-hangzhou.oss-cn-hangzhou-internal.aliyuncs.com", 443, "tcp", "System component images (OSS)"),
-    ("registry-cn-hangzhou-vpc.ack.aliyuncs.com", 443, "tcp", "System component images"),
-    ("ntp1.aliyun.com", 123, "udp", "NTP server"),
-    ("cn.ntp.org.cn", 123, "udp", "NTP server"),
-]
+DEDICATED_HOSTS = ("cs-anony-vpc.cn-hangzhou.aliyuncs.com", "aliacs-k8s-cn-hangzhou.oss-cn-hangzhou-internal.aliyuncs.com",
+                   "ntp1.aliyun.com", "cn.ntp.org.cn", "dockerauth-vpc.cn-hangzhou.aliyuncs.com",
+                   "dockerauth-ee-vpc.cn-hangzhou.aliyuncs.com",
+                   "aliregistry-cn-hangzhou.oss-cn-hangzhou-internal.aliyuncs.com",
+                   "registry-cn-hangzhou-vpc.ack.aliyuncs.com")
+
+
+def dns_timeout(t: Target) -> CheckResult:
+    res = resolution(t.host or "", [], Reason.DNS_TIMEOUT, "no nameserver answered in time")
+    return CheckResult(t, Status.FAIL, Reason.DNS_TIMEOUT,
+                       f"{t.host} does not resolve: no nameserver answered in time (nameservers {NAMESERVER}).",
+                       Evidence(DirectRoute(), res), 3002)
 
 
 def dns_forwarder_report() -> Report:
     """Dedicated mode; the DNS forwarder 10.20.0.53 times out, breaking all eight named endpoints."""
-    checks: List[CheckResult] = []
-    for host, port, proto, name in DEDICATED_NAMES:
-        checks.append(
-            endpoint(
-                host, port, name, Status.FAIL, Reason.DNS_TIMEOUT,
-                f"resolving {host} timed out after 3.0 s (nameserver 10.20.0.53)",
-                protocol=proto,
-                remediation="Check that the nameserver 10.20.0.53 answers; fix DNS first.",
-                evidence={
-                    "resolver": {"source": "/etc/resolv.conf", "nameservers": ["10.20.0.53"], "answered_by": None},
-                    "addresses": [],
-                    "error": "The DNS operation timed out after 3.002 seconds",
-                },
-                duration_ms=3002,
-            )
-        )
-    api = endpoint(
-        "192.168.0.10", 6443, "API server",
-        message="TCP 192.168.0.10:6443 connected in 4 ms; TLS verified against the cluster CA",
-        evidence={
-            "addresses": ["192.168.0.10"],
-            "connect": [{"address": "192.168.0.10", "port": 6443, "ok": True, "ms": 4, "reason": "ok", "error": ""}],
-            "route": "direct",
-            "expected_cidrs": ["192.168.0.0/16"],
-            "outside_expected": [],
-        },
-        duration_ms=12,
-    )
-    checks.insert(6, api)
-    checks += _skips("dedicated")[1:]
-    checks += [inbound(10250), inbound(10255), inbound(9100), inbound(9445), inbound(8472, "udp")]
-    checks += [tool(*t) for t in TOOLS]
-    checks.append(clock_ok())
-    return Report(
-        generated_at=GENERATED_AT,
-        agent_version="0.1.0",
-        host=dict(HOST),
-        params=params("dedicated", apiserver="192.168.0.10:6443"),
-        checks=checks,
-        warnings=[],
-        duration_ms=3120,
-    )
+    targets = plan_targets(Mode.DEDICATED, apiserver=HostPort("192.168.0.10", 6443))
+    checks = []
+    for t in targets.values():
+        if t.host in DEDICATED_HOSTS:
+            checks.append(dns_timeout(t))
+        elif t.probe == "https":  # the API server, an address: no DNS
+            evidence = Evidence(TrustSource(False, origin="none: no --apiserver-ca given"), DirectRoute(),
+                                Resolution("192.168.0.10", ["192.168.0.10"], literal=True),
+                                Connects((attempt("192.168.0.10", 6443, 4),)),
+                                TlsResult(True, sni="192.168.0.10", version="TLSv1.3", address="192.168.0.10", ms=5),
+                                HttpResult(True, "https://192.168.0.10:6443/", 401, 3))
+            checks.append(CheckResult(t, Status.PASS, Reason.OK,
+                                      "HTTPS to 192.168.0.10:6443 works: TCP connects on 1 address, TLSv1.3 handshake "
+                                      "completes but the certificate was NOT verified (no --apiserver-ca), HTTP 401 in 3 "
+                                      "ms.", evidence, 12))
+        elif t.probe != "tool":
+            checks.append(_by_probe(t))
+    checks[-1:-1] = tools(targets)
+    return _report(checks, params("dedicated", apiserver="192.168.0.10:6443"), ms=3120)
 
 
-PROXY = "http://proxyuser:s3cret-pw@10.0.0.8:3128"
+def _timeout(t: Target, address: str) -> CheckResult:
+    evidence = Evidence(SYSTEM_TRUST, DirectRoute(), resolution(t.host or "", [address]),
+                        Connects((attempt(address, 443, 3000, Reason.TIMEOUT, "timed out, no answer to the SYN"),)))
+    return CheckResult(t, Status.FAIL, Reason.TIMEOUT,
+                       f"TCP 443 to {t.host} is blocked on every address: {address} (timed out, no answer to the SYN).",
+                       evidence, 3001)
+
+
+def _proxy_refused(t: Target) -> CheckResult:
+    evidence = Evidence(SYSTEM_TRUST, ProxyRoute("http://10.0.0.8:3128", ("10.0.0.8",), (attempt("10.0.0.8", 3128, 2),)))
+    return CheckResult(t, Status.FAIL, Reason.PROXY_ERROR,
+                       f"The proxy {PROXY} for HTTPS to {t.host}:443 failed: the proxy refused CONNECT "
+                       f"{t.host}:443: HTTP/1.1 403 Forbidden.", evidence, 15)
+
+
+def _untrusted(t: Target) -> CheckResult:
+    host = t.host or ""
+    evidence = Evidence(SYSTEM_TRUST, DirectRoute(), resolution(host, ["47.97.242.13"]),
+                        Connects((attempt("47.97.242.13", 443, 12),)),
+                        TlsResult(False, Reason.TLS_VERIFY_FAILED, sni=host, verify_error="self-signed certificate in "
+                                  "certificate chain", error="certificate verification failed",
+                                  peer_certificate=cert(host, "CN=Corp Inspection CA"), address="47.97.242.13", ms=9))
+    return CheckResult(t, Status.FAIL, Reason.TLS_VERIFY_FAILED,
+                       f"TLS to {host}:443 connects but the certificate fails verification: self-signed certificate "
+                       f"in certificate chain (peer certificate subject \"CN=*.cn-hangzhou.aliyuncs.com\", issuer "
+                       f"\"CN=Corp Inspection CA\", expires 2027-03-02T00:00:00Z).", evidence, 58)
+
+
+def _optional_missing(t: Target) -> CheckResult:
+    res = resolution(t.host or "", [], Reason.NXDOMAIN, "the name does not exist (NXDOMAIN)")
+    return CheckResult(t, Status.WARN, Reason.NXDOMAIN,
+                       f"{t.host} does not resolve (the name does not exist (NXDOMAIN)); the documentation says it "
+                       "may be absent in this region.", Evidence(SYSTEM_TRUST, DirectRoute(), res), 21)
+
+
+def _refused_apiserver(t: Target) -> CheckResult:
+    evidence = Evidence(TrustSource(False, origin="none: no --apiserver-ca given"), DirectRoute(),
+                        Resolution("47.96.10.5", ["47.96.10.5"], literal=True),
+                        Connects((attempt("47.96.10.5", 6443, 2, Reason.REFUSED, "Connection refused (ECONNREFUSED)"),)))
+    return CheckResult(t, Status.FAIL, Reason.REFUSED,
+                       "TCP 6443 to 47.96.10.5 is blocked on every address: 47.96.10.5 (Connection refused "
+                       "(ECONNREFUSED)).", evidence, 3)
+
+
+def _silent_gateway(t: Target) -> CheckResult:
+    exchange = IkeOutcome("47.96.10.9", False, Reason.NO_RESPONSE, "no answer after 3 datagram(s)", sends=3, ms=3000)
+    evidence = Evidence(DirectRoute(), Resolution("47.96.10.9", ["47.96.10.9"], literal=True),
+                        IkeEvidence(exchange, (exchange,)))
+    return CheckResult(t, Status.WARN, Reason.NO_RESPONSE,
+                       "UDP 4500 to 47.96.10.9 got no answer to an IKE_SA_INIT from 47.96.10.9 (no answer after 3 "
+                       "datagram(s)); UDP cannot be confirmed without an answer.", evidence, 3000)
+
+
+def _raven_tcp(t: Target) -> CheckResult:
+    evidence = Evidence(DirectRoute(), Resolution("47.96.10.9", ["47.96.10.9"], literal=True),
+                        Connects((attempt("47.96.10.9", t.port or 0, 6),)))
+    return CheckResult(t, Status.PASS, Reason.OK, f"TCP {t.port} to 47.96.10.9 connects on 1 address "
+                       "(47.96.10.9 6 ms), directly.", evidence, 6)
+
+
+KUBELET = PortHolder("tcp", "::", 0, False, 811, "kubelet", "root", 0, "/usr/bin/kubelet", "kubelet.service")
 
 
 def mixed_report() -> Report:
     """Public mode with a bit of everything, a proxy with credentials, and a plan warning."""
-    timeout_ev = lambda addr: {  # noqa: E731
-        "resolver": RESOLVER,
-        "addresses": [addr],
-        "connect": [{"address": addr, "port": 443, "ok": False, "ms": 3000, "reason": "timeout",
-                     "error": "timed out"}],
-        "route": "direct",
+    targets = plan_targets(apiserver=HostPort("47.96.10.5", 6443), raven_gateways=("47.96.10.9",))
+    special = {
+        "endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443/tcp": _proxy_refused,
+        "endpoint:aliacs-k8s-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com:443/tcp":
+            lambda t: _timeout(t, "118.31.219.200"),
+        "endpoint:registry-cn-hangzhou.ack.aliyuncs.com:443/tcp": lambda t: _timeout(t, "47.97.242.201"),
+        "endpoint:dockerauth.cn-hangzhou.aliyuncs.com:443/tcp": _untrusted,
+        "endpoint:dockerauth-ee.cn-hangzhou.aliyuncs.com:443/tcp": _optional_missing,
+        "endpoint:47.96.10.5:6443/tcp": _refused_apiserver,
+        "endpoint:47.96.10.9:4500/udp": _silent_gateway,
+        "endpoint:ntp1.aliyun.com:123/udp": lambda t: ntp_result(t, "203.107.6.88", -72.41),
+        "endpoint:cn.ntp.org.cn:123/udp": lambda t: ntp_result(t, "114.118.7.163", -72.40),
+        "inbound:10250/tcp": lambda t: inbound(t, [replace(KUBELET, port=10250)]),
+        "inbound:10255/tcp": lambda t: inbound(t, [replace(KUBELET, port=10255)]),
+        "clock:local": lambda t: clock(t, -72.41, synchronised=False),
     }
-    checks = [
-        endpoint(
-            "cs-anony.cn-hangzhou.aliyuncs.com", 443, "Container Service control plane",
-            Status.FAIL, Reason.PROXY_ERROR,
-            f"proxy {PROXY} refused CONNECT to cs-anony.cn-hangzhou.aliyuncs.com:443 (HTTP 403)",
-            remediation=f"Allow CONNECT to cs-anony.cn-hangzhou.aliyuncs.com:443 on {PROXY}, or add "
-                        "the host to NO_PROXY.",
-            evidence={"resolver": RESOLVER, "addresses": ["47.97.243.12"], "route": "proxy", "proxy": PROXY,
-                      "http": {"url": "https://cs-anony.cn-hangzhou.aliyuncs.com/", "status": 403, "ms": 9}},
-            duration_ms=15,
-        ),
-        endpoint(
-            "aliacs-k8s-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com", 443, "OSS component packages",
-            Status.FAIL, Reason.TIMEOUT,
-            "TCP connect to 118.31.219.200:443 timed out after 3.0 s",
-            evidence=timeout_ev("118.31.219.200"), duration_ms=3001,
-        ),
-        endpoint(
-            "dockerauth.cn-hangzhou.aliyuncs.com", 443, "System component images (auth)",
-            Status.FAIL, Reason.TLS_VERIFY_FAILED,
-            "certificate of dockerauth.cn-hangzhou.aliyuncs.com not trusted: self-signed certificate in "
-            "certificate chain (issuer CN=Corp Inspection CA)",
-            evidence={
-                "resolver": RESOLVER, "addresses": ["47.97.242.13"], "route": "direct",
-                "connect": [{"address": "47.97.242.13", "port": 443, "ok": True, "ms": 12, "reason": "ok",
-                             "error": ""}],
-                "tls": {"sni": "dockerauth.cn-hangzhou.aliyuncs.com", "version": "TLSv1.2", "verified": False,
-                        "verify_error": "self-signed certificate in certificate chain",
-                        "peer_certificate": {"subject": "CN=*.cn-hangzhou.aliyuncs.com",
-                                             "issuer": "CN=Corp Inspection CA",
-                                             "not_after": "2027-01-01T00:00:00Z"}},
-            },
-            duration_ms=58,
-        ),
-        endpoint(
-            "dockerauth-ee.cn-hangzhou.aliyuncs.com", 443, "System component images (auth, EE)",
-            Status.WARN, Reason.NXDOMAIN,
-            "dockerauth-ee.cn-hangzhou.aliyuncs.com does not exist (NXDOMAIN); the seeds say it is absent "
-            "in some regions, so this is not a failure",
-            evidence={"resolver": RESOLVER, "addresses": []}, duration_ms=21,
-        ),
-        endpoint(
-            "registry-cn-hangzhou.ack.aliyuncs.com", 443, "System component images",
-            Status.FAIL, Reason.TIMEOUT,
-            "TCP connect to 47.97.242.201:443 timed out after 3.0 s",
-            evidence=timeout_ev("47.97.242.201"), duration_ms=3002,
-        ),
-        endpoint(
-            "47.96.10.5", 6443, "API server", Status.FAIL, Reason.REFUSED,
-            "TCP connect to 47.96.10.5:6443 refused",
-            evidence={"addresses": ["47.96.10.5"], "route": "direct",
-                      "connect": [{"address": "47.96.10.5", "port": 6443, "ok": False, "ms": 2,
-                                   "reason": "refused", "error": "[Errno 111] Connection refused"}]},
-            duration_ms=3,
-        ),
-        endpoint(
-            "47.96.10.9", 4500, "Raven cloud gateway (IPsec NAT-T)", Status.WARN, Reason.NO_RESPONSE,
-            "no answer from 47.96.10.9 on UDP 4500 within 3.0 s: cannot be confirmed over UDP",
-            protocol="udp",
-            evidence={"addresses": ["47.96.10.9"], "ike": {"sent": True, "answered": False, "icmp": None}},
-            duration_ms=3000,
-        ),
-        ntp_ok("ntp1.aliyun.com", "203.107.6.88", -2.41),
-        ntp_ok("cn.ntp.org.cn", "114.118.7.163", -2.40),
-        inbound(10250, status=Status.FAIL, reason=Reason.PORT_IN_USE,
-                message="TCP 10250 is in use by kubelet (pid 811)",
-                sockets=[{"protocol": "tcp", "address": "::", "port": 10250, "pid": 811, "process": "kubelet",
-                          "user": "root", "uid": 0, "unit": "kubelet.service", "loopback": False}]),
-        inbound(10255, status=Status.FAIL, reason=Reason.PORT_IN_USE,
-                message="TCP 10255 is in use by kubelet (pid 811)",
-                sockets=[{"protocol": "tcp", "address": "::", "port": 10255, "pid": 811, "process": "kubelet",
-                          "user": "root", "uid": 0, "unit": "kubelet.service", "loopback": False}]),
-        inbound(9100), inbound(9445), inbound(8472, "udp"),
-        *[tool(n, e, p, missing=n in ("socat", "ebtables", "conntrack-tools"),
-               all_missing="socat ebtables conntrack") for n, e, p in TOOLS],
-        CheckResult(
-            id="clock:local", kind=Kind.CLOCK, name="local clock", target={},
-            status=Status.FAIL, reason=Reason.CLOCK_OFFSET,
-            message="local clock is 2.41 s ahead of ntp1.aliyun.com (limit 1.0 s); chrony not running",
-            remediation="Start chrony (systemctl enable --now chrony) and check chronyc tracking.",
-            evidence={"synchronised": False, "offset_s": 2.41, "source": "ntp1.aliyun.com"},
-            duration_ms=1,
-        ),
-    ]
-    return Report(
-        generated_at=GENERATED_AT,
-        agent_version="0.1.0",
-        host=dict(HOST),
-        params=params(apiserver="47.96.10.5:6443", raven_gateway=["47.96.10.9"],
-                      https_proxy=PROXY),
-        checks=checks,
-        warnings=[
-            "HTTPS_PROXY is set: HTTPS probes go through the proxy, raw TCP/UDP probes go direct",
-            "--tunnel-server is ignored: clusters >= 1.26 have no tunnel server",
-        ],
-        duration_ms=3140,
-    )
+    checks = []
+    for t in targets.values():
+        if t.id in special:
+            checks.append(special[t.id](t))
+        elif t.probe == "tcp":
+            checks.append(_raven_tcp(t))
+        elif t.probe != "tool":
+            checks.append(_by_probe(t))
+    checks[-1:-1] = tools(targets, ("socat", "ebtables", "conntrack-tools"),
+                          "apt-get update && apt-get install -y socat ebtables conntrack")
+    return _report(checks, params(apiserver="47.96.10.5:6443", raven_gateways=["47.96.10.9"], https_proxy=PROXY),
+                   warnings=["HTTPS_PROXY is set: HTTPS probes go through the proxy, raw TCP/UDP probes go direct",
+                             "--tunnel-server is ignored: clusters >= 1.26 have no tunnel server"], ms=3140)
 
 
 ALL = {"ready": ready_report, "dns_forwarder": dns_forwarder_report, "mixed": mixed_report}

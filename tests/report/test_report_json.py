@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path, PurePosixPath
@@ -7,8 +8,10 @@ from pathlib import Path, PurePosixPath
 import jsonschema
 import pytest
 
-from edgecheck.model import CheckResult, Kind, Reason, Report, Status
-from edgecheck.report import exit_code, host_info, render, schema, to_dict, to_json, use_color
+from edgecheck import exitcodes
+from edgecheck.model import CheckResult, Evidence, Kind, Reason, Report, Status
+from edgecheck.report import render, schema, to_dict, to_json, use_color
+from edgecheck.runner import host_info
 from tests.report.report_fixtures import ALL, PROXY, mixed_report, ready_report
 from tests.schema_check import assert_valid_report
 
@@ -26,7 +29,7 @@ def test_top_level_and_check_key_order_is_the_contract():
     obj = json.loads(to_json(mixed_report()))
     assert list(obj) == [
         "schema", "generated_at", "agent", "host", "params", "ready", "summary", "checks",
-        "warnings", "duration_ms",
+        "warnings", "duration_ms", "findings",
     ]
     assert list(obj["host"]) == ["hostname", "os", "kernel", "arch"]
     assert list(obj["summary"]) == ["pass", "warn", "fail", "skip"]
@@ -37,7 +40,9 @@ def test_top_level_and_check_key_order_is_the_contract():
         ]
         assert list(c["target"]) == [k for k in ("host", "port", "protocol") if k in c["target"]]
     assert obj["ready"] is False
-    assert obj["summary"] == {"pass": 11, "warn": 5, "fail": 8, "skip": 0}
+    assert obj["summary"] == {"pass": 15, "warn": 5, "fail": 10, "skip": 0}
+    for f in obj["findings"]:
+        assert list(f) == ["cause", "status", "reason", "title", "checks", "advice", "command"]
 
 
 def test_json_is_deterministic():
@@ -115,25 +120,34 @@ def test_all_id_shapes_are_accepted():
             "clock:local", "inbound:8472/udp"} <= ids
     assert_valid_report(r)
     # Plan placeholders without a host (missing input) list their ports.
+    r.checks = r.checks[:1]
     for placeholder in ("endpoint:raven-gateway:10280-10284/tcp", "endpoint:tunnel-server:10262,10263/tcp",
                         "endpoint:[2001:db8::1]:6443/tcp"):
-        r.checks[0].id = placeholder
+        r.checks[0].target = dataclasses.replace(r.checks[0].target, id=placeholder)
         assert_valid_report(r)
 
 
-def test_free_form_evidence_is_serialised_safely():
+class Part:
+    """Evidence a future check may record, with whatever its to_json() hands over."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def to_json(self):
+        return dict(self.values)
+
+
+def test_evidence_parts_are_serialised_safely():
     c = ready_report().checks[0]
-    c.evidence = {
+    c.evidence = Evidence(Part(**{
         "tuple": (1, 2),
         "set": {"b", "a"},
         "nan": float("nan"),
         "inf": math.inf,
         "enum": Reason.TIMEOUT,
         "path": PurePosixPath("/etc/resolv.conf"),
-        "bytes": b"\xffok",
         "obj": object(),
-        3: "int key",
-    }
+    }), Part(**{"3": "int key"}))
     obj = assert_valid_report(to_json(_one(c)))
     ev = obj["checks"][0]["evidence"]
     assert ev["tuple"] == [1, 2] and ev["set"] == ["a", "b"]
@@ -144,7 +158,9 @@ def test_free_form_evidence_is_serialised_safely():
 def test_proxy_credentials_never_leave_in_any_format():
     r = mixed_report()
     r.params["proxy_password"] = "hunter2"
-    r.checks[0].evidence["headers"] = {"Proxy-Authorization": "Basic cHJveHl1c2VyOnMzY3JldA=="}
+    proxied = next(c for c in r.checks if c.reason is Reason.PROXY_ERROR)
+    # A part that (wrongly) kept the credentials: redaction is the safety net of every format.
+    proxied.evidence.add(Part(leaked_proxy=PROXY, headers={"Proxy-Authorization": "Basic cHJveHl1c2VyOnMzY3JldA=="}))
     for fmt in ("json", "text", "prometheus"):
         for verbose in (False, True):
             out = render(r, fmt, verbose=verbose)
@@ -152,23 +168,30 @@ def test_proxy_credentials_never_leave_in_any_format():
             assert "hunter2" not in out and "cHJveHl1c2Vy" not in out, fmt
     obj = json.loads(to_json(r))
     assert obj["params"]["https_proxy"] == "http://***@10.0.0.8:3128"
-    assert obj["checks"][0]["evidence"]["proxy"] == "http://***@10.0.0.8:3128"
+    (check,) = [c for c in obj["checks"] if c["reason"] == "proxy-error"]
+    assert check["evidence"]["leaked_proxy"] == "http://***@10.0.0.8:3128"
+    assert check["evidence"]["proxy"] == "http://10.0.0.8:3128"  # the check strips them itself
     assert obj["params"]["proxy_password"] == "***"
     # Redaction works on copies: the caller's report is untouched.
-    assert r.checks[0].evidence["proxy"] == PROXY
+    assert proxied.evidence.to_json()["leaked_proxy"] == PROXY
+
+
+def _exit_code(report: Report, strict: bool = False) -> int:
+    report.strict = strict
+    return exitcodes.for_verdict(report.passes)
 
 
 def test_exit_codes():
-    assert exit_code(ready_report()) == 0
-    assert exit_code(mixed_report()) == 1
+    assert _exit_code(ready_report()) == 0
+    assert _exit_code(mixed_report()) == 1
     r = ready_report()
     r.checks[0].status, r.checks[0].reason = Status.WARN, Reason.NO_RESPONSE
-    assert exit_code(r) == 0
-    assert exit_code(r, strict=True) == 1
+    assert _exit_code(r) == 0
+    assert _exit_code(r, strict=True) == 1
     r = ready_report()
     r.warnings = ["region cn-hangzhuo is not in the catalog; did you mean cn-hangzhou?"]
-    assert exit_code(r) == 0 and exit_code(r, strict=True) == 1
-    assert exit_code(ready_report(), strict=True) == 0
+    assert _exit_code(r) == 0 and _exit_code(r, strict=True) == 1
+    assert _exit_code(ready_report(), strict=True) == 0
 
 
 def test_host_info_reads_pretty_name(tmp_path):

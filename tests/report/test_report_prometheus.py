@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edgecheck.model import CheckResult, Kind, Reason, Status
+import dataclasses
+
+from edgecheck.evidence import ClockEvidence
+from edgecheck.model import CheckResult, Evidence, Kind, Reason, Status, Target
 from edgecheck.report import render_prometheus
 from edgecheck.report.prometheus import escape_label
 from tests.report.report_fixtures import ALL, mixed_report, ready_report
@@ -21,17 +24,14 @@ SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})? (?P
 
 def _nasty_report():
     r = mixed_report()
-    r.checks.append(
-        CheckResult(
-            id='endpoint:we"ird\\host:443/tcp', kind=Kind.ENDPOINT,
-            name='name with "quotes", back\\slash and\nnewline',
-            target={"host": 'we"ird\\host', "port": 443, "protocol": "tcp"},
-            status=Status.FAIL, reason=Reason.TIMEOUT, message="m",
-        )
-    )
+    weird = Target('endpoint:we"ird\\host:443/tcp', Kind.ENDPOINT, "https",
+                   'name with "quotes", back\\slash and\nnewline', "", "", "", host='we"ird\\host', port=443,
+                   protocol="tcp")
+    r.checks.append(CheckResult(weird, Status.FAIL, Reason.TIMEOUT, "m"))
     r.agent_version = "0.1.0+local\\dev"
     clock = [c for c in r.checks if c.id == "clock:local"][0]
-    clock.evidence["offset_s"] = float("nan")  # an offset that could not be measured
+    # An offset that could not be measured.
+    clock.evidence = Evidence(dataclasses.replace(clock.evidence.find(ClockEvidence), offset_s=float("nan")))
     return r
 
 
@@ -72,10 +72,10 @@ def test_required_series_and_values():
     assert values[("edgecheck_ready", "")] == "0"
     assert values[("edgecheck_last_run_timestamp_seconds", "")] == "1795239798.0"
     assert values[("edgecheck_run_duration_seconds", "")] == "3.14"
-    assert values[("edgecheck_checks", '{status="fail"}')] == "8"
+    assert values[("edgecheck_checks", '{status="fail"}')] == "10"
     assert values[("edgecheck_checks", '{status="warn"}')] == "5"
     assert values[("edgecheck_checks", '{status="skip"}')] == "0"
-    assert values[("edgecheck_clock_offset_seconds", "")] == "2.41"
+    assert values[("edgecheck_clock_offset_seconds", "")] == "-72.41"
     assert values[("edgecheck_plan_warnings", "")] == "2"
     assert render_prometheus(ready_report()).count("\nedgecheck_ready 1\n") == 1
     for name in {n for n, _, _ in samples}:
@@ -91,7 +91,9 @@ def test_one_series_per_check_and_status_exactly_one_set():
         assert sorted(v for _, v in mine) == ["0", "0", "0", "1"]
         assert (f'status="{c.status.value}"' in [l for l, v in mine if v == "1"][0])
     info = [l for n, l, _ in _samples(render_prometheus(r)) if n == "edgecheck_check_info"]
-    assert 'id="inbound:10250/tcp",kind="inbound",name="kubelet",reason="port-in-use"' in info[9]
+    (kubelet,) = [l for l in info if 'id="inbound:10250/tcp"' in l]
+    assert kubelet.startswith('{id="inbound:10250/tcp",kind="inbound",name="kubelet: API Server and Metrics Server '
+                              'access (proxied by Raven in public mode)",reason="port-in-use"')
 
 
 def test_series_set_is_stable_when_a_check_flips():

@@ -7,16 +7,17 @@ import shutil
 import subprocess
 import time
 
-import pytest
 
-from edgecheck.model import Probe, Report, RunContext, Status
-from edgecheck.report import host_info, render, render_text, to_json
-from edgecheck.report.text import WIDTH, findings
+from edgecheck import catalog as catalog_mod
+from edgecheck import engine
+from edgecheck import plan as plan_mod
+from edgecheck.diagnosis import diagnose
+from edgecheck.model import Reason, Report
+from edgecheck.report import render, render_text, to_json
+from edgecheck.report.text import WIDTH
+from edgecheck.runcontext import RunContext
+from edgecheck.runner import host_info
 from tests.schema_check import assert_valid_report
-
-catalog_mod = pytest.importorskip("edgecheck.catalog")
-plan_mod = pytest.importorskip("edgecheck.plan")
-engine = pytest.importorskip("edgecheck.engine")
 
 
 def _real_report(tmp_path) -> Report:
@@ -29,7 +30,7 @@ def _real_report(tmp_path) -> Report:
     plan = plan_mod.build_plan(catalog_mod.load_catalog(), sel)
     local = [
         t for t in plan.targets
-        if t.skip is not None or t.probe in (Probe.TOOL, Probe.INBOUND)
+        if t.skip is not None or t.probe in ("tool", "inbound")
         or (t.host == "127.0.0.1")
     ]
     assert any(t.host == "127.0.0.1" for t in local)
@@ -41,13 +42,13 @@ def _real_report(tmp_path) -> Report:
                      resolv_conf=str(resolv), phase=Phase.JOIN, mode=Mode.PUBLIC, targets=tuple(local))
     started = time.monotonic()
     checks = engine.run_checks(local, ctx)
-    return Report(
+    return diagnose(Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         agent_version="0.1.0", host=host_info(),
         params={"region": "cn-hangzhou", "mode": "public", "phase": "join"},
         checks=checks, warnings=list(plan.warnings),
         duration_ms=int((time.monotonic() - started) * 1000),
-    )
+    ))
 
 
 def test_real_check_results_validate_and_render(tmp_path):
@@ -57,8 +58,7 @@ def test_real_check_results_validate_and_render(tmp_path):
     assert {"tool", "inbound", "endpoint"} <= kinds
 
     # Every tool is missing from an empty PATH: one finding, one install command.
-    tool_findings = [f for s in (Status.FAIL, Status.WARN) for f in findings(report, s)
-                     if f.reason == "tool-missing"]
+    tool_findings = [f for f in report.findings if f.reason is Reason.TOOL_MISSING]
     assert len(tool_findings) == 1 and len(tool_findings[0].checks) >= 9
     text = render_text(report, verbose=True)
     for line in text.splitlines():

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from edgecheck.model import CheckResult, Kind, Reason, Report, Status
+from edgecheck.diagnosis import diagnose
+from edgecheck.evidence import AddressBlocks, InboundEvidence, Resolution, ToolEvidence
+from edgecheck.model import CheckResult, Evidence, Kind, Reason, Report, Status, Target
 from edgecheck.report import render, render_text, use_color
-from edgecheck.report.text import WIDTH, findings
+from edgecheck.report.text import WIDTH
 from tests.report.report_fixtures import ALL, dns_forwarder_report, mixed_report, ready_report
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -45,6 +48,16 @@ def _too_wide(text: str):
     return bad
 
 
+class Note:
+    """Extra evidence with a long value (any part a future check may record)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def to_json(self):
+        return {"note": self.text}
+
+
 def _long_report() -> Report:
     r = mixed_report()
     long = " ".join(["the quick brown fox jumps over the lazy dog"] * 6)
@@ -52,19 +65,25 @@ def _long_report() -> Report:
     r.warnings.append(long + " " + url)
     for c in r.checks:
         c.message = f"{c.message} {long}"
+        c.target = dataclasses.replace(c.target, name=c.name + " " + long[:70])
+        c.evidence.add(Note(long))
+    t = dataclasses.replace(
+        r.checks[0].target, id="endpoint:aliregistry-cn-zhangjiakou.oss-cn-zhangjiakou-internal.aliyuncs.com:443/tcp",
+        host="aliregistry-cn-zhangjiakou.oss-cn-zhangjiakou-internal.aliyuncs.com", name="System component images (OSS)")
+    r.checks.append(CheckResult(t, Status.PASS, Reason.OK, "ok", duration_ms=2999))
+    diagnose(r)
+    r.findings = [dataclasses.replace(f, advice=f.advice + (f"{long} {url}",)) for f in r.findings]
+    for c in r.checks:
         c.remediation = f"{long} {url}" if c.remediation else ""
-        c.name = c.name + " " + long[:70]
-        c.evidence["note"] = long
-    r.checks.append(
-        CheckResult(
-            id="endpoint:aliregistry-cn-zhangjiakou.oss-cn-zhangjiakou-internal.aliyuncs.com:443/tcp",
-            kind=Kind.ENDPOINT, name="System component images (OSS)",
-            target={"host": "aliregistry-cn-zhangjiakou.oss-cn-zhangjiakou-internal.aliyuncs.com",
-                    "port": 443, "protocol": "tcp"},
-            status=Status.PASS, reason=Reason.OK, message="ok", duration_ms=2999,
-        )
-    )
     return r
+
+
+def _fails(r: Report):
+    return [f for f in r.findings if f.status is Status.FAIL]
+
+
+def _warns(r: Report):
+    return [f for f in r.findings if f.status is Status.WARN]
 
 
 @pytest.mark.parametrize("verbose", [False, True])
@@ -86,16 +105,16 @@ def test_longest_real_endpoint_id_fits():
 
 def test_verdict_first_then_plan_warnings_then_failures():
     lines = render_text(mixed_report()).splitlines()
-    assert lines[0].startswith("NOT READY  8 failed, 5 warnings, 11 passed, 0 skipped in 3.1 s")
+    assert lines[0].startswith("NOT READY  10 failed, 5 warnings, 15 passed, 0 skipped in 3.1 s")
     text = "\n".join(lines)
     assert text.index("PLAN WARNINGS") < text.index("FAILED") < text.index("WARNINGS: 5")
-    assert text.index("WARNINGS: 5") < text.index("PASSED (11)")
-    assert render_text(ready_report()).startswith("READY  0 failed, 0 warnings, 22 passed, 2 skipped")
+    assert text.index("WARNINGS: 5") < text.index("PASSED (15)")
+    assert render_text(ready_report()).startswith("READY  0 failed, 0 warnings, 23 passed, 3 skipped")
 
 
 def test_one_dns_forwarder_is_one_finding_listing_all_eight_endpoints():
     r = dns_forwarder_report()
-    fails = findings(r, Status.FAIL)
+    fails = _fails(r)
     assert len(fails) == 1 and len(fails[0].checks) == 8
     text = render_text(r)
     assert "FAILED: 8 checks, 1 cause" in text
@@ -106,61 +125,52 @@ def test_one_dns_forwarder_is_one_finding_listing_all_eight_endpoints():
 
 
 def test_mixed_failures_group_by_shared_cause():
-    fails = findings(mixed_report(), Status.FAIL)
-    reasons = [f.reason for f in fails]
+    r = mixed_report()
+    reasons = [f.reason.value for f in _fails(r)]
     # Troubleshooting order: proxy, then firewall (timeout, refused), TLS, host, clock.
-    assert reasons == ["proxy-error", "timeout", "refused", "tls-verify-failed", "port-in-use",
-                       "clock-offset"]
-    by = {f.reason: f for f in fails}
-    assert len(by["timeout"].checks) == 2  # same port, same cause: one firewall rule to fix
-    warns = {f.reason: f for f in findings(mixed_report(), Status.WARN)}
-    assert len(warns["tool-missing"].checks) == 3  # three tools, one finding, one command
-    assert warns["tool-missing"].command == "apt-get update && apt-get install -y socat ebtables conntrack"
-    assert render_text(mixed_report()).count("apt-get install") == 1
+    assert reasons == ["proxy-error", "timeout", "refused", "tls-verify-failed", "port-in-use", "clock-offset"]
+    by = {f.reason: f for f in _fails(r)}
+    assert len(by[Reason.TIMEOUT].checks) == 2  # same port, same cause: one firewall rule to fix
+    assert len(by[Reason.CLOCK_OFFSET].checks) == 3  # both NTP servers and the local clock: one clock
+    assert "chronyc makestep" in " ".join(by[Reason.CLOCK_OFFSET].advice)
+    warns = {f.reason: f for f in _warns(r)}
+    assert len(warns[Reason.TOOL_MISSING].checks) == 3  # three tools, one finding, one command
+    assert warns[Reason.TOOL_MISSING].command == "apt-get update && apt-get install -y socat ebtables conntrack"
+    assert render_text(r).count("apt-get install") == 1
 
 
-def test_per_tool_install_commands_merge_into_one():
+def test_loopback_holder_is_named_with_its_address():
     r = mixed_report()
-    for c in r.checks:
-        if c.reason is Reason.TOOL_MISSING:
-            pkg = c.evidence["missing_packages"] = {"conntrack-tools": "conntrack"}.get(c.id[5:], c.id[5:])
-            c.evidence["install_command"] = f"yum install -y {pkg}"
-            c.evidence["package"] = pkg
-    (f,) = [f for f in findings(r, Status.WARN) if f.reason == "tool-missing"]
-    assert f.command == "yum install -y socat ebtables conntrack"
-
-
-def test_holders_in_either_evidence_shape():
-    r = mixed_report()
-    r.checks[9].evidence = {"holders": [{"pid": 7, "name": "nginx", "user": "www-data"}]}
-    r.checks[10].evidence["sockets"][0].update(loopback=True, address="127.0.0.1")
-    text = render_text(r)
-    assert "held by nginx (pid 7, user www-data)" in text
+    c = next(c for c in r.checks if c.id == "inbound:10255/tcp")
+    inbound = c.evidence.find(InboundEvidence)
+    holder = dataclasses.replace(inbound.holders[0], address="127.0.0.1", loopback=True)
+    c.evidence = Evidence(dataclasses.replace(inbound, holders=(holder,)))
+    text = render_text(diagnose(r))
     assert "held by kubelet (pid 811, user root, on 127.0.0.1)" in text
+    assert "held by kubelet (pid 811, user root)\n" in text
 
 
 def test_dns_failures_at_different_nameservers_are_separate_findings():
     r = dns_forwarder_report()
-    r.checks[0].evidence["resolver"] = {"nameservers": ["10.99.0.1"]}
-    assert len(findings(r, Status.FAIL)) == 2
+    r.checks[0].evidence.find(Resolution).nameservers = ["10.99.0.1"]
+    assert len(_fails(diagnose(r))) == 2
 
 
 def test_timeouts_on_different_ports_are_separate_findings():
     r = mixed_report()
-    r.checks[4].target["port"] = 80
-    assert [len(f.checks) for f in findings(r, Status.FAIL) if f.reason == "timeout"] == [1, 1]
+    c = next(c for c in r.checks if c.reason is Reason.TIMEOUT)
+    c.target = dataclasses.replace(c.target, port=80)
+    assert [len(f.checks) for f in _fails(diagnose(r)) if f.reason is Reason.TIMEOUT] == [1, 1]
 
 
 def test_all_outside_cidr_failures_are_one_finding():
     r = dns_forwarder_report()
     for c in r.checks[:3]:
         c.reason = Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR
-        c.evidence = {"addresses": ["47.97.1.1"], "outside_expected": ["47.97.1.1"],
-                      "expected_cidrs": ["100.0.0.0/8"]}
-    fs = findings(r, Status.FAIL)
-    assert [f.reason for f in fs] == ["dns-timeout", "address-outside-expected-cidr"]
-    text = render_text(r)
-    assert "got 47.97.1.1; routes carry 100.0.0.0/8" in text
+        c.evidence = Evidence(Resolution(c.target.host or "", ["47.97.1.1"]),
+                              AddressBlocks(("100.0.0.0/8",), ("47.97.1.1",)))
+    assert [f.reason.value for f in _fails(diagnose(r))] == ["dns-timeout", "address-outside-expected-cidr"]
+    assert "got 47.97.1.1; routes carry 100.0.0.0/8" in render_text(r)
 
 
 def test_verbose_shows_evidence():
@@ -208,28 +218,20 @@ def test_strict_verdict_when_the_caller_records_it():
     r = mixed_report()
     r.checks = [c for c in r.checks if c.status is not Status.FAIL]
     assert render_text(r).startswith("READY")
-    r.params["strict"] = True
+    r.strict = True
     assert render_text(r).startswith("NOT READY (--strict: warnings fail)")
 
 
 @pytest.mark.parametrize("status", [Status.FAIL, Status.WARN, Status.SKIP, Status.PASS])
 @pytest.mark.parametrize("reason", list(Reason))
-@pytest.mark.parametrize(
-    "evidence",
-    [
-        {},
-        {"resolver": None, "connect": "weird", "holders": [None, 3], "tls": [], "executable": None,
-         "addresses": "1.2.3.4", "install_command": 7, "package": None, "proxy": None},
-        {"resolver": {"nameservers": "10.0.0.1"}, "connect": [{"ok": False}], "tls": {"peer_certificate": None},
-         "holders": [{}], "outside_expected": None, "expected_cidrs": ["100.0.0.0/8"]},
-    ],
-)
-def test_every_reason_renders_with_missing_or_odd_evidence(status, reason, evidence):
-    c = CheckResult(id="endpoint:x.example:443/tcp", kind=Kind.ENDPOINT, name="", target={},
-                    status=status, reason=reason, message="", evidence=dict(evidence))
+def test_every_reason_renders_without_evidence(status, reason):
+    """A check that recorded nothing (it crashed early, or a future check) still renders and advises."""
+    endpoint = Target("endpoint:x.example:443/tcp", Kind.ENDPOINT, "https", "", "", "", "", host="x.example", port=443,
+                      protocol="tcp")
+    tool = Target("tool:socat", Kind.TOOL, "tool", "socat", "", "", "")
     r = ready_report()
-    r.checks = [c, CheckResult(id="tool:socat", kind=Kind.TOOL, name="socat", target={},
-                               status=status, reason=reason, message="m", evidence=dict(evidence))]
+    r.checks = [CheckResult(endpoint, status, reason, ""), CheckResult(tool, status, reason, "m")]
+    diagnose(r)
     for verbose in (False, True):
         text = render_text(r, verbose=verbose)
         assert "x.example:443/tcp" in text and _too_wide(text) == []
@@ -248,8 +250,9 @@ def test_long_install_command_stays_pasteable():
     pkgs = "net-tools iproute2 chrony cron pciutils socat ebtables iptables conntrack"
     for c in r.checks:
         if c.reason is Reason.TOOL_MISSING:
-            c.evidence["install_command"] = f"apt-get update && apt-get install -y {pkgs}"
-    text = render_text(r)
+            tool = c.evidence.find(ToolEvidence)
+            c.evidence = Evidence(dataclasses.replace(tool, install_command=f"apt-get update && apt-get install -y {pkgs}"))
+    text = render_text(diagnose(r))
     start = text.index("apt-get update")
     block = text[start:text.index("\n\n", start)]
     assert block.count("\\\n") >= 1 and all(len(x) <= WIDTH for x in block.splitlines())

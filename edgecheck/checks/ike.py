@@ -1,0 +1,35 @@
+"""ike: DNS, then an IKEv2 IKE_SA_INIT to every address on UDP 4500 (Raven's IPsec NAT-T).
+
+UDP has no handshake: only an answer proves the path, so silence is a warning that says it
+cannot be confirmed, while an ICMP refusal or no route is a failure."""
+
+from __future__ import annotations
+
+from edgecheck.checks.base import exchange_all
+from edgecheck.model import CheckResult, Reason, Status, Target
+from edgecheck.probes import ike
+from edgecheck.runcontext import RunContext
+
+
+def check_ike(target: Target, ctx: RunContext) -> CheckResult:
+    probing, failed, port, outcomes = exchange_all(
+        target, ctx, ike.IKE_NATT_PORT, ike.probe,
+        lambda a: ike.IkeOutcome(a, False, reason=Reason.NO_RESPONSE, error="no answer in time"))
+    if failed:
+        return failed
+    verdict = ike.judge_ike(outcomes)
+    shown = verdict.answered[0] if verdict.answered else (verdict.failing[0] if verdict.failing else None)
+    probing.add(ike.IkeEvidence(shown, tuple(outcomes)))
+    if probing.outside:
+        return probing.cidr_failure()
+    host = target.host
+    if verdict.status is Status.PASS:
+        notes = ", ".join(sorted({n for o in verdict.answered for n in (o.reply.notify if o.reply else [])}))
+        detail = f" (IKE reply, notify {notes})" if notes else ""
+        return probing.result(Status.PASS, Reason.OK, f"UDP {port} (IPsec NAT-T) to {host} answers an IKE_SA_INIT{detail}.")
+    failing = ", ".join(f"{o.address} ({o.error})" for o in verdict.failing)
+    if verdict.status is Status.WARN:
+        return probing.result(Status.WARN, Reason.NO_RESPONSE,
+                              f"UDP {port} to {host} got no answer to an IKE_SA_INIT from {failing}; "
+                              f"UDP cannot be confirmed without an answer.")
+    return probing.result(Status.FAIL, verdict.reason, f"UDP {port} (IPsec NAT-T) to {host} fails: {failing}.")

@@ -1,0 +1,51 @@
+"""The diagnosis layer: from check results to what to do, once for every format.
+
+`diagnose(report)` writes each check's `remediation` (the advice for that check standing alone)
+and the report's findings: the failures and then the warnings, grouped by shared root cause
+(causes.py) in troubleshooting order, each with the advice for the whole group (advice.py).
+Renderers only lay these out; JSON, text and metrics read the same words.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from edgecheck.diagnosis.advice import Advice, advise
+from edgecheck.diagnosis.causes import RANK, Cause, cause_of, detail_of, title_of
+from edgecheck.diagnosis.scene import Scene, scene_of
+from edgecheck.model import CheckResult, Finding, Report, Status
+
+__all__ = ["Advice", "diagnose", "findings", "remediation"]
+
+
+def remediation(check: CheckResult, scene: Scene) -> str:
+    return advise(check.reason, [check], scene).text()
+
+
+def findings(report: Report, scene: Scene) -> List[Finding]:
+    """Failures first, then warnings; within each, causes in troubleshooting order (plan order
+    breaks ties)."""
+    out: List[Finding] = []
+    for status in (Status.FAIL, Status.WARN):
+        groups: Dict[Tuple[Cause, Status], List[CheckResult]] = {}
+        for check in report.checks:
+            if check.status is status:
+                groups.setdefault((cause_of(check), status), []).append(check)
+        first_seen = {key: i for i, key in enumerate(groups)}
+        for key in sorted(groups, key=lambda k: (RANK.get(k[0].reason, len(RANK)), first_seen[k])):
+            cause, checks = key[0], groups[key]
+            advice = advise(cause.reason, checks, scene)
+            out.append(Finding(
+                cause=cause.id, status=status, reason=cause.reason, title=title_of(cause, checks),
+                checks=tuple(checks), advice=advice.paragraphs, command=advice.command,
+                details=tuple(detail_of(c) for c in checks)))
+    return out
+
+
+def diagnose(report: Report) -> Report:
+    """Fill every check's remediation and the report's findings (in place; returns the report)."""
+    scene = scene_of(report)
+    for check in report.checks:
+        check.remediation = remediation(check, scene)
+    report.findings = findings(report, scene)
+    return report

@@ -1,0 +1,365 @@
+"""What to do, per reason: the one source of advice for every format.
+
+`advise(reason, checks, scene)` answers for one check (its JSON remediation) and for a group of
+checks sharing a cause (a finding) alike, so a terminal user and a fleet tool read the same
+words. Every fact comes from the checks' targets (the catalog, through the plan) and evidence:
+ports, NTP servers, CIDR blocks, components and notes are never written here.
+
+Order of the troubleshooting the advice follows: the ACK page on pod network access says DNS
+first, then network policies and firewalls, then security groups; routes and devices for the
+dedicated line come from the dedicated-connection page, outbound security-group rules from the
+security-group page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from edgecheck.diagnosis.scene import (Scene, failed_addresses, hosts_text, listed, nameservers, ports_text,
+                                       resolver_source, zone)
+from edgecheck.evidence import ClockEvidence, InboundEvidence, PortHolder, ProxyRoute, ToolEvidence, TrustSource
+from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
+
+
+@dataclass(frozen=True)
+class Advice:
+    paragraphs: Tuple[str, ...] = ()
+    command: str = ""  # one command that fixes it all, shown on its own line
+
+    def text(self) -> str:
+        """The remediation string of the JSON report and the metrics: the same words."""
+        return " ".join(self.paragraphs + ((self.command,) if self.command else ()))
+
+
+Adviser = Callable[[Sequence[CheckResult], Scene], Advice]
+
+DNS_FIRST = "Fix DNS first: nothing else can be tested for these endpoints until their names resolve."
+
+
+def _ns_text(ns: Sequence[str]) -> str:
+    if not ns:
+        return "the host's resolver"
+    return ("nameserver " if len(ns) == 1 else "nameservers ") + ", ".join(ns)
+
+
+# ------------------------------------------------------------------------------------------ DNS
+def _nxdomain(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if all(c.status is Status.WARN for c in checks):
+        # Only optional names ("may be absent in some regions") are warnings: nothing to fix.
+        return Advice(("Nothing to do if this name is absent in this region (the documentation allows it).",))
+    host = checks[0].target.host or ""
+    if scene.dedicated:
+        second = (f"In dedicated-connection mode the -vpc and -internal names exist only in the VPC's DNS: "
+                  f"forward {zone(host)} from your DNS server to a resolver in the VPC (the dedicated-connection "
+                  f"page recommends resolving these names in the VPC).")
+    else:
+        second = (f"Check the region id (--region): endpoint names contain it. If it is right, the DNS server "
+                  f"({_ns_text(nameservers(checks[0]))}) filters or rewrites these names; compare with another "
+                  f"resolver: `dig {host}`.")
+    return Advice((DNS_FIRST, second))
+
+
+def _dns_failure(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    ns = nameservers(checks[0])
+    host = checks[0].target.host or ""
+    first = ns[0] if ns else "<nameserver>"
+    second = (f"Check that this host reaches {_ns_text(ns)} on UDP and TCP port 53 (host firewall, "
+              f"data-centre firewall, security group: always allow DNS egress), and that it answers for "
+              f"{zone(host)} itself or forwards to an upstream that does: `dig @{first} {host}`.")
+    if scene.dedicated:
+        third = (f"In dedicated-connection mode, forward {zone(host)} to a resolver in the VPC so the -vpc "
+                 "names resolve to internal addresses.")
+    else:
+        third = f"Or point {resolver_source(checks) or '/etc/resolv.conf'} at a resolver that works."
+    return Advice((DNS_FIRST, second, third))
+
+
+def _outside_cidr(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    blocks = listed([b for c in checks for b in c.target.expected_cidrs])
+    sources = listed([c.target.cidr_source for c in checks])
+    host = checks[0].target.host or ""
+    return Advice((
+        f"The dedicated line and the data-centre firewall carry only the routes the dedicated-connection "
+        f"page gives ({blocks}; {sources}), so traffic to these addresses would leave another way or not at all.",
+        f"Make these names resolve to their VPC endpoint addresses on this host (forward {zone(host)} from "
+        f"your DNS server to a VPC resolver, or add hosts entries), or route the addresses over the dedicated "
+        f"connection (core switch, data-centre firewall, VBR, ECR/CEN).",
+    ))
+
+
+# ---------------------------------------------------------------------------------- connections
+def _where(checks: Sequence[CheckResult]) -> str:
+    addresses = listed([a for c in checks for a in failed_addresses(c)])
+    return f"{ports_text(checks)} to {addresses}" if addresses else ports_text(checks)
+
+
+def _connect(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    proxy = checks[0].evidence.find(ProxyRoute)
+    if proxy is not None:
+        return Advice((
+            f"The proxy {proxy.url} took the request but {hosts_text(checks)} did not answer through it in "
+            f"time: check that the proxy reaches {ports_text(checks)} of these hosts (its own egress rules and "
+            f"DNS), or add the hosts to NO_PROXY if this node reaches them directly.",))
+    where = _where(checks)
+    reason = checks[0].reason
+    if reason is Reason.TIMEOUT:
+        first = (f"Packets for {where} are silently dropped. Check, in this order: this host's firewall "
+                 f"(iptables/nftables output rules), the data-centre firewall's outbound rules, and the "
+                 f"cluster security group's outbound rules or any ACL in between.")
+    elif reason is Reason.REFUSED:
+        first = (f"{where} was actively rejected (TCP reset or ICMP port unreachable): a firewall REJECT rule, "
+                 f"or nothing listens at that address. Check that the names resolve to the right endpoint, "
+                 f"then the firewall and security group rules.")
+    else:
+        addresses = [a for c in checks for a in failed_addresses(c)]
+        first = (f"This host found no usable route for {where} (or its own firewall rejects it): check "
+                 f"`ip route get {addresses[0] if addresses else '<address>'}`, the default gateway and the "
+                 f"host firewall.")
+    return Advice((first,) + _path_paragraphs(checks, scene))
+
+
+def _path_paragraphs(checks: Sequence[CheckResult], scene: Scene) -> Tuple[str, ...]:
+    if scene.dedicated:
+        blocks = listed([b for c in checks for b in c.target.expected_cidrs])
+        carried = f"these endpoints' blocks ({blocks})" if blocks else "these addresses"
+        out = [f"Dedicated-connection mode: the core switch, VBR and ECR/CEN route tables must carry "
+               f"{carried}, and the data-centre firewall must allow them outbound."]
+    else:
+        out = ["Public-network mode: the site's internet egress (NAT, upstream firewall) must allow these addresses."]
+    if scene.proxy_in_use and any(c.target.probe not in ("https", "http") for c in checks):
+        out.append("A proxy is configured, but raw TCP and UDP connections never use it.")
+    if any(c.target.probe == "ntp" for c in checks):
+        out.append("If this node syncs its clock from your own NTP servers, run with --self-host-ntp.")
+    return tuple(out)
+
+
+def _no_response(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    paragraphs = [f"UDP cannot be confirmed without an answer: check that outbound {_where(checks)} is allowed on "
+                  f"this host, the data-centre firewall and the security group, and that the address is the "
+                  f"right one."]
+    paragraphs += list(dict.fromkeys(note for c in checks for note in c.target.notes))
+    return Advice(tuple(paragraphs))
+
+
+def _proxy(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    route = checks[0].evidence.find(ProxyRoute)
+    proxy = route.url if route else "the configured proxy"
+    return Advice((
+        f"Check that the proxy {proxy} (from HTTPS_PROXY/HTTP_PROXY) is running and reachable from this host, "
+        f"and that it allows CONNECT to {hosts_text(checks)} on {ports_text(checks)} (and accepts its "
+        f"credentials, if any).",
+        "If these endpoints must go direct (dedicated line, internal mirror), add them to NO_PROXY.",
+    ))
+
+
+# ------------------------------------------------------------------------------------------ TLS
+def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    trust = checks[0].evidence.find(TrustSource)
+    if checks[0].target.trust is Trust.CLUSTER:
+        cafile = trust.cafile if trust and trust.cafile else "the --apiserver-ca file"
+        return Advice((f"The API server certificate does not verify against --apiserver-ca {cafile}: check "
+                       "that it is this cluster's CA (certificate-authority-data) and the endpoint is right.",))
+    origin = trust.origin if trust else "the system trust store"
+    return Advice((
+        f"The certificate is not trusted by the anchors used ({origin}). If your network inspects TLS, a "
+        f"proxy or firewall replaces the certificates: add its CA with --ca-bundle PATH and to the system "
+        f"trust store (the node's components use it), or exempt {hosts_text(checks)} from inspection.",
+        "Otherwise an expired certificate or a wrong name means the host is not the real endpoint: check "
+        "the clock (see the clock check) and that the names resolve to the right addresses.",
+    ))
+
+
+def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    return Advice((
+        f"TCP works but TLS with {hosts_text(checks)} does not: something on the path (DPI firewall, SNI "
+        f"filter, transparent proxy) interferes, or the address is not the real endpoint. Allow TLS to "
+        f"these hosts without inspection; if the site requires a proxy, set HTTPS_PROXY.",))
+
+
+def _passed(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    trust = checks[0].evidence.find(TrustSource)
+    if trust is not None and not trust.verify and checks[0].target.trust is Trust.CLUSTER:
+        return Advice((
+            "The API server certificate was not verified: pass the cluster CA with --apiserver-ca PATH "
+            "(decode certificate-authority-data from the kubeconfig: `kubectl config view --raw -o "
+            "jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > ca.crt`).",))
+    return Advice()
+
+
+# ----------------------------------------------------------------------------------------- clock
+def _enable_chrony(clock: ClockEvidence) -> str:
+    servers = " and ".join(clock.ntp_servers) if clock.ntp_servers else "the documented NTP servers"
+    return (f"Keep the clock synchronised: install chrony and run `systemctl enable --now {clock.service}` "
+            f"with servers {servers} or your own NTP servers (then use --self-host-ntp); check with "
+            f"`chronyc tracking`.")
+
+
+def _clock(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    local = next((c for c in checks if c.kind is Kind.CLOCK), None)
+    clock = local.evidence.find(ClockEvidence) if local else None
+    if local is None or clock is None:
+        host = hosts_text(checks)
+        if checks[0].reason is Reason.CLOCK_UNSYNCHRONISED:
+            return Advice((f"{host} answered but says it is not synchronised itself: use another NTP server, or "
+                           f"set selfHostNtpServer (--self-host-ntp) if you synchronise the clock yourself.",))
+        return Advice((f"This host's clock is off: enable and check time synchronisation (`chronyc tracking`, "
+                       f"`chronyc sources`), with {host} as a source.",))
+    enable = _enable_chrony(clock)
+    offset = abs(clock.offset_s) if clock.offset_s is not None else 0.0
+    if local.reason is Reason.CLOCK_OFFSET and offset > clock.fail_s:
+        return Advice(("Step the clock once with chronyd running: `chronyc makestep` (add `makestep 1 3` to "
+                       "chrony.conf so a boot steps large offsets).", enable))
+    if local.reason is Reason.CLOCK_OFFSET:
+        return Advice((f"Check the configured time sources (`chronyc sources -v`) against "
+                       f"{' / '.join(clock.ntp_servers) or 'your NTP servers'}.",))
+    daemon = next((d for d in clock.running_time_daemons if d != "ntpdate"), None)
+    if daemon:
+        # A daemon that runs but never synchronises: its sources are unreachable or wrong.
+        return Advice((f"{daemon} is running but has not synchronised the clock: check its sources (`chronyc "
+                       "sources -v`, `ntpq -p` or `timedatectl timesync-status`) and that UDP 123 to them is "
+                       "allowed.", enable))
+    return Advice((enable,))
+
+
+# ------------------------------------------------------------------------------- inbound ports
+def _firewall(checks: Sequence[CheckResult]) -> str:
+    allowed = listed([c.target.allowed_from for c in checks]) or "the sources that must reach them"
+    return (f"allow inbound {ports_text(checks)} from {allowed} on the host firewall and the data-center "
+            f"firewall/security group")
+
+
+def _table_unreadable(checks: Sequence[CheckResult]) -> Optional[Advice]:
+    ev = checks[0].evidence.find(InboundEvidence)
+    if ev is not None and ev.bind_test == "inconclusive":
+        return Advice(("Run edgecheck where /proc/net is visible (not under systemd ProcSubset=pid).",))
+    return None
+
+
+def _how_to_free(h: PortHolder) -> str:
+    if h.unit:
+        return f"stop its service: `systemctl disable --now {h.unit}`"
+    if h.pid is not None:
+        return f"stop it (`kill {h.pid}`), and whatever restarts it"
+    if h.kernel_socket:
+        return ("it is a kernel socket, typically a VXLAN device left by an earlier flannel: find it with "
+                "`ip -d link show type vxlan` and remove it with `ip link delete <device>`")
+    flag = "-ltnp" if h.protocol == "tcp" else "-lunp"
+    return f"find the holder as root with `ss {flag} 'sport = :{h.port}'` and stop it"
+
+
+def _holders(check: CheckResult) -> Tuple[PortHolder, ...]:
+    ev = check.evidence.find(InboundEvidence)
+    return ev.holders if ev else ()
+
+
+def _port_in_use(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    unreadable = _table_unreadable(checks)
+    if unreadable:
+        return unreadable
+    by_fix: Dict[str, List[CheckResult]] = {}
+    for c in checks:
+        holders = _holders(c)
+        fix = _how_to_free(holders[0]) if holders else _how_to_free(PortHolder(c.target.protocol or "tcp", "", c.target.port or 0))
+        by_fix.setdefault(fix, []).append(c)
+    paragraphs = []
+    for fix, group in by_fix.items():
+        components = listed([c.target.component.name for c in group if c.target.component])
+        needs = f" ({components} must bind {'it' if len(group) == 1 else 'them'})" if components else ""
+        paragraphs.append(f"Free {ports_text(group)} before joining{needs}: {fix}.")
+    leftovers = listed([h.process or "" for c in checks for h in _holders(c)
+                        if h.process and any(n in h.process.lower() for n in c.target.leftovers)])
+    if leftovers:
+        paragraphs.append(f"{leftovers} looks like a component left from an earlier installation: if this host "
+                          "was joined to a cluster before, remove it from that cluster and clean it up first (or, "
+                          "if it is a node already, run with --phase running).")
+    return Advice(tuple(paragraphs))
+
+
+def _by_component(checks: Sequence[CheckResult]) -> Dict[str, List[CheckResult]]:
+    out: Dict[str, List[CheckResult]] = {}
+    for c in checks:
+        out.setdefault(c.target.component.name if c.target.component else "", []).append(c)
+    return out
+
+
+def _not_listening(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    unreadable = _table_unreadable(checks)
+    if unreadable:
+        return unreadable
+    paragraphs = []
+    for name, group in _by_component(checks).items():
+        component = group[0].target.component
+        start = f"Start {name} ({component.check})" if component else "Start the component that serves this port"
+        paragraphs.append(f"{start}; then {_firewall(group)}.")
+    if scene.phase is Phase.RUNNING:
+        paragraphs.append("If this host has not joined yet, use --phase join.")
+    return Advice(tuple(paragraphs))
+
+
+def _loopback_only(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    paragraphs = []
+    for name, group in _by_component(checks).items():
+        component = group[0].target.component
+        bind = component.bind if component else "bind it to 0.0.0.0 or the node IP"
+        paragraphs.append(f"Make {name or 'the process'} listen on the node's address: {bind}; then {_firewall(group)}.")
+    return Advice(tuple(paragraphs))
+
+
+# ----------------------------------------------------------------------------------------- tools
+def _tool_missing(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    ev = checks[0].evidence.find(ToolEvidence)
+    if ev is None:
+        return Advice(("Install the missing tools with the distribution's package manager.",))
+    if ev.install_command:
+        return Advice(("Install the missing tools (as root):",), ev.install_command)
+    where = f"os-release ID={ev.distribution.id}" if ev.distribution.id else "no readable os-release"
+    families = {"debian": "Debian/Ubuntu family", "rhel": "RHEL/CentOS family"}
+    return Advice((f"Unknown distribution ({where}): install these packages with your package manager: "
+                   f"{', '.join(ev.missing_packages)}.",)
+                  + tuple(f"{families.get(f, f)}: {cmd}" for f, cmd in ev.commands_by_family))
+
+
+# ----------------------------------------------------------------------------------- the engine
+def _deadline(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    return Advice(("Something hangs longer than --timeout allows: rerun with -v to see where, or with fewer "
+                   "targets or a longer --timeout; a probe that outlives its own timeout is a bug worth reporting.",))
+
+
+def _internal(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    return Advice(("This is a bug in edgecheck, not a finding about the host: rerun with --debug and report it.",))
+
+
+def _nothing(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    return Advice()  # skips: the message names the input to give, or why it does not apply
+
+
+ADVICE: Dict[Reason, Adviser] = {
+    Reason.OK: _passed,
+    Reason.NXDOMAIN: _nxdomain,
+    Reason.DNS_TIMEOUT: _dns_failure,
+    Reason.DNS_ERROR: _dns_failure,
+    Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR: _outside_cidr,
+    Reason.PROXY_ERROR: _proxy,
+    Reason.TIMEOUT: _connect,
+    Reason.REFUSED: _connect,
+    Reason.UNREACHABLE: _connect,
+    Reason.NO_RESPONSE: _no_response,
+    Reason.TLS_VERIFY_FAILED: _tls_verify,
+    Reason.TLS_HANDSHAKE_FAILED: _tls_handshake,
+    Reason.CLOCK_OFFSET: _clock,
+    Reason.CLOCK_UNSYNCHRONISED: _clock,
+    Reason.PORT_IN_USE: _port_in_use,
+    Reason.PORT_NOT_LISTENING: _not_listening,
+    Reason.LOOPBACK_ONLY: _loopback_only,
+    Reason.TOOL_MISSING: _tool_missing,
+    Reason.DEADLINE_EXCEEDED: _deadline,
+    Reason.INTERNAL_ERROR: _internal,
+    Reason.MISSING_INPUT: _nothing,
+    Reason.NOT_APPLICABLE: _nothing,
+}
+
+
+def advise(reason: Reason, checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    """What to do about these checks, which share `reason` (and, for a finding, one cause)."""
+    return ADVICE[reason](checks, scene)

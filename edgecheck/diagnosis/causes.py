@@ -1,0 +1,154 @@
+"""Root causes: which checks most likely share one cause and one fix, what to call it, and the
+order a person should work through them.
+
+One broken DNS forwarder that breaks eight endpoints is one cause listing eight endpoints. A cause
+id is stable across runs and nodes (it names the reason and the shared thing: nameservers, port,
+proxy, issuer), so `edgecheck fleet` groups the same cause across a whole site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from edgecheck.diagnosis.scene import failed_addresses, nameservers, resolver_source
+from edgecheck.evidence import AddressBlocks, InboundEvidence, ProxyRoute, TlsResult, ToolEvidence
+from edgecheck.model import CheckResult, Reason
+
+# Presentation order: the ACK troubleshooting page says DNS first, then network policies and
+# firewalls, then security groups; a proxy sits in front of all of those; TLS problems only show
+# once TCP works; then this host itself.
+ORDER: Tuple[Reason, ...] = (
+    Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR, Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR,
+    Reason.PROXY_ERROR, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED, Reason.NO_RESPONSE,
+    Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE, Reason.PORT_NOT_LISTENING,
+    Reason.LOOPBACK_ONLY, Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED, Reason.CLOCK_OFFSET,
+    Reason.DEADLINE_EXCEEDED, Reason.MISSING_INPUT, Reason.NOT_APPLICABLE, Reason.INTERNAL_ERROR,
+)
+RANK: Dict[Reason, int] = {r: i for i, r in enumerate(ORDER)}
+
+DNS_REASONS = (Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR)
+CONNECT_REASONS = (Reason.TIMEOUT, Reason.REFUSED, Reason.UNREACHABLE)
+
+
+@dataclass(frozen=True)
+class Cause:
+    reason: Reason
+    scope: Tuple[Tuple[str, str], ...] = ()  # what the checks share, e.g. (("port", "443"),)
+
+    @property
+    def id(self) -> str:
+        """'timeout:protocol=tcp,port=443,route=direct'; just the reason when nothing more is shared."""
+        if not self.scope:
+            return self.reason.value
+        return self.reason.value + ":" + ",".join(f"{k}={v}" for k, v in self.scope)
+
+    def get(self, key: str) -> str:
+        return dict(self.scope).get(key, "")
+
+
+def _route(check: CheckResult) -> str:
+    return "proxy" if check.evidence.find(ProxyRoute) else "direct"
+
+
+def cause_of(check: CheckResult) -> Cause:
+    reason, t = check.reason, check.target
+    if reason in DNS_REASONS:
+        return Cause(reason, (("nameservers", ",".join(nameservers(check))),))
+    if reason in CONNECT_REASONS:
+        return Cause(reason, (("protocol", t.protocol or "tcp"), ("port", str(t.port or "")), ("route", _route(check))))
+    if reason is Reason.NO_RESPONSE:
+        return Cause(reason, (("protocol", t.protocol or "tcp"), ("port", str(t.port or ""))))
+    if reason is Reason.PROXY_ERROR:
+        route = check.evidence.find(ProxyRoute)
+        return Cause(reason, (("proxy", route.url if route else ""),))
+    if reason is Reason.TLS_VERIFY_FAILED:
+        tls = check.evidence.find(TlsResult)
+        return Cause(reason, (("issuer", tls.issuer if tls else ""),))
+    # Everything else: one cause per reason (all missing tools, all busy ports, ...).
+    return Cause(reason)
+
+
+def _ns_text(ns: str) -> str:
+    if not ns:
+        return "the host's resolver"
+    return ("nameserver " if "," not in ns else "nameservers ") + ns.replace(",", ", ")
+
+
+def _dns_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
+    verb = {Reason.DNS_TIMEOUT: "time out at", Reason.DNS_ERROR: "fail at",
+            Reason.NXDOMAIN: "return NXDOMAIN (no such name) at"}[cause.reason]
+    source = resolver_source(checks)
+    where = _ns_text(cause.get("nameservers")) + (f" (from {source})" if source else "")
+    return f"DNS lookups {verb} {where}"
+
+
+def _connect_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
+    verb = {Reason.TIMEOUT: "times out", Reason.REFUSED: "is refused", Reason.UNREACHABLE: "is unreachable"}
+    via = " through the proxy" if cause.get("route") == "proxy" else ""
+    return f"{cause.get('protocol').upper()} port {cause.get('port')}{via} {verb[cause.reason]}"
+
+
+_TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
+    Reason.NXDOMAIN: _dns_title,
+    Reason.DNS_TIMEOUT: _dns_title,
+    Reason.DNS_ERROR: _dns_title,
+    Reason.TIMEOUT: _connect_title,
+    Reason.REFUSED: _connect_title,
+    Reason.UNREACHABLE: _connect_title,
+    Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR: lambda c, _: "Names resolve outside the dedicated-connection routes",
+    Reason.PROXY_ERROR: lambda c, _: f"Proxy {c.get('proxy') or 'the configured proxy'} failed",
+    Reason.NO_RESPONSE: lambda c, _: f"No answer on {c.get('protocol').upper()} port {c.get('port')}",
+    Reason.TLS_VERIFY_FAILED: lambda c, _: "TLS certificates not trusted" + (
+        f" (issuer: {c.get('issuer')})" if c.get("issuer") else ""),
+    Reason.TLS_HANDSHAKE_FAILED: lambda c, _: "TLS handshake fails after TCP connects",
+    Reason.PORT_IN_USE: lambda c, _: "Ports the node needs are already in use",
+    Reason.PORT_NOT_LISTENING: lambda c, _: "Ports a joined node serves are not listening",
+    Reason.LOOPBACK_ONLY: lambda c, _: "Ports listen on loopback only, unreachable from the cloud",
+    Reason.TOOL_MISSING: lambda c, _: "System tools the installer needs are missing",
+    Reason.CLOCK_UNSYNCHRONISED: lambda c, _: "The local clock is not synchronised",
+    Reason.CLOCK_OFFSET: lambda c, _: "The local clock is off",
+    Reason.DEADLINE_EXCEEDED: lambda c, _: "Did not finish before the run's deadline",
+    Reason.INTERNAL_ERROR: lambda c, _: "edgecheck could not run these checks",
+}
+
+
+def title_of(cause: Cause, checks: Sequence[CheckResult]) -> str:
+    """A count-free title for the cause ('DNS lookups time out at nameserver 10.0.0.2')."""
+    titled = _TITLES.get(cause.reason)
+    return titled(cause, checks) if titled else cause.reason.value
+
+
+def detail_of(check: CheckResult) -> str:
+    """What to show next to one check of a finding: the part that differs from its siblings."""
+    reason, ev = check.reason, check.evidence
+    if reason is Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR:
+        blocks = ev.find(AddressBlocks)
+        if blocks is not None:
+            return f"got {', '.join(blocks.outside)}; routes carry {', '.join(blocks.expected)}"
+    if reason in CONNECT_REASONS:
+        return ", ".join(a for a in failed_addresses(check) if a != check.target.host)
+    if reason is Reason.TLS_VERIFY_FAILED:
+        tls = ev.find(TlsResult)
+        return tls.verify_error or "" if tls else ""
+    if reason in (Reason.PORT_IN_USE, Reason.LOOPBACK_ONLY):
+        return _held_by(check)
+    if reason is Reason.TOOL_MISSING:
+        tool = ev.find(ToolEvidence)
+        wanted = list(tool.executables_wanted) if tool else []
+        return "needs " + " or ".join(wanted) if wanted and wanted != [check.id.split(":", 1)[-1]] else ""
+    return ""
+
+
+def _held_by(check: CheckResult) -> str:
+    inbound = check.evidence.find(InboundEvidence)
+    names: List[str] = []
+    for h in inbound.holders if inbound else ():
+        who = h.process or h.unit or ("the kernel" if h.kernel_socket else "an unknown process")
+        extra = [f"pid {h.pid}"] if h.pid is not None else []
+        extra += [f"user {h.user}"] if h.user else []
+        extra += [f"on {h.address}"] if h.loopback else []
+        text = who + (f" ({', '.join(extra)})" if extra else "")
+        if text not in names:
+            names.append(text)
+    return "held by " + "; ".join(names) if names else ""

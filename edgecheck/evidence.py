@@ -1,0 +1,389 @@
+"""Typed evidence: what checks observe, in the shapes the diagnosis layer and renderers read.
+
+Each part is a dataclass with `to_json()` returning its own keys of the JSON `evidence` object
+(schema edgecheck/report/v1); a check collects parts in an edgecheck.model.Evidence. Wire modules
+produce these (the resolver a Resolution, the TLS layer a TlsResult, ...); a part only one check
+reads may live next to its wire module instead (NTP and IKE exchanges do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from edgecheck.model import Reason
+
+
+def _reason(reason: Optional[Reason]) -> Optional[str]:
+    return reason.value if reason is not None else None
+
+
+# ------------------------------------------------------------------------------------------ DNS
+@dataclass
+class Resolution:
+    """What resolving one hostname found. reason is None when at least one address came back."""
+
+    host: str
+    addresses: List[str] = field(default_factory=list)  # A records first, then AAAA
+    cname_chain: List[str] = field(default_factory=list)
+    source: str = ""  # resolv.conf path
+    nameservers: List[str] = field(default_factory=list)
+    answered_by: Optional[str] = None
+    reason: Optional[Reason] = None
+    error: str = ""
+    partial_errors: Dict[str, str] = field(default_factory=dict)  # e.g. {"AAAA": "timed out"}
+    ms: int = 0
+    literal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def to_json(self) -> Dict[str, Any]:
+        if self.literal:
+            return {"addresses": list(self.addresses), "dns": "skipped: the host is an IP address"}
+        ev: Dict[str, Any] = {
+            "resolver": {"source": self.source, "nameservers": list(self.nameservers),
+                         "answered_by": self.answered_by},
+            "addresses": list(self.addresses),
+            "cname_chain": list(self.cname_chain),
+            "dns_ms": self.ms,
+        }
+        if self.error:
+            ev["dns_error"] = self.error
+        if self.partial_errors:
+            ev["dns_partial_errors"] = dict(self.partial_errors)
+        return ev
+
+
+@dataclass(frozen=True)
+class AddressBlocks:
+    """Dedicated mode: the blocks every resolved address must fall in, and those that did not."""
+
+    expected: Tuple[str, ...]
+    outside: Tuple[str, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"expected_cidrs": list(self.expected), "outside_expected": list(self.outside)}
+
+
+# --------------------------------------------------------------------------------------- routes
+@dataclass(frozen=True)
+class DirectRoute:
+    """The probe went straight to the target (raw TCP/UDP always does)."""
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"route": "direct"}
+
+
+@dataclass
+class ConnectAttempt:
+    address: str
+    port: int
+    ok: bool
+    ms: int
+    reason: Optional[Reason] = None
+    error: str = ""
+    errno: Optional[int] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"address": self.address, "port": self.port, "ok": self.ok, "ms": self.ms,
+                "reason": _reason(self.reason), "error": self.error}
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    """The probe went through an HTTP(S) proxy from the environment; the proxy resolves the name."""
+
+    url: str  # credentials already removed
+    addresses: Tuple[str, ...] = ()
+    attempts: Tuple[ConnectAttempt, ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"route": "proxy", "proxy": self.url,
+                "dns": "not resolved locally: the proxy resolves the name, as the node's components do",
+                "proxy_addresses": list(self.addresses),
+                "proxy_connect": [a.to_json() for a in self.attempts]}
+
+
+@dataclass(frozen=True)
+class Connects:
+    """TCP connects to every resolved address; `ignored` failed for a family this host cannot route."""
+
+    attempts: Tuple[ConnectAttempt, ...]
+    ignored: Tuple[str, ...] = ()
+
+    @property
+    def failed_addresses(self) -> List[str]:
+        return [a.address for a in self.attempts if not a.ok and a.address not in self.ignored]
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"connect": [a.to_json() for a in self.attempts]}
+        if self.ignored:
+            ev["connect_ignored"] = {
+                "addresses": list(self.ignored),
+                "why": "this host has no route for that IP family, so clients do not use it"}
+        return ev
+
+
+# ------------------------------------------------------------------------------------- TLS/HTTP
+@dataclass(frozen=True)
+class TrustSource:
+    """The trust anchors that verify one TLS endpoint, and where they came from."""
+
+    verify: bool
+    cafile: Optional[str] = None
+    capath: Optional[str] = None
+    origin: str = ""  # "--ca-bundle", "REQUESTS_CA_BUNDLE", "--apiserver-ca", "system", "none: ..."
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"trust": {"origin": self.origin, "cafile": self.cafile, "capath": self.capath,
+                          "verify": self.verify}}
+
+
+@dataclass(frozen=True)
+class Certificate:
+    subject: Optional[str] = None
+    issuer: Optional[str] = None
+    not_before: Optional[str] = None  # RFC 3339
+    not_after: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {k: v for k, v in (("subject", self.subject), ("issuer", self.issuer),
+                                  ("not_before", self.not_before), ("not_after", self.not_after))
+                if v is not None}
+
+
+@dataclass
+class TlsResult:
+    ok: bool
+    reason: Optional[Reason] = None
+    sni: Optional[str] = None
+    version: Optional[str] = None
+    verified: bool = False
+    verify_error: Optional[str] = None
+    error: str = ""
+    peer_certificate: Optional[Certificate] = None
+    address: str = ""
+    ms: int = 0
+
+    @property
+    def issuer(self) -> str:
+        return (self.peer_certificate.issuer or "") if self.peer_certificate else ""
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {
+            "sni": self.sni, "address": self.address, "version": self.version,
+            "verified": self.verified, "verify_error": self.verify_error,
+            "peer_certificate": self.peer_certificate.to_json() if self.peer_certificate else {},
+            "ms": self.ms}
+        if self.error:
+            ev["error"] = self.error
+        return {"tls": ev}
+
+
+@dataclass
+class HttpResult:
+    ok: bool
+    url: str
+    status: Optional[int] = None
+    ms: int = 0
+    reason: Optional[Reason] = None
+    error: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"url": self.url, "status": self.status, "ms": self.ms}
+        if self.error:
+            ev["error"] = self.error
+        return {"http": ev}
+
+
+# ------------------------------------------------------------------------------ inbound ports
+@dataclass(frozen=True)
+class PortHolder:
+    """One socket bound to a local port, and what could be learnt about its process."""
+
+    protocol: str
+    address: str
+    port: int
+    loopback: bool = False
+    pid: Optional[int] = None
+    process: Optional[str] = None
+    user: Optional[str] = None  # the process's user; else the socket's owner from /proc/net
+    uid: Optional[int] = None
+    cmdline: Optional[str] = None
+    unit: Optional[str] = None  # systemd unit, from /proc/<pid>/cgroup
+    kernel_socket: bool = False  # inode 0: no process owns it (e.g. a VXLAN device)
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"protocol": self.protocol, "address": self.address, "port": self.port,
+                              "pid": self.pid}
+        for key in ("process", "user", "uid", "cmdline", "unit"):
+            value = getattr(self, key)
+            if value is not None:
+                ev[key] = value
+        if self.kernel_socket:
+            ev["kernel_socket"] = True
+        ev["loopback"] = self.loopback
+        return ev
+
+
+@dataclass(frozen=True)
+class InboundEvidence:
+    expect: str  # "free" | "listening"
+    socket_table: str  # "psutil" | "none"
+    owners_visible: bool
+    holders: Tuple[PortHolder, ...] = ()
+    owner_note: str = ""
+    table_error: str = ""  # the socket table could not be read; a bind test decided
+    bind_test: str = ""  # "free" | "in-use" | "inconclusive"
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"expect": self.expect, "socket_table": self.socket_table,
+                              "owners_visible": self.owners_visible}
+        if self.table_error:
+            ev["socket_table_error"] = self.table_error
+            ev["bind_test"] = self.bind_test
+        else:
+            ev["sockets"] = [h.to_json() for h in self.holders]
+        if self.owner_note:
+            ev["owner_note"] = self.owner_note
+        return ev
+
+
+# ----------------------------------------------------------------------------------------- tools
+@dataclass(frozen=True)
+class Distribution:
+    id: str
+    version_id: str
+    id_like: Tuple[str, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"id": self.id, "version_id": self.version_id, "id_like": list(self.id_like)}
+
+
+@dataclass(frozen=True)
+class ToolEvidence:
+    package: str
+    executables_wanted: Tuple[str, ...]
+    executables_found: Dict[str, str]  # name -> path
+    searched: Tuple[str, ...]
+    distribution: Distribution
+    version: Optional[str] = None
+    distribution_package: Optional[str] = None
+    install_command: Optional[str] = None  # missing: the one command installing every missing tool
+    missing_packages: Tuple[str, ...] = ()
+    package_manager: Optional[str] = None
+    commands_by_family: Tuple[Tuple[str, str], ...] = ()  # unknown distribution: family -> command
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {
+            "package": self.package,
+            "executables_wanted": list(self.executables_wanted),
+            "executables_found": dict(self.executables_found),
+            "searched": list(self.searched),
+            "distribution": self.distribution.to_json(),
+        }
+        if self.version:
+            ev["version"] = self.version
+        if self.distribution_package:
+            ev["distribution_package"] = self.distribution_package
+        if not self.executables_found:
+            ev["install_command"] = self.install_command
+            ev["missing_packages"] = list(self.missing_packages)
+            if self.package_manager:
+                ev["package_manager"] = self.package_manager
+            if self.commands_by_family:
+                ev["install_commands_by_family"] = dict(self.commands_by_family)
+        return ev
+
+
+# ----------------------------------------------------------------------------------------- clock
+@dataclass(frozen=True)
+class KernelClock:
+    synchronised: Optional[bool]  # None: could not read
+    state: Optional[str] = None  # TIME_OK, TIME_ERROR, ...
+    status_flags: Optional[int] = None
+    maxerror_s: Optional[float] = None  # the daemon's bound on the clock error, grown by the kernel
+    esterror_s: Optional[float] = None
+    error: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    name: str  # "chronyd" | "timedatectl" (systemd-timedated's NTPSynchronized)
+    synchronised: Optional[bool] = None
+    offset_s: Optional[float] = None  # reference - local
+    detail: Tuple[Tuple[str, str], ...] = ()
+    error: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"name": self.name}
+        if self.synchronised is not None:
+            ev["synchronised"] = self.synchronised
+        if self.offset_s is not None:
+            ev["offset_s"] = self.offset_s
+        if self.detail:
+            ev["detail"] = dict(self.detail)
+        if self.error is not None:
+            ev["error"] = self.error
+        return ev
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One usable NTP offset: reference - local (positive: this host is behind)."""
+
+    source: str
+    offset_s: float
+    stratum: Optional[int] = None
+    delay_s: Optional[float] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"source": self.source, "offset_s": self.offset_s, "stratum": self.stratum,
+                "delay_s": self.delay_s}
+
+
+@dataclass(frozen=True)
+class ClockEvidence:
+    kernel: KernelClock
+    daemons: Tuple[DaemonView, ...]
+    running_time_daemons: Tuple[str, ...]
+    measurements: Tuple[Measurement, ...]
+    offset_s: Optional[float]
+    offset_source: Optional[str]
+    warn_s: float
+    fail_s: float
+    service: str  # the chrony unit name on this distribution ("chrony" or "chronyd")
+    ntp_servers: Tuple[str, ...] = ()  # the plan's NTP servers
+    disagreement: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {
+            "kernel": self.kernel.to_json(),
+            "daemons": [d.to_json() for d in self.daemons],
+            "running_time_daemons": list(self.running_time_daemons),
+            "ntp": [m.to_json() for m in self.measurements],
+            "offset_s": self.offset_s,
+            "offset_source": self.offset_source,
+            "thresholds_s": {"warn": self.warn_s, "fail": self.fail_s},
+            "service": self.service,
+        }
+        if self.disagreement:
+            ev["disagreement"] = self.disagreement
+        return ev
+
+
+# ----------------------------------------------------------------------------------------- crash
+@dataclass(frozen=True)
+class Crash:
+    """A check raised: a bug in edgecheck, not a finding about the host."""
+
+    exception: str
+    error: str
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"exception": self.exception, "error": self.error}

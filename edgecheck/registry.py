@@ -1,0 +1,75 @@
+"""The probe kinds: one record each, read by catalog validation, plan defaults and the engine.
+
+A new probe kind is one check module (edgecheck/checks/), one wire module (edgecheck/probes/ or
+edgecheck/host/) and one line in PROBES. The check is named by "module:function" and imported on
+first use, so `edgecheck --help` and `edgecheck targets` never import dnspython, requests or psutil,
+and a broken module only fails its own checks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+
+from edgecheck.model import CheckResult, Kind, Target
+
+if TYPE_CHECKING:
+    from edgecheck.runcontext import RunContext
+
+CheckFn = Callable[[Target, "RunContext"], CheckResult]
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    name: str  # the catalog's `probe` value and Target.probe
+    kind: Kind
+    check: str  # "module:function" taking (Target, RunContext) -> CheckResult
+    transport: Optional[str] = None  # "tcp" | "udp" for endpoint probes; None: looks at this host
+    default_ports: Tuple[int, ...] = ()  # the default probe for these ports of its transport
+    fallback: bool = False  # the default for any other port of its transport
+    after: Tuple[str, ...] = ()  # probe kinds whose results this one reads (RunFacts.results_of)
+
+    @property
+    def network(self) -> bool:
+        """Sends packets: scheduled after the quick local checks."""
+        return self.transport is not None
+
+    def load(self) -> CheckFn:
+        module, _, function = self.check.partition(":")
+        fn: CheckFn = getattr(importlib.import_module(module), function)
+        return fn
+
+
+PROBES: Tuple[ProbeKind, ...] = (
+    ProbeKind("https", Kind.ENDPOINT, "edgecheck.checks.web:check_https", "tcp", (443, 6443)),
+    ProbeKind("http", Kind.ENDPOINT, "edgecheck.checks.web:check_http", "tcp", (80,)),
+    ProbeKind("tcp", Kind.ENDPOINT, "edgecheck.checks.tcp:check_tcp", "tcp", fallback=True),
+    ProbeKind("ntp", Kind.ENDPOINT, "edgecheck.checks.ntp:check_ntp", "udp", (123,)),
+    ProbeKind("ike", Kind.ENDPOINT, "edgecheck.checks.ike:check_ike", "udp", (4500,)),
+    ProbeKind("inbound", Kind.INBOUND, "edgecheck.checks.inbound:check_inbound"),
+    ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
+    ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
+)
+
+BY_NAME: Dict[str, ProbeKind] = {p.name: p for p in PROBES}
+
+
+def get(name: str) -> ProbeKind:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown probe kind {name!r}") from None
+
+
+def endpoint_probes(transport: Optional[str] = None) -> Tuple[ProbeKind, ...]:
+    return tuple(p for p in PROBES if p.kind is Kind.ENDPOINT and (transport is None or p.transport == transport))
+
+
+def default_probe(protocol: str, port: int) -> Optional[ProbeKind]:
+    """The probe for an endpoint whose catalog entry names none; None when nothing fits."""
+    candidates = endpoint_probes(protocol)
+    for probe in candidates:
+        if port in probe.default_ports:
+            return probe
+    return next((p for p in candidates if p.fallback), None)

@@ -1,0 +1,131 @@
+"""What every check of one run shares: its settings (RunContext) and the facts read once per
+run (RunFacts): the resolver, the socket table, os-release, the install plan, earlier results.
+
+Facts are read lazily by the first check that needs them and then served to the others, so a
+run that has no inbound target never imports psutil, and one that has five reads the socket
+table once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
+
+from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
+
+if TYPE_CHECKING:
+    from edgecheck.host.distro import OsRelease
+    from edgecheck.host.sockets import SocketTable
+    from edgecheck.host.tools import InstallPlan
+    from edgecheck.probes.resolver import SharedResolver
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value computed once, by the first caller, while concurrent callers wait for it."""
+
+    def __init__(self, compute: Callable[[], T]) -> None:
+        self._compute = compute
+        self._lock = threading.Lock()
+        self._done = False
+        self._value: Optional[T] = None
+
+    def get(self) -> T:
+        with self._lock:
+            if not self._done:
+                self._value = self._compute()
+                self._done = True
+            return self._value  # type: ignore[return-value]
+
+
+class RunFacts:
+    """Facts about this host and this run, each read at most once per run (thread-safe)."""
+
+    def __init__(self, resolv_conf: str, os_release: str, tool_path: Optional[str],
+                 targets: Tuple[Target, ...]) -> None:
+        self.settings = (resolv_conf, os_release, tool_path, targets)
+        self._resolv_conf, self._os_release, self._tool_path, self._targets = self.settings
+        self._resolver = Lazy(self._make_resolver)
+        self._sockets = Lazy(self._read_sockets)
+        self._os = Lazy(self._read_os_release)
+        self._install = Lazy(self._make_install_plan)
+        self._results: Dict[str, Tuple[CheckResult, ...]] = {}
+        self._lock = threading.Lock()
+
+    def _make_resolver(self) -> "SharedResolver":
+        from edgecheck.probes.resolver import SharedResolver
+
+        return SharedResolver(self._resolv_conf)
+
+    @staticmethod
+    def _read_sockets() -> "SocketTable":
+        from edgecheck.host.sockets import read_socket_table
+
+        return read_socket_table()
+
+    def _read_os_release(self) -> "OsRelease":
+        from edgecheck.host.distro import read_os_release
+
+        return read_os_release(self._os_release)
+
+    def _make_install_plan(self) -> "InstallPlan":
+        from edgecheck.host.tools import install_plan, missing_tools, search_dirs
+
+        specs = [t.tool for t in self._targets if t.kind is Kind.TOOL and t.tool is not None and t.skip is None]
+        return install_plan(missing_tools(specs, search_dirs(self._tool_path)), self.os_release())
+
+    def resolver(self) -> "SharedResolver":
+        """One resolver per run: a hostname several targets share is resolved once."""
+        return self._resolver.get()
+
+    def socket_table(self) -> "SocketTable":
+        """This host's listening sockets; walking /proc/<pid>/fd is the costly part of a run."""
+        return self._sockets.get()
+
+    def os_release(self) -> "OsRelease":
+        return self._os.get()
+
+    def install_plan(self) -> "InstallPlan":
+        """One command installing every missing tool of the plan."""
+        return self._install.get()
+
+    def publish(self, probe: str, results: Sequence[CheckResult]) -> None:
+        """The engine hands finished results of one probe kind to the kinds that come after it."""
+        with self._lock:
+            self._results[probe] = tuple(results)
+
+    def results_of(self, probe: str) -> Tuple[CheckResult, ...]:
+        with self._lock:
+            return self._results.get(probe, ())
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a check may need besides its target. Built once per run by the runner."""
+
+    timeout: float = 3.0  # per probe, seconds
+    deadline: float = float("inf")  # time.monotonic() value after which nothing new starts
+    ca_bundle: Optional[str] = None  # --ca-bundle, REQUESTS_CA_BUNDLE or SSL_CERT_FILE
+    ca_origin: str = "--ca-bundle"  # which of those gave ca_bundle
+    apiserver_ca: Optional[str] = None  # --apiserver-ca: the cluster CA for Trust.CLUSTER
+    environ: Mapping[str, str] = field(default_factory=dict)  # proxy variables as the run saw them
+    resolv_conf: str = "/etc/resolv.conf"
+    os_release: str = "/etc/os-release"
+    tool_path: Optional[str] = None  # PATH-like search list for tool checks; None = PATH + sbin dirs
+    phase: Phase = Phase.JOIN
+    mode: Mode = Mode.PUBLIC
+    targets: Tuple[Target, ...] = ()  # the whole plan
+    facts: RunFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        settings = (self.resolv_conf, self.os_release, self.tool_path, self.targets)
+        if self.facts is None or self.facts.settings != settings:
+            # dataclasses.replace() hands the old facts over: keep them unless they no longer fit.
+            object.__setattr__(self, "facts", RunFacts(*settings))
+
+    def remaining(self) -> float:
+        """Seconds left before the hard deadline (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())

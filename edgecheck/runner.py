@@ -1,0 +1,164 @@
+"""The library's entry point: options -> a validated, ready run (prepare) -> a diagnosed Report (run).
+
+The CLI and the agent both call these two; neither builds a plan, a context or a Report itself.
+`prepare` raises UsageError before any packet is sent; `run` never raises for a network failure.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from edgecheck import __version__
+from edgecheck.catalog import load_catalog
+from edgecheck.errors import UsageError
+from edgecheck.model import Mode, Phase, Report
+from edgecheck.plan import (DEFAULT_APISERVER_PORT, Plan, Selection, build_plan, parse_host, parse_host_port,
+                            parse_k8s_version, parse_region)
+from edgecheck.runcontext import RunContext
+
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
+TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def build_selection(options: Mapping[str, Any], default_phase: str = "join") -> Selection:
+    region = options.get("region")
+    if not region:
+        raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
+    apiserver, tunnel = options.get("apiserver"), options.get("tunnel_server")
+    return Selection(
+        region=parse_region(region),
+        mode=Mode(options.get("mode") or Mode.PUBLIC.value),
+        phase=Phase(options.get("phase") or default_phase),
+        k8s_version=parse_k8s_version(options.get("k8s_version")),
+        network_plugin=options.get("network_plugin") or "flannel",
+        self_host_ntp=bool(options.get("self_host_ntp")),
+        apiserver=parse_host_port(apiserver, "--apiserver", DEFAULT_APISERVER_PORT) if apiserver else None,
+        raven_gateways=tuple(dict.fromkeys(parse_host(h, "--raven-gateway") for h in options.get("raven_gateways") or ())),
+        tunnel_server=parse_host(tunnel, "--tunnel-server") if tunnel else None,
+    )
+
+
+def plan_from_options(options: Mapping[str, Any], default_phase: str = "join") -> Plan:
+    """The plan for these selection options; raises UsageError before any packet."""
+    selection = build_selection(options, default_phase)
+    return build_plan(load_catalog(options.get("targets_files") or ()), selection)
+
+
+def selection_params(selection: Selection, options: Mapping[str, Any]) -> Dict[str, Any]:
+    version = selection.k8s_version
+    return {
+        "region": selection.region,
+        "mode": selection.mode.value,
+        "phase": selection.phase.value,
+        "k8s_version": f"{version[0]}.{version[1]}" if version else None,
+        "network_plugin": selection.network_plugin,
+        "self_host_ntp": selection.self_host_ntp,
+        "apiserver": str(selection.apiserver) if selection.apiserver else None,
+        "raven_gateways": list(selection.raven_gateways),
+        "tunnel_server": selection.tunnel_server,
+        "targets_files": list(options.get("targets_files") or ()),
+    }
+
+
+def _readable_file(path: str, what: str) -> str:
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise UsageError(f"{what} {path!r} is not a readable file")
+    return path
+
+
+def resolve_ca_bundle(option: Optional[str], environ: Mapping[str, str]) -> Tuple[Optional[str], str]:
+    """The one trust source every public TLS probe uses, and where it came from."""
+    if option:
+        return _readable_file(option, "--ca-bundle"), "--ca-bundle"
+    for variable in TRUST_VARIABLES:
+        if environ.get(variable):
+            return _readable_file(environ[variable], variable), variable
+    return None, "system trust store"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated run, ready to probe: nothing has been sent yet."""
+
+    plan: Plan
+    ctx: RunContext
+    params: Dict[str, Any]
+    strict: bool
+    started: float  # time.monotonic()
+    started_wall: float  # time.time()
+
+
+def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
+            environ: Optional[Mapping[str, str]] = None) -> Prepared:
+    """Validate every input and build the plan and the run's context; sends nothing."""
+    from edgecheck.engine import hard_deadline
+
+    environ = os.environ if environ is None else environ
+    started_wall, started = time.time(), time.monotonic()
+    plan = plan_from_options(options, default_phase)
+    ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), environ)
+    apiserver_ca = options.get("apiserver_ca")
+    if apiserver_ca:
+        _readable_file(apiserver_ca, "--apiserver-ca")
+    timeout = float(options.get("timeout") or 3.0)
+    ctx = RunContext(
+        timeout=timeout,
+        deadline=started + hard_deadline(plan.targets, timeout),
+        ca_bundle=ca_bundle,
+        ca_origin=trust_source,
+        apiserver_ca=apiserver_ca,
+        environ={k: v for k, v in environ.items() if k.lower() in PROXY_VARIABLES},
+        phase=plan.selection.phase,
+        mode=plan.selection.mode,
+        targets=plan.targets,
+    )
+    params = selection_params(plan.selection, options)
+    strict = bool(options.get("strict"))
+    params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict)
+    return Prepared(plan, ctx, params, strict, started, started_wall)
+
+
+def run(prepared: Prepared) -> Report:
+    """Every check of the plan, diagnosed: the Report every renderer takes."""
+    from edgecheck.diagnosis import diagnose
+    from edgecheck.engine import run_checks
+
+    results = run_checks(prepared.plan.targets, prepared.ctx)
+    return diagnose(Report(
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
+        agent_version=__version__,
+        host=host_info(),
+        params=prepared.params,
+        checks=results,
+        warnings=list(prepared.plan.warnings),
+        duration_ms=int((time.monotonic() - prepared.started) * 1000),
+        strict=prepared.strict,
+    ))
+
+
+def _os_pretty_name(paths: Sequence[str]) -> str:
+    from edgecheck.host.distro import read_os_release
+
+    for path in paths:
+        osr = read_os_release(path)
+        if osr.readable:
+            name = osr.pretty_name or " ".join(x for x in (osr.name, osr.version_id) if x)
+            if name:
+                return name
+    return platform.system() or "unknown"
+
+
+def host_info(os_release: Optional[str] = None) -> Dict[str, str]:
+    """hostname, os (PRETTY_NAME from os-release), kernel, arch of this host."""
+    paths = (os_release,) if os_release else ("/etc/os-release", "/usr/lib/os-release")
+    return {
+        "hostname": socket.gethostname(),
+        "os": _os_pretty_name(paths),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+    }
