@@ -24,7 +24,7 @@ class Probing:
     def __init__(self, target: Target, ctx: RunContext) -> None:
         self.target, self.ctx = target, ctx
         self.start = time.monotonic()
-        self.budget = Budget.for_probe(ctx)
+        self.budget = Budget.for_probe(ctx.timeout, ctx.deadline)
         self.evidence = Evidence()
         self.addresses: List[str] = []
         self.outside: Tuple[str, ...] = ()

@@ -6,6 +6,7 @@ for the node's components), the request goes through it: see webproxy.py.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Optional
 
@@ -13,11 +14,11 @@ from edgecheck.checks.base import Probing, close_all
 from edgecheck.checks.tlshttp import http_failure, tls_failure, verified_handshake, web_passed
 from edgecheck.checks.webproxy import web_via_proxy
 from edgecheck.evidence import DirectRoute, TlsResult, TrustSource
-from edgecheck.model import CheckResult, Target
+from edgecheck.model import CheckResult, Target, Trust
 from edgecheck.probes import httpget
 from edgecheck.probes.proxy import select_proxy
 from edgecheck.probes.tcp import connect_all
-from edgecheck.probes.tls import requests_verify, trust_for
+from edgecheck.probes.tls import requests_verify, system_trust
 from edgecheck.runcontext import RunContext
 
 
@@ -75,3 +76,15 @@ def _web_direct(probing: Probing, scheme: str, port: int, trust: Optional[TrustS
     if not http.ok:
         return http_failure(probing, http, None)
     return web_passed(probing, scheme, tls, http, trust, "")
+
+
+def trust_for(target: Target, ctx: RunContext) -> TrustSource:
+    if target.trust is Trust.CLUSTER:
+        if ctx.apiserver_ca:
+            return TrustSource(True, cafile=ctx.apiserver_ca, origin="--apiserver-ca")
+        return TrustSource(False, origin="none: no --apiserver-ca given")
+    if ctx.ca_bundle:
+        if os.path.isdir(ctx.ca_bundle):
+            return TrustSource(True, capath=ctx.ca_bundle, origin=ctx.ca_origin)
+        return TrustSource(True, cafile=ctx.ca_bundle, origin=ctx.ca_origin)
+    return system_trust()

@@ -7,22 +7,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from edgecheck.runcontext import RunContext
-
 
 @dataclass(frozen=True)
 class Budget:
     """The end (a time.monotonic() value) a probe and every layer inside it must respect.
 
     One budget covers DNS, connect, TLS and HTTP together, so a probe never takes longer than
-    ctx.timeout however many layers it passes through, and never outlives the run's deadline.
+    the probe timeout however many layers it passes through, and never outlives the run's deadline.
     """
 
     end: float
 
     @classmethod
-    def for_probe(cls, ctx: RunContext) -> "Budget":
-        return cls(min(time.monotonic() + ctx.timeout, ctx.deadline))
+    def for_probe(cls, timeout: float, deadline: float) -> "Budget":
+        """The probe's own timeout from now, cut short by the run's hard deadline."""
+        return cls(min(time.monotonic() + timeout, deadline))
 
     def left(self) -> float:
         return max(0.0, self.end - time.monotonic())

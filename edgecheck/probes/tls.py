@@ -13,10 +13,9 @@ import time
 from typing import Any, Optional
 
 from edgecheck.evidence import Certificate, TlsResult, TrustSource
-from edgecheck.model import Reason, Target, Trust
+from edgecheck.model import Reason
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.x509 import describe_certificate
-from edgecheck.runcontext import RunContext
 
 # Where distributions keep the system bundle when OpenSSL's compiled-in default is absent.
 SYSTEM_BUNDLES = (
@@ -57,18 +56,6 @@ def system_trust() -> TrustSource:
         if cand and os.path.isdir(cand):
             return TrustSource(True, capath=cand, origin="system")
     return TrustSource(True, origin="system (OpenSSL defaults)")
-
-
-def trust_for(target: Target, ctx: RunContext) -> TrustSource:
-    if target.trust is Trust.CLUSTER:
-        if ctx.apiserver_ca:
-            return TrustSource(True, cafile=ctx.apiserver_ca, origin="--apiserver-ca")
-        return TrustSource(False, origin="none: no --apiserver-ca given")
-    if ctx.ca_bundle:
-        if os.path.isdir(ctx.ca_bundle):
-            return TrustSource(True, capath=ctx.ca_bundle, origin=ctx.ca_origin)
-        return TrustSource(True, cafile=ctx.ca_bundle, origin=ctx.ca_origin)
-    return system_trust()
 
 
 def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget) -> TlsResult:
