@@ -97,19 +97,44 @@ def load_kubeconfig(path: str, *, context: Optional[str] = None, root: Optional[
     With `root`, PATH and every absolute path inside the file are paths on a node whose file
     system is mounted at `root` (node discovery and its tests); without it they are used as is.
     """
+    document = read_kubeconfig_document(path, root=root, label=label)
+    cluster = parse_kubeconfig(document, path=path, context=context, label=label)
+    return verify_ca(cluster, root=root, label=label)
+
+
+def read_kubeconfig_document(path: str, *, root: Optional[str] = None, label: str = "kubeconfig") -> Any:
+    """The parsed file (plain data, to be dropped by the caller); UsageError if unreadable or not YAML."""
     where = f"{label} {path}"
     try:
-        document = read_yaml_file(on_node(path, root))
+        return read_yaml_file(on_node(path, root))
     except OSError as exc:
         raise UsageError(f"{where}: cannot read it ({exc.strerror or type(exc).__name__})") from None
     except YamlError as exc:
         raise UsageError(f"{where}: not a valid kubeconfig: {exc}") from None
-    cluster = parse_kubeconfig(document, path=path, context=context, label=label)
-    if cluster.ca_file is not None:
-        cluster = _with_resolved_ca_file(cluster, root, where)
-    elif cluster.ca_pem is not None:
+
+
+def verify_ca(cluster: KubeCluster, *, root: Optional[str] = None, label: str = "kubeconfig") -> KubeCluster:
+    """Check the CA loads as the TLS layer will load it; a CA file path becomes the local path."""
+    where = f"{label} {cluster.path}"
+    if cluster.ca_pem is not None:
         check_ca_pem(cluster.ca_pem, f"{where}: certificate-authority-data of cluster {cluster.cluster!r}")
+        return cluster
+    if cluster.ca_file is not None:
+        local = on_node(cluster.ca_file, root)
+        read_ca_file(local, f"{where}: certificate-authority {cluster.ca_file}")
+        return replace(cluster, ca_file=local)
     return cluster
+
+
+def current_server(document: Any) -> Optional[str]:
+    """The current context's server URL, or None when the file does not say. Never raises."""
+    try:
+        contexts = {c["name"]: c.get("context") or {} for c in document.get("contexts") or []}
+        clusters = {c["name"]: c.get("cluster") or {} for c in document.get("clusters") or []}
+        server = clusters[contexts[document["current-context"]]["cluster"]]["server"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return server.strip() if isinstance(server, str) else None
 
 
 def parse_kubeconfig(document: Any, *, path: str, context: Optional[str] = None,
@@ -275,13 +300,6 @@ def on_node(path: str, root: Optional[str]) -> str:
     if not root or root == "/":
         return path
     return os.path.join(root, path.lstrip("/")) if os.path.isabs(path) else path
-
-
-def _with_resolved_ca_file(cluster: KubeCluster, root: Optional[str], where: str) -> KubeCluster:
-    assert cluster.ca_file is not None
-    local = on_node(cluster.ca_file, root)
-    read_ca_file(local, f"{where}: certificate-authority {cluster.ca_file}")
-    return replace(cluster, ca_file=local)
 
 
 def _named(document: Mapping[str, Any], key: str, inner: str, where: str) -> Dict[str, Mapping[str, Any]]:
