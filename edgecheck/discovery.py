@@ -52,15 +52,17 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edgecheck.errors import UsageError
 from edgecheck.kubeconfig import (
     KubeCluster, current_server, is_yurthub_proxy, on_node, parse_kubeconfig, parse_server, read_ca_file,
     read_kubeconfig_document, verify_ca,
 )
-from edgecheck.plan import HostPort
 from edgecheck.yamlload import YamlError, read_yaml_file
+
+if TYPE_CHECKING:
+    from edgecheck.plan import HostPort
 
 HUB_NAMES = ("yurthub", "edge-hub")
 MANIFESTS_DIR = "/etc/kubernetes/manifests"

@@ -29,16 +29,15 @@ import binascii
 import contextlib
 import ipaddress
 import os
-import shutil
-import ssl
-import tempfile
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from edgecheck.errors import UsageError
-from edgecheck.plan import URL_DEFAULT_PORTS, HostPort, parse_host_port
 from edgecheck.yamlload import YamlError, read_yaml_file
+
+if TYPE_CHECKING:  # edgecheck.plan pulls in the catalog and the model: imported where used
+    from edgecheck.plan import HostPort
 
 MAX_CA_BYTES = 1024 * 1024
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
@@ -223,6 +222,8 @@ def parse_server(server: str, subject: str) -> Tuple[HostPort, Tuple[str, ...]]:
     https://rancher.example/k8s/clusters/c-1): reachability and the certificate are host:port
     matters, so the path is ignored with a note.
     """
+    from edgecheck.plan import URL_DEFAULT_PORTS, parse_host_port
+
     text = server if "://" in server else f"https://{server}"  # client-go: no scheme means https
     parts = urlsplit(text)
     if "@" in parts.netloc:
@@ -277,6 +278,8 @@ def decode_ca_data(data: Any, subject: str) -> bytes:
 
 def check_ca_pem(pem: bytes, subject: str) -> None:
     """Load the certificates the way the TLS layer will; UsageError if OpenSSL refuses them."""
+    import ssl  # lazily: not needed for --help or `targets`
+
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError):
@@ -349,6 +352,9 @@ def ca_file_for(ca_file: Optional[str], ca_pem: Optional[bytes]) -> Iterator[Opt
     A referenced file is used in place. Inline data is written to a 0600 file in a fresh 0700
     directory (tempfile.mkdtemp/mkstemp), removed when the block ends, however it ends.
     """
+    import shutil
+    import tempfile
+
     if ca_pem is None:
         yield ca_file
         return

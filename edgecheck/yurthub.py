@@ -28,7 +28,6 @@ HTTP(S)_PROXY and could send a loopback request to a proxy.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import re
 import socket
@@ -143,6 +142,8 @@ def probe_yurthub(budget: Budget, address: str = "127.0.0.1", port: int = YURTHU
 
 
 def _get(address: str, port: int, path: str, budget: Budget, limit: int) -> HttpOutcome:
+    import http.client  # lazily: it pulls in ssl, which --help does not need
+
     left = budget.left()
     if left <= 0:
         return HttpOutcome(path, error="timeout")
