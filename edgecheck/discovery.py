@@ -334,6 +334,10 @@ def pod_commands(document: Any) -> List[List[str]]:
         if not isinstance(container, Mapping):
             continue
         argv = [str(a) for key in ("command", "args") for a in (container.get(key) or []) if isinstance(a, (str, int))]
+        if argv and not container.get("command"):
+            # args only: the program is the image's entrypoint, named after its repository
+            image = str(container.get("image") or "")
+            argv.insert(0, image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0])
         if argv:
             out.append(argv)
     return out

@@ -113,6 +113,16 @@ def test_edge_hub_static_pod(root, ca):
     assert d.found.ca_source == "/var/lib/edge-hub/pki/ca.crt" and d.yurthub.name == "edge-hub"
 
 
+def test_hub_manifest_with_args_only_uses_the_image_entrypoint(root, ca):
+    manifest = ("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: edge-hub\n"
+                "    image: registry.example.test/acs/edge-hub:v1.6@sha256:abc\n"
+                f"    args: ['--server-addr={trees.SERVER}', '--v=2']\n")
+    write(root, "/etc/kubernetes/manifests/edge-hub.yaml", manifest)
+    d = discover(root)
+    assert d.yurthub is not None and d.yurthub.name == "edge-hub"
+    assert d.found is not None and d.found.apiserver == HostPort("47.96.0.10", 6443)
+
+
 def test_plain_kubeadm_node(root, ca):
     trees.kubeadm_node(root, ca)
     d = discover(root)
