@@ -57,13 +57,18 @@ class KubeCluster:
     path: str  # the kubeconfig as given (a node path when read under a root)
     context: str
     cluster: str
-    server: str  # the server URL as written (never one with user information)
+    server: str  # the server URL as written, without query (never one with user information)
     apiserver: HostPort
     ca_file: Optional[str] = None  # certificate-authority, resolved (and re-rooted), readable, PEM
     ca_pem: Optional[bytes] = field(default=None, repr=False)  # certificate-authority-data, decoded PEM
     insecure_skip_tls_verify: bool = False
     tls_server_name: Optional[str] = None  # client-go verifies the certificate against this name
     notes: Tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        """https://HOST:PORT, the form --apiserver accepts (a server path is dropped)."""
+        return f"https://{self.apiserver}"
 
     @property
     def ca_origin(self) -> str:
@@ -205,7 +210,7 @@ def parse_kubeconfig(document: Any, *, path: str, context: Optional[str] = None,
         path=path,
         context=name,
         cluster=cluster_name,
-        server=server_text.strip(),
+        server=server_text.strip().split("?", 1)[0].split("#", 1)[0],  # a query is never kept
         apiserver=apiserver,
         ca_file=ca_file,
         ca_pem=ca_pem,

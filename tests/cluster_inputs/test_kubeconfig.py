@@ -108,6 +108,7 @@ def test_yaml_1_1_booleans_as_kubectl_reads_them(tmp_path):
 def test_server_path_is_ignored_with_a_note(tmp_path):
     cluster = load_kubeconfig(write(str(tmp_path), "kc.yaml", kubeconfig("https://rancher.example.test/k8s/clusters/c-1")))
     assert cluster.apiserver == HostPort("rancher.example.test", 443)
+    assert cluster.url == "https://rancher.example.test:443"
     assert any("server path /k8s/clusters/c-1 ignored" in n for n in cluster.notes)
 
 
