@@ -106,8 +106,38 @@ def parse_host(text: str, option: str) -> str:
     raise UsageError(f"invalid {option} {text!r}: give a hostname or an IP address")
 
 
+# A URL names its port by its scheme when it gives none, as kubectl and client-go read a
+# kubeconfig `server:` (https://HOST means port 443, not the bare-HOST default of 6443).
+URL_DEFAULT_PORTS = {"https": 443}
+
+
 def parse_host_port(text: str, option: str, default_port: int) -> HostPort:
+    """HOST[:PORT], [IPv6]:PORT, or https://HOST[:PORT][/] as the ACK console shows the API server."""
     raw = text.strip()
+    if "://" in raw:
+        return _parse_url_authority(raw, text, option)
+    return _parse_authority(raw, text, option, default_port)
+
+
+def _parse_url_authority(raw: str, text: str, option: str) -> HostPort:
+    scheme, _, rest = raw.partition("://")
+    scheme = scheme.lower()
+    if scheme not in URL_DEFAULT_PORTS:
+        hint = " (the API server only speaks HTTPS)" if scheme == "http" else ""
+        raise UsageError(f"invalid {option} {text!r}: only https:// URLs are accepted{hint}; or give HOST[:PORT]")
+    authority, _, path = rest.partition("/")
+    for char, what in (("@", "user information"), ("?", "a query"), ("#", "a fragment")):
+        if char in authority or char in path:
+            raise UsageError(f"invalid {option} {text!r}: {what} is not allowed; give https://HOST[:PORT]")
+    if path:
+        raise UsageError(f"invalid {option} {text!r}: a path (/{path}) is not allowed; give https://HOST[:PORT]")
+    if authority.count(":") > 1 and not authority.startswith("["):
+        # Without brackets the port cannot be told from the address (RFC 3986 section 3.2.2).
+        raise UsageError(f"invalid {option} {text!r}: put an IPv6 address in brackets, e.g. https://[2001:db8::1]:6443")
+    return _parse_authority(authority, text, option, URL_DEFAULT_PORTS[scheme])
+
+
+def _parse_authority(raw: str, text: str, option: str, default_port: int) -> HostPort:
     host, port_text = raw, None
     if raw.startswith("["):  # [IPv6]:port
         end = raw.find("]")
@@ -120,7 +150,10 @@ def parse_host_port(text: str, option: str, default_port: int) -> HostPort:
             port_text = rest[1:]
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
-    host = parse_host(host, option)
+    try:
+        host = parse_host(host, option)
+    except UsageError:
+        raise UsageError(f"invalid {option} {text!r}: give a hostname or an IP address") from None
     port = default_port
     if port_text is not None:
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:

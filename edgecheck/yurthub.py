@@ -1,0 +1,271 @@
+"""YurtHub as a local check: is the node's proxy to the cloud up, ready, and heartbeating?
+
+What YurtHub's endpoints on its serve port (10267, pkg/yurthub/util/util.go YurtHubPort; bound to
+--bind-address, default 127.0.0.1) actually say, from openyurtio/openyurt (fbefb6b)
+pkg/yurthub/server/server.go registerHandlers:
+
+- GET /v1/healthz: always 200 "OK" once the server runs (func healthz). Liveness only: it says
+  nothing about the cloud. yurtadm polls it the same way (pkg/yurtadm/util/yurthub/yurthub.go
+  CheckYurthubHealthz: body == "OK").
+- GET /v1/readyz (since OpenYurt v1.3; older builds answer 404): 200 "OK" when its client and
+  server certificates are ready, the yurt-hub-cfg ConfigMap is synced and the filters' resources
+  are synced (cmd/yurthub/app/config/config.go ReadinessCheck), else 500 with the reason. Until
+  ready, YurtHub answers every request from kubelet and pods with 503
+  (pkg/yurthub/proxy/proxy.go ServeHTTP): the node is cut off whatever the network does.
+- GET /metrics: `node_yurthub_server_healthy_status{server="https://..."}` (pkg/yurthub/metrics/
+  metrics.go; the subsystem is the hub name, so ACK Edge's edge-hub exports
+  node_edge_hub_server_healthy_status). 1 healthy, 0 unhealthy: YurtHub's heartbeat, a renewal of
+  the node's Lease through that server, succeeded or failed (pkg/yurthub/healthchecker/
+  cloudapiserver/prober.go Probe). It is only set on a change of state (markAsHealthy /
+  markAsUnhealthy, not in the init phase), so its absence says nothing.
+
+So the YurtHub check tells "YurtHub is up / ready / its heartbeat through the API server works";
+the network path itself is measured by the API server check against the discovered address.
+
+The probe speaks plain HTTP with http.client on loopback only: requests would honour
+HTTP(S)_PROXY and could send a loopback request to a proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from edgecheck.discovery import YURTHUB_SERVE_PORT, YurtHubInstall
+from edgecheck.model import Reason, Status
+from edgecheck.probes.budget import Budget, elapsed_ms
+
+HEALTHZ_PATH = "/v1/healthz"
+READYZ_PATH = "/v1/readyz"
+METRICS_PATH = "/metrics"
+# Proposed addition to model.Reason (SPEC 7.1 allows more): a local component answers but says
+# it is not working. Kept a string here until the model has it: Reason(value) after that.
+COMPONENT_UNHEALTHY = "component-unhealthy"
+
+_SMALL_BODY = 4096
+_METRICS_BODY = 8 * 1024 * 1024
+_USER_AGENT = "edgecheck"
+
+
+@dataclass(frozen=True)
+class HttpOutcome:
+    path: str
+    status: Optional[int] = None  # None: no HTTP answer
+    body: str = ""  # the first bytes, for messages (YurtHub's readiness reason)
+    error: Optional[str] = None  # "refused" | "timeout" | "no-response: <what>"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.body.strip() == "OK"
+
+
+@dataclass(frozen=True)
+class YurtHubProbe:
+    address: str
+    port: int
+    healthz: HttpOutcome
+    readyz: Optional[HttpOutcome] = None  # None: not asked (healthz failed or the budget ran out)
+    server_health: Tuple[Tuple[str, float], ...] = ()  # from /metrics, in YurtHub's order
+    metrics_error: Optional[str] = None
+    ms: int = 0
+
+    def evidence(self) -> Dict[str, Any]:
+        def one(o: Optional[HttpOutcome]) -> Optional[Dict[str, Any]]:
+            return None if o is None else {"status": o.status, "body": o.body[:200], "error": o.error}
+
+        return {
+            "address": self.address, "port": self.port,
+            "healthz": one(self.healthz), "readyz": one(self.readyz),
+            "server_healthy_status": {server: value for server, value in self.server_health},
+            "metrics_error": self.metrics_error, "ms": self.ms,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reason: str  # a model.Reason value, or COMPONENT_UNHEALTHY (proposed)
+    message: str
+    remediation: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Where to probe (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def probe_address(install: Optional[YurtHubInstall]) -> Optional[Tuple[str, int]]:
+    """The loopback address and port of YurtHub's serve port; None when it does not listen on loopback."""
+    if install is None:
+        return "127.0.0.1", YURTHUB_SERVE_PORT
+    try:
+        bound = ipaddress.ip_address(install.bind_address)
+    except ValueError:
+        return None
+    if bound.is_unspecified:  # 0.0.0.0 / :: include loopback
+        return ("::1" if bound.version == 6 else "127.0.0.1"), install.serve_port
+    if bound.is_loopback:
+        return str(bound), install.serve_port
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe (loopback I/O, bounded by the budget)
+# ---------------------------------------------------------------------------------------------
+
+
+def probe_yurthub(budget: Budget, address: str = "127.0.0.1", port: int = YURTHUB_SERVE_PORT,
+                  hub_name: str = "yurthub") -> YurtHubProbe:
+    """healthz, then readyz and the heartbeat metric, all within the budget. Loopback only."""
+    if not ipaddress.ip_address(address).is_loopback:
+        raise ValueError(f"YurtHub is probed on loopback only, not {address}")
+    start = time.monotonic()
+    healthz = _get(address, port, HEALTHZ_PATH, budget, _SMALL_BODY)
+    if healthz.status is None:
+        return YurtHubProbe(address, port, healthz, ms=elapsed_ms(start))
+    readyz = _get(address, port, READYZ_PATH, budget, _SMALL_BODY) if not budget.expired() else None
+    health: Tuple[Tuple[str, float], ...] = ()
+    metrics_error: Optional[str] = None
+    if budget.expired():
+        metrics_error = "timeout"
+    else:
+        metrics = _get(address, port, METRICS_PATH, budget, _METRICS_BODY)
+        if metrics.status == 200:
+            health = parse_server_health(metrics.body, hub_name)
+        else:
+            metrics_error = metrics.error or f"HTTP {metrics.status}"
+    return YurtHubProbe(address, port, healthz, readyz, health, metrics_error, elapsed_ms(start))
+
+
+def _get(address: str, port: int, path: str, budget: Budget, limit: int) -> HttpOutcome:
+    import http.client  # lazily: it pulls in ssl, which --help does not need
+
+    left = budget.left()
+    if left <= 0:
+        return HttpOutcome(path, error="timeout")
+    conn = http.client.HTTPConnection(address, port, timeout=left)
+    try:
+        conn.request("GET", path, headers={"User-Agent": _USER_AGENT, "Accept": "text/plain"})
+        response = conn.getresponse()
+        chunks = []
+        size = 0
+        while size < limit:
+            if conn.sock is not None:
+                conn.sock.settimeout(max(0.01, budget.left()))
+            chunk = response.read(min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if budget.expired():
+                return HttpOutcome(path, error="timeout")
+        return HttpOutcome(path, response.status, b"".join(chunks).decode("utf-8", "replace"))
+    except ConnectionRefusedError:
+        return HttpOutcome(path, error="refused")
+    except (socket.timeout, TimeoutError):
+        return HttpOutcome(path, error="timeout")
+    except (http.client.HTTPException, OSError) as exc:
+        return HttpOutcome(path, error=f"no-response: {type(exc).__name__}")
+    finally:
+        conn.close()
+
+
+def parse_server_health(metrics_text: str, hub_name: str = "yurthub") -> Tuple[Tuple[str, float], ...]:
+    """(server, value) of node_<hub>_server_healthy_status in Prometheus text format."""
+    name = "node_" + hub_name.replace("-", "_") + "_server_healthy_status"
+    pattern = re.compile(r"^" + re.escape(name) + r"\{[^}]*server=\"([^\"]*)\"[^}]*\}\s+(\S+)")
+    out = []
+    for line in metrics_text.splitlines():
+        m = pattern.match(line)
+        if m:
+            try:
+                out.append((m.group(1), float(m.group(2))))
+            except ValueError:
+                continue
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The decision (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def decide_yurthub(probe: Optional[YurtHubProbe], install: Optional[YurtHubInstall],
+                   kubelet_uses_yurthub: bool) -> Verdict:
+    """pass / warn / fail / skip for the node's YurtHub, from what the probe saw."""
+    name = install.name if install else "YurtHub"
+    if install is None and not kubelet_uses_yurthub:
+        return Verdict(Status.SKIP, Reason.NOT_APPLICABLE.value,
+                       "no YurtHub on this node (no YurtHub static pod or service, kubelet does not go through it)")
+    if probe is None:
+        where = f"{install.bind_address}:{install.serve_port}" if install else "?"
+        return Verdict(Status.SKIP, Reason.NOT_APPLICABLE.value,
+                       f"{name} serves on {where}, not on loopback; edgecheck probes it on loopback only")
+    at = f"{_hostport(probe.address, probe.port)}"
+    logs = _where_logs(install)
+    h = probe.healthz
+    if h.status is None:
+        reason = {"refused": Reason.REFUSED.value, "timeout": Reason.TIMEOUT.value}.get(h.error or "", Reason.NO_RESPONSE.value)
+        what = {"refused": "refuses connections", "timeout": "does not answer in time"}.get(h.error or "", f"gives no HTTP answer ({h.error})")
+        return Verdict(Status.FAIL, reason,
+                       f"{name} on {at} {what}: kubelet reaches the API server only through it, so this node is "
+                       "cut off from the cloud",
+                       f"Start or fix {name}: {logs}.")
+    if not h.ok:
+        return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
+                       f"{name} health check {HEALTHZ_PATH} on {at} answers HTTP {h.status} {_first_line(h.body)!r}, not 200 OK",
+                       f"Check {name}: {logs}.")
+    r = probe.readyz
+    if r is not None and r.status is not None and r.status != 404 and not r.ok:
+        return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
+                       f"{name} is up but not ready ({READYZ_PATH}: HTTP {r.status} {_first_line(r.body)!r}): until it is, "
+                       "it answers kubelet and pods with 503",
+                       f"{name} gets its certificates and its yurt-hub-cfg ConfigMap from the API server: see the API "
+                       f"server check for the network cause, and {logs}.")
+    unhealthy = [s for s, v in probe.server_health if v == 0]
+    healthy = [s for s, v in probe.server_health if v == 1]
+    if unhealthy:
+        servers = ", ".join(unhealthy)
+        if not healthy:
+            return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
+                           f"{name} is up, but its heartbeat (node Lease renewal) through the API server fails "
+                           f"({servers}): the node runs on {name}'s cache",
+                           "See the API server check for the network cause; YurtHub retries by itself "
+                           f"({logs}).")
+        return Verdict(Status.WARN, COMPONENT_UNHEALTHY,
+                       f"{name}'s heartbeat fails through {servers} but works through {', '.join(healthy)}",
+                       "One API server address is unreachable from this node: see the API server checks.")
+    parts = [f"{name} answers on {at}: healthz OK"]
+    if r is None or r.status is None:
+        parts.append("readyz not measured" + (f" ({r.error})" if r is not None and r.error else ""))
+    elif r.status == 404:
+        parts.append("no readyz (YurtHub older than v1.3)")
+    else:
+        parts.append("ready")
+    if healthy:
+        parts.append(f"heartbeat through {', '.join(healthy)} healthy")
+    status = Status.WARN if (r is not None and r.status is None) else Status.PASS
+    reason = Reason.NO_RESPONSE.value if status is Status.WARN else Reason.OK.value
+    return Verdict(status, reason, "; ".join(parts) + " (the network path itself is the API server check)")
+
+
+def _where_logs(install: Optional[YurtHubInstall]) -> str:
+    if install is not None and install.how.startswith("systemd"):
+        unit = install.path.rsplit("/", 1)[-1]
+        return f"`systemctl status {unit}` and `journalctl -u {unit}`"
+    container = "yurt-hub" if install is None or install.name == "yurthub" else install.name
+    source = f" (static pod {install.path}, started by kubelet)" if install is not None else ""
+    return f"`crictl ps -a --name {container}` and `crictl logs <container id>`{source}, `systemctl status kubelet`"
+
+
+def _first_line(body: str) -> str:
+    line = body.strip().splitlines()[0] if body.strip() else ""
+    return line[:200]
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
