@@ -28,12 +28,14 @@ def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--mode", envvar="EDGECHECK_MODE", type=click.Choice(["public", "dedicated"]), default="public", show_default=True, help="Public-network or dedicated-connection mode."),
         click.option("--phase", envvar="EDGECHECK_PHASE", type=click.Choice(["join", "running"]), default=None, help="join: before joining or upgrading (ports must be free); running: joined node (ports must listen). [default: join; agent: running]"),
         click.option("--k8s-version", envvar="EDGECHECK_K8S_VERSION", metavar="X.Y", help="Cluster version; selects the < 1.26 rules. [default: newest rules, >= 1.26]"),
-        click.option("--apiserver", envvar="EDGECHECK_APISERVER", metavar="HOST[:PORT]", help="API server endpoint (default port 6443)."),
+        click.option("--apiserver", envvar="EDGECHECK_APISERVER", metavar="HOST[:PORT]", help="API server endpoint: HOST[:PORT] (default port 6443) or https://HOST[:PORT] as the console shows it. [default: from --kubeconfig; phase running: from this node's configuration]"),
+        click.option("--kubeconfig", envvar="EDGECHECK_KUBECONFIG", metavar="PATH", help="Take the API server and its CA from this kubeconfig's current context (credentials are never read)."),
         click.option("--raven-gateway", "raven_gateways", envvar="EDGECHECK_RAVEN_GATEWAY", multiple=True, callback=_split_commas, metavar="HOST", help="Raven cloud gateway SLB address (repeatable; env: comma list). Public mode."),
         click.option("--tunnel-server", envvar="EDGECHECK_TUNNEL_SERVER", metavar="HOST", help="Tunnel server SLB address (clusters < 1.26)."),
         click.option("--network-plugin", envvar="EDGECHECK_NETWORK_PLUGIN", type=click.Choice(["flannel", "terway-edge"]), default="flannel", show_default=True),
         click.option("--self-host-ntp", envvar="EDGECHECK_SELF_HOST_NTP", is_flag=True, default=False, help="The node syncs its clock itself: skip NTP endpoints, still check the local clock."),
         click.option("--targets-file", "targets_files", envvar="EDGECHECK_TARGETS_FILE", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Extra targets in the catalog format (repeatable)."),
+        click.option("--node-root", envvar="EDGECHECK_NODE_ROOT", metavar="DIR", type=click.Path(file_okay=False), help="Read this node's configuration (API server, CA, YurtHub) under DIR, e.g. a mounted image. [default: /]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -45,7 +47,7 @@ def probe_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--timeout", envvar="EDGECHECK_TIMEOUT", type=click.FloatRange(min=0.1, max=120), default=3.0, show_default=True, metavar="SECONDS", help="Per-probe timeout."),
         click.option("--ca-bundle", envvar="EDGECHECK_CA_BUNDLE", metavar="PATH", help="Trust anchors for TLS (else REQUESTS_CA_BUNDLE, SSL_CERT_FILE, the system store)."),
-        click.option("--apiserver-ca", envvar="EDGECHECK_APISERVER_CA", metavar="PATH", help="The cluster CA that signs the API server certificate (kubeconfig certificate-authority)."),
+        click.option("--apiserver-ca", envvar="EDGECHECK_APISERVER_CA", metavar="PATH", help="The cluster CA that signs the API server certificate. [default: from --kubeconfig or this node's configuration]"),
         click.option("-v", "--verbose", is_flag=True, default=False, help="Show evidence for every check."),
         click.option("--strict", envvar="EDGECHECK_STRICT", is_flag=True, default=False, help="Warnings fail too (exit 1)."),
     ]
@@ -101,8 +103,8 @@ def targets(fmt: str, **options: Any) -> None:
     from edgecheck.planview import plan_json, plan_text
     from edgecheck.runner import plan_from_options, selection_params
 
-    plan = plan_from_options(options)
-    params = selection_params(plan.selection, options)
+    plan, cluster = plan_from_options(options)
+    params = selection_params(plan.selection, options, cluster)
     if fmt == "json":
         click.echo(plan_json(plan, params))
         return

@@ -47,6 +47,7 @@ class Reason(str, enum.Enum):
     DEADLINE_EXCEEDED = "deadline-exceeded"
     INTERNAL_ERROR = "internal-error"
     LOOPBACK_ONLY = "loopback-only"  # inbound: listening, but only on 127.0.0.1/::1 (unreachable from the cloud)
+    COMPONENT_UNHEALTHY = "component-unhealthy"  # a local component (YurtHub) is down or says it does not work
 
     def __str__(self) -> str:
         return self.value
@@ -59,6 +60,7 @@ class Kind(str, enum.Enum):
     INBOUND = "inbound"  # a port on this host the cloud must reach
     TOOL = "tool"  # an executable the installer needs
     CLOCK = "clock"  # the local clock
+    COMPONENT = "component"  # a node component found running here (YurtHub)
 
     def __str__(self) -> str:
         return self.value
@@ -264,7 +266,8 @@ class Finding:
 
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
-    nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check"}
+    nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
+             Kind.COMPONENT: "component"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

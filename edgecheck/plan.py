@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from edgecheck import registry
 from edgecheck.catalog import REGION_ID, Catalog, EndpointEntry, InboundEntry, Region
 from edgecheck.errors import UsageError
-from edgecheck.model import Kind, Mode, Phase, Reason, Skip, Stage, Target
+from edgecheck.model import Component, Kind, Mode, Phase, Reason, Skip, Stage, Target
 
 DEFAULT_APISERVER_PORT = 6443
 # The public-mode page says edge nodes need NTP (or --self-host-ntp); the clock check cites it.
@@ -36,6 +36,20 @@ class HostPort:
 
 
 @dataclass(frozen=True)
+class LocalComponent:
+    """A component found on this node that a local check probes (node discovery, phase running)."""
+
+    name: str  # "yurthub", or ACK Edge's "edge-hub"
+    probe: str  # its probe kind in edgecheck.registry
+    purpose: str  # what it does for the node, for the check's name
+    found: str  # where it was found on the node
+    check: str  # how an operator sees whether it runs
+    host: Optional[str] = None  # the loopback address it is probed on; None: not probed
+    port: Optional[int] = None
+    unprobed: str = ""  # why it is not probed
+
+
+@dataclass(frozen=True)
 class Selection:
     """The inputs that decide the plan (SPEC section 1)."""
 
@@ -48,6 +62,8 @@ class Selection:
     apiserver: Optional[HostPort] = None
     raven_gateways: Tuple[str, ...] = ()
     tunnel_server: Optional[str] = None
+    apiserver_hint: str = ""  # where node discovery looked, when it found no API server
+    components: Tuple[LocalComponent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,7 +307,8 @@ def _endpoint_targets(entry: EndpointEntry, sel: Selection, catalog: Catalog) ->
         if not pairs:
             placeholder = entry.host_from.replace("_", "-")
             ports = port_ranges(entry.ports) if entry.host_from != "apiserver" else str(entry.ports[0])
-            skip = Skip(Reason.MISSING_INPUT, " ".join((f"Not checked: give {option}.",) + entry.notes))
+            hint = (sel.apiserver_hint,) if entry.host_from == "apiserver" and sel.apiserver_hint else ()
+            skip = Skip(Reason.MISSING_INPUT, " ".join((f"Not checked: give {option}.",) + entry.notes + hint))
             return [replace(base, id=endpoint_id(placeholder, ports, entry.protocol),
                             why=f"{base.why}; per-cluster endpoint, not given", skip=skip)]
         base = replace(base, why=f"{base.why}; given by {option.split()[0]}")
@@ -371,6 +388,19 @@ def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
     return targets
 
 
+def _component_targets(sel: Selection) -> List[Target]:
+    return [
+        Target(
+            id=f"component:{c.name}", kind=Kind.COMPONENT, probe=c.probe, name=f"{c.name}: {c.purpose}",
+            why=f"phase {sel.phase.value}: found on this node ({c.found})", source="this node's configuration",
+            entry=c.name, host=c.host, port=c.port, protocol="tcp" if c.port else None,
+            component=Component(c.name, c.check, ""),
+            skip=Skip(Reason.NOT_APPLICABLE, c.unprobed) if c.unprobed else None,
+        )
+        for c in sel.components
+    ]
+
+
 def _input_warnings(sel: Selection) -> List[str]:
     warnings = []
     if sel.raven_gateways and sel.mode is not Mode.PUBLIC:
@@ -388,6 +418,7 @@ def build_plan(catalog: Catalog, sel: Selection) -> Plan:
             targets.extend(_endpoint_targets(entry, sel, catalog))
     for inbound in catalog.inbound:
         targets.extend(_inbound_targets(inbound, sel, catalog))
+    targets.extend(_component_targets(sel))
     targets.extend(_tool_and_clock_targets(catalog, sel))
     return Plan(
         selection=sel,

@@ -50,6 +50,7 @@ PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("inbound", Kind.INBOUND, "edgecheck.checks.inbound:check_inbound"),
     ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
     ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
+    ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),
 )
 
 BY_NAME: Dict[str, ProbeKind] = {p.name: p for p in PROBES}

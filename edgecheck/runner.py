@@ -10,26 +10,26 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from edgecheck import __version__
 from edgecheck.catalog import load_catalog
+from edgecheck.cluster.inputs import ClusterInputs, resolve_cluster_inputs
 from edgecheck.errors import UsageError
 from edgecheck.model import Mode, Phase, Report
-from edgecheck.plan import (DEFAULT_APISERVER_PORT, Plan, Selection, build_plan, parse_host, parse_host_port,
-                            parse_k8s_version, parse_region)
+from edgecheck.plan import Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
 from edgecheck.runcontext import RunContext
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-def build_selection(options: Mapping[str, Any], default_phase: str = "join") -> Selection:
+def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_phase: str = "join") -> Selection:
     region = options.get("region")
     if not region:
         raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
-    apiserver, tunnel = options.get("apiserver"), options.get("tunnel_server")
+    tunnel = options.get("tunnel_server")
     return Selection(
         region=parse_region(region),
         mode=Mode(options.get("mode") or Mode.PUBLIC.value),
@@ -37,19 +37,28 @@ def build_selection(options: Mapping[str, Any], default_phase: str = "join") -> 
         k8s_version=parse_k8s_version(options.get("k8s_version")),
         network_plugin=options.get("network_plugin") or "flannel",
         self_host_ntp=bool(options.get("self_host_ntp")),
-        apiserver=parse_host_port(apiserver, "--apiserver", DEFAULT_APISERVER_PORT) if apiserver else None,
+        apiserver=cluster.apiserver,
         raven_gateways=tuple(dict.fromkeys(parse_host(h, "--raven-gateway") for h in options.get("raven_gateways") or ())),
         tunnel_server=parse_host(tunnel, "--tunnel-server") if tunnel else None,
+        apiserver_hint=cluster.hint,
+        components=cluster.components,
     )
 
 
-def plan_from_options(options: Mapping[str, Any], default_phase: str = "join") -> Plan:
+def cluster_inputs(options: Mapping[str, Any], default_phase: str = "join") -> ClusterInputs:
+    """The API server and CA from the options, a kubeconfig or the node itself (reads files only)."""
+    phase = Phase(options.get("phase") or default_phase)
+    return resolve_cluster_inputs(options, phase, options.get("node_root") or "/")
+
+
+def plan_from_options(options: Mapping[str, Any], default_phase: str = "join") -> Tuple[Plan, ClusterInputs]:
     """The plan for these selection options; raises UsageError before any packet."""
-    selection = build_selection(options, default_phase)
-    return build_plan(load_catalog(options.get("targets_files") or ()), selection)
+    cluster = cluster_inputs(options, default_phase)
+    selection = build_selection(options, cluster, default_phase)
+    return build_plan(load_catalog(options.get("targets_files") or ()), selection), cluster
 
 
-def selection_params(selection: Selection, options: Mapping[str, Any]) -> Dict[str, Any]:
+def selection_params(selection: Selection, options: Mapping[str, Any], cluster: ClusterInputs) -> Dict[str, Any]:
     version = selection.k8s_version
     return {
         "region": selection.region,
@@ -62,6 +71,7 @@ def selection_params(selection: Selection, options: Mapping[str, Any]) -> Dict[s
         "raven_gateways": list(selection.raven_gateways),
         "tunnel_server": selection.tunnel_server,
         "targets_files": list(options.get("targets_files") or ()),
+        **cluster.params,
     }
 
 
@@ -89,6 +99,7 @@ class Prepared:
     ctx: RunContext
     params: Dict[str, Any]
     strict: bool
+    apiserver_ca_pem: Optional[bytes]  # inline CA data: written to a private file for the run
     started: float  # time.monotonic()
     started_wall: float  # time.time()
 
@@ -100,11 +111,11 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
 
     environ = os.environ if environ is None else environ
     started_wall, started = time.time(), time.monotonic()
-    plan = plan_from_options(options, default_phase)
+    plan, cluster = plan_from_options(options, default_phase)
     ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), environ)
-    apiserver_ca = options.get("apiserver_ca")
-    if apiserver_ca:
-        _readable_file(apiserver_ca, "--apiserver-ca")
+    apiserver_ca = cluster.ca_file
+    if options.get("apiserver_ca"):
+        _readable_file(options["apiserver_ca"], "--apiserver-ca")
     timeout = float(options.get("timeout") or 3.0)
     ctx = RunContext(
         timeout=timeout,
@@ -117,18 +128,20 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
         mode=plan.selection.mode,
         targets=plan.targets,
     )
-    params = selection_params(plan.selection, options)
+    params = selection_params(plan.selection, options, cluster)
     strict = bool(options.get("strict"))
     params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict)
-    return Prepared(plan, ctx, params, strict, started, started_wall)
+    return Prepared(plan, ctx, params, strict, cluster.ca_pem, started, started_wall)
 
 
 def run(prepared: Prepared) -> Report:
     """Every check of the plan, diagnosed: the Report every renderer takes."""
+    from edgecheck.cluster.kubeconfig import ca_file_for
     from edgecheck.diagnosis import diagnose
     from edgecheck.engine import run_checks
 
-    results = run_checks(prepared.plan.targets, prepared.ctx)
+    with ca_file_for(prepared.ctx.apiserver_ca, prepared.apiserver_ca_pem) as apiserver_ca:
+        results = run_checks(prepared.plan.targets, replace(prepared.ctx, apiserver_ca=apiserver_ca))
     return diagnose(Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
         agent_version=__version__,

@@ -36,3 +36,17 @@ def test_no_function_has_complexity_rank_e_or_f():
 
 def test_the_text_renderer_stays_a_layout():
     assert len((PACKAGE / "report" / "text.py").read_text().splitlines()) <= 300
+
+
+def test_every_package_ships():
+    """A subpackage missing from pyproject's list installs from a checkout and breaks every wheel."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"edgecheck" + ("." + ".".join(p.parent.relative_to(PACKAGE).parts) if p.parent != PACKAGE else "")
+             for p in PACKAGE.rglob("__init__.py")}
+    assert found and found <= listed

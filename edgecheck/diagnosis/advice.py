@@ -20,6 +20,7 @@ from edgecheck.diagnosis.scene import (Scene, failed_addresses, hosts_text, list
                                        resolver_source, zone)
 from edgecheck.evidence import ClockEvidence, InboundEvidence, PortHolder, ProxyRoute, ToolEvidence, TrustSource
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
+from edgecheck.probes.yurthub import YurtHubProbe
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,8 @@ def _passed(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     trust = checks[0].evidence.find(TrustSource)
     if trust is not None and not trust.verify and checks[0].target.trust is Trust.CLUSTER:
         return Advice((
-            "The API server certificate was not verified: pass the cluster CA with --apiserver-ca PATH "
-            "(decode certificate-authority-data from the kubeconfig: `kubectl config view --raw -o "
-            "jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > ca.crt`).",))
+            "The API server certificate was not verified: give the cluster's kubeconfig with --kubeconfig PATH "
+            "(its certificate-authority-data is used), or the cluster CA with --apiserver-ca PATH.",))
     return Advice()
 
 
@@ -320,6 +320,29 @@ def _tool_missing(checks: Sequence[CheckResult], scene: Scene) -> Advice:
                   + tuple(f"{families.get(f, f)}: {cmd}" for f, cmd in ev.commands_by_family))
 
 
+# ------------------------------------------------------------------------------ node components
+def _component(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    paragraphs = []
+    for c in checks:
+        component = c.target.component
+        name = component.name if component else c.target.entry
+        logs = component.check if component else "its logs"
+        probe = c.evidence.find(YurtHubProbe)
+        if probe is None or not probe.answering:
+            paragraphs.append(f"Start or fix {name}: {logs}.")
+        elif not probe.healthz.ok:
+            paragraphs.append(f"Check {name}: {logs}.")
+        elif probe.ready is False:
+            paragraphs.append(f"{name} gets its certificates and its yurt-hub-cfg ConfigMap from the API server: see "
+                              f"the API server check for the network cause, and {logs}.")
+        elif any(v == 0 for _, v in probe.server_health):
+            paragraphs.append(f"See the API server check for the network cause of the failing heartbeat; {name} "
+                              f"retries by itself ({logs}).")
+        else:
+            paragraphs.append(f"Check {name}: {logs}.")
+    return Advice(tuple(dict.fromkeys(paragraphs)))
+
+
 # ----------------------------------------------------------------------------------- the engine
 def _deadline(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     return Advice(("Something hangs longer than --timeout allows: rerun with -v to see where, or with fewer "
@@ -353,6 +376,7 @@ ADVICE: Dict[Reason, Adviser] = {
     Reason.PORT_NOT_LISTENING: _not_listening,
     Reason.LOOPBACK_ONLY: _loopback_only,
     Reason.TOOL_MISSING: _tool_missing,
+    Reason.COMPONENT_UNHEALTHY: _component,
     Reason.DEADLINE_EXCEEDED: _deadline,
     Reason.INTERNAL_ERROR: _internal,
     Reason.MISSING_INPUT: _nothing,

@@ -22,7 +22,8 @@ ORDER: Tuple[Reason, ...] = (
     Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR, Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR,
     Reason.PROXY_ERROR, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED, Reason.NO_RESPONSE,
     Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE, Reason.PORT_NOT_LISTENING,
-    Reason.LOOPBACK_ONLY, Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED, Reason.CLOCK_OFFSET,
+    Reason.LOOPBACK_ONLY, Reason.COMPONENT_UNHEALTHY, Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED,
+    Reason.CLOCK_OFFSET,
     Reason.DEADLINE_EXCEEDED, Reason.MISSING_INPUT, Reason.NOT_APPLICABLE, Reason.INTERNAL_ERROR,
 )
 RANK: Dict[Reason, int] = {r: i for i, r in enumerate(ORDER)}
@@ -106,6 +107,7 @@ _TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
     Reason.PORT_NOT_LISTENING: lambda c, _: "Ports a joined node serves are not listening",
     Reason.LOOPBACK_ONLY: lambda c, _: "Ports listen on loopback only, unreachable from the cloud",
     Reason.TOOL_MISSING: lambda c, _: "System tools the installer needs are missing",
+    Reason.COMPONENT_UNHEALTHY: lambda c, checks: f"{checks[0].target.entry} on this node does not work",
     Reason.CLOCK_UNSYNCHRONISED: lambda c, _: "The local clock is not synchronised",
     Reason.CLOCK_OFFSET: lambda c, _: "The local clock is off",
     Reason.DEADLINE_EXCEEDED: lambda c, _: "Did not finish before the run's deadline",

@@ -21,7 +21,7 @@ INDENT = "   "
 
 _RESET = "\033[0m"
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_KIND_ORDER = (Kind.ENDPOINT, Kind.INBOUND, Kind.TOOL, Kind.CLOCK)
+_KIND_ORDER = (Kind.ENDPOINT, Kind.INBOUND, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
 
 
 class _Style:
@@ -135,6 +135,9 @@ def _verdict(report: Report, st: _Style) -> List[str]:
     if plan:
         context += ": " + ", ".join(plan)
     context += f"; edgecheck {report.agent_version} at {report.generated_at}"
+    source = params.get("apiserver_source")
+    if source and source != "--apiserver":
+        context += f"; API server {params.get('apiserver')} from {source}"
     return lines + _wrap(context, "", "  ")
 
 

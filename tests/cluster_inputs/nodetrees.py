@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import textwrap
 
-from cluster_inputs.fixtures import CLIENT_KEY_DATA, TOKEN, b64, write
+from tests.cluster_inputs.fixtures import CLIENT_KEY_DATA, TOKEN, b64, write
 
 SERVER = "https://47.96.0.10:6443"
 SERVER2 = "https://47.96.0.11:6443"

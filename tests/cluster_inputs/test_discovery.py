@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from edgecheck.discovery import discover, flags, install_from_argv, unit_command
+from edgecheck.cluster.discovery import discover, flags, install_from_argv, unit_command
 from edgecheck.plan import HostPort
 
-from cluster_inputs.fixtures import b64, make_ca, no_secret_in, write
-from cluster_inputs import nodetrees as trees
+from tests.cluster_inputs.fixtures import b64, make_ca, no_secret_in, write
+from tests.cluster_inputs import nodetrees as trees
 
 
 @pytest.fixture(scope="module")

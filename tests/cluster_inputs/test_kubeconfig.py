@@ -11,10 +11,10 @@ import subprocess
 import pytest
 
 from edgecheck.errors import UsageError
-from edgecheck.kubeconfig import KubeCluster, ca_file_for, load_kubeconfig, parse_kubeconfig
+from edgecheck.cluster.kubeconfig import KubeCluster, ca_file_for, load_kubeconfig, parse_kubeconfig
 from edgecheck.plan import HostPort
 
-from cluster_inputs.fixtures import TOKEN, b64, kubeconfig, make_ca, no_secret_in, write
+from tests.cluster_inputs.fixtures import TOKEN, b64, kubeconfig, make_ca, no_secret_in, write
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_ca_file_for_inline_data_is_private_and_removed(tmp_path, ca):
 
 
 def test_loading_does_not_import_yaml_until_needed():
-    code = ("import sys, edgecheck.kubeconfig, edgecheck.plan, edgecheck.cli\n"
+    code = ("import sys, edgecheck.cluster.kubeconfig, edgecheck.plan, edgecheck.cli\n"
             "print([m for m in sys.modules if m.startswith('ruamel')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

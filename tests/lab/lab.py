@@ -649,9 +649,9 @@ charon {{
     # ---------------------------------------------------------------- the CLI under test
 
     def run_edgecheck(self, args: Sequence[str], *, env: Optional[Dict[str, str]] = None,
-                      ca_bundle: bool = True, timeout: float = 90.0) -> RunResult:
+                      ca_bundle: bool = True, timeout: float = 90.0, fmt: str = "json") -> RunResult:
         """`ip netns exec <node> python3 -m edgecheck run ARGS --format json --ca-bundle <lab CA>`."""
-        cmd = [sys.executable, "-m", "edgecheck", "run", *args, "--format", "json"]
+        cmd = [sys.executable, "-m", "edgecheck", "run", *args, "--format", fmt]
         if ca_bundle:
             cmd += ["--ca-bundle", str(self.ca.cert)]
         argv = self.topology.node.exec_argv(cmd)

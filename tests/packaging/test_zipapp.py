@@ -14,7 +14,8 @@ import pytest
 
 from tests.packaging.packaging_helpers import REPO, VERSION, python39
 
-BUNDLED = ("edgecheck", "click", "dns", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "ntplib", "psutil")
+BUNDLED = ("edgecheck", "click", "dns", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "ntplib", "psutil",
+           "ruamel")
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
 
 

@@ -35,16 +35,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from edgecheck.discovery import YURTHUB_SERVE_PORT, YurtHubInstall
-from edgecheck.model import Reason, Status
 from edgecheck.probes.budget import Budget, elapsed_ms
+
+YURTHUB_SERVE_PORT = 10267  # pkg/yurthub/util/util.go YurtHubPort: healthz, readyz, metrics
 
 HEALTHZ_PATH = "/v1/healthz"
 READYZ_PATH = "/v1/readyz"
 METRICS_PATH = "/metrics"
-# Proposed addition to model.Reason (SPEC 7.1 allows more): a local component answers but says
-# it is not working. Kept a string here until the model has it: Reason(value) after that.
-COMPONENT_UNHEALTHY = "component-unhealthy"
 
 _SMALL_BODY = 4096
 _METRICS_BODY = 8 * 1024 * 1024
@@ -73,44 +70,28 @@ class YurtHubProbe:
     metrics_error: Optional[str] = None
     ms: int = 0
 
-    def evidence(self) -> Dict[str, Any]:
+    @property
+    def answering(self) -> bool:
+        return self.healthz.status is not None
+
+    @property
+    def ready(self) -> Optional[bool]:
+        """None: not measured; a build before v1.3 has no readyz (404) and counts as ready."""
+        r = self.readyz
+        if r is None or r.status is None:
+            return None
+        return r.status == 404 or r.ok
+
+    def to_json(self) -> Dict[str, Any]:
         def one(o: Optional[HttpOutcome]) -> Optional[Dict[str, Any]]:
             return None if o is None else {"status": o.status, "body": o.body[:200], "error": o.error}
 
-        return {
+        return {"yurthub": {
             "address": self.address, "port": self.port,
             "healthz": one(self.healthz), "readyz": one(self.readyz),
             "server_healthy_status": {server: value for server, value in self.server_health},
             "metrics_error": self.metrics_error, "ms": self.ms,
-        }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: Status
-    reason: str  # a model.Reason value, or COMPONENT_UNHEALTHY (proposed)
-    message: str
-    remediation: str = ""
-
-
-# ---------------------------------------------------------------------------------------------
-# Where to probe (pure)
-# ---------------------------------------------------------------------------------------------
-
-
-def probe_address(install: Optional[YurtHubInstall]) -> Optional[Tuple[str, int]]:
-    """The loopback address and port of YurtHub's serve port; None when it does not listen on loopback."""
-    if install is None:
-        return "127.0.0.1", YURTHUB_SERVE_PORT
-    try:
-        bound = ipaddress.ip_address(install.bind_address)
-    except ValueError:
-        return None
-    if bound.is_unspecified:  # 0.0.0.0 / :: include loopback
-        return ("::1" if bound.version == 6 else "127.0.0.1"), install.serve_port
-    if bound.is_loopback:
-        return str(bound), install.serve_port
-    return None
+        }}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,10 +108,10 @@ def probe_yurthub(budget: Budget, address: str = "127.0.0.1", port: int = YURTHU
     healthz = _get(address, port, HEALTHZ_PATH, budget, _SMALL_BODY)
     if healthz.status is None:
         return YurtHubProbe(address, port, healthz, ms=elapsed_ms(start))
-    readyz = _get(address, port, READYZ_PATH, budget, _SMALL_BODY) if not budget.expired() else None
+    readyz = _get(address, port, READYZ_PATH, budget, _SMALL_BODY) if budget.left() > 0 else None
     health: Tuple[Tuple[str, float], ...] = ()
     metrics_error: Optional[str] = None
-    if budget.expired():
+    if budget.left() <= 0:
         metrics_error = "timeout"
     else:
         metrics = _get(address, port, METRICS_PATH, budget, _METRICS_BODY)
@@ -161,7 +142,7 @@ def _get(address: str, port: int, path: str, budget: Budget, limit: int) -> Http
                 break
             chunks.append(chunk)
             size += len(chunk)
-            if budget.expired():
+            if budget.left() <= 0:
                 return HttpOutcome(path, error="timeout")
         return HttpOutcome(path, response.status, b"".join(chunks).decode("utf-8", "replace"))
     except ConnectionRefusedError:
@@ -187,85 +168,3 @@ def parse_server_health(metrics_text: str, hub_name: str = "yurthub") -> Tuple[T
             except ValueError:
                 continue
     return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# The decision (pure)
-# ---------------------------------------------------------------------------------------------
-
-
-def decide_yurthub(probe: Optional[YurtHubProbe], install: Optional[YurtHubInstall],
-                   kubelet_uses_yurthub: bool) -> Verdict:
-    """pass / warn / fail / skip for the node's YurtHub, from what the probe saw."""
-    name = install.name if install else "YurtHub"
-    if install is None and not kubelet_uses_yurthub:
-        return Verdict(Status.SKIP, Reason.NOT_APPLICABLE.value,
-                       "no YurtHub on this node (no YurtHub static pod or service, kubelet does not go through it)")
-    if probe is None:
-        where = f"{install.bind_address}:{install.serve_port}" if install else "?"
-        return Verdict(Status.SKIP, Reason.NOT_APPLICABLE.value,
-                       f"{name} serves on {where}, not on loopback; edgecheck probes it on loopback only")
-    at = f"{_hostport(probe.address, probe.port)}"
-    logs = _where_logs(install)
-    h = probe.healthz
-    if h.status is None:
-        reason = {"refused": Reason.REFUSED.value, "timeout": Reason.TIMEOUT.value}.get(h.error or "", Reason.NO_RESPONSE.value)
-        what = {"refused": "refuses connections", "timeout": "does not answer in time"}.get(h.error or "", f"gives no HTTP answer ({h.error})")
-        return Verdict(Status.FAIL, reason,
-                       f"{name} on {at} {what}: kubelet reaches the API server only through it, so this node is "
-                       "cut off from the cloud",
-                       f"Start or fix {name}: {logs}.")
-    if not h.ok:
-        return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
-                       f"{name} health check {HEALTHZ_PATH} on {at} answers HTTP {h.status} {_first_line(h.body)!r}, not 200 OK",
-                       f"Check {name}: {logs}.")
-    r = probe.readyz
-    if r is not None and r.status is not None and r.status != 404 and not r.ok:
-        return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
-                       f"{name} is up but not ready ({READYZ_PATH}: HTTP {r.status} {_first_line(r.body)!r}): until it is, "
-                       "it answers kubelet and pods with 503",
-                       f"{name} gets its certificates and its yurt-hub-cfg ConfigMap from the API server: see the API "
-                       f"server check for the network cause, and {logs}.")
-    unhealthy = [s for s, v in probe.server_health if v == 0]
-    healthy = [s for s, v in probe.server_health if v == 1]
-    if unhealthy:
-        servers = ", ".join(unhealthy)
-        if not healthy:
-            return Verdict(Status.FAIL, COMPONENT_UNHEALTHY,
-                           f"{name} is up, but its heartbeat (node Lease renewal) through the API server fails "
-                           f"({servers}): the node runs on {name}'s cache",
-                           "See the API server check for the network cause; YurtHub retries by itself "
-                           f"({logs}).")
-        return Verdict(Status.WARN, COMPONENT_UNHEALTHY,
-                       f"{name}'s heartbeat fails through {servers} but works through {', '.join(healthy)}",
-                       "One API server address is unreachable from this node: see the API server checks.")
-    parts = [f"{name} answers on {at}: healthz OK"]
-    if r is None or r.status is None:
-        parts.append("readyz not measured" + (f" ({r.error})" if r is not None and r.error else ""))
-    elif r.status == 404:
-        parts.append("no readyz (YurtHub older than v1.3)")
-    else:
-        parts.append("ready")
-    if healthy:
-        parts.append(f"heartbeat through {', '.join(healthy)} healthy")
-    status = Status.WARN if (r is not None and r.status is None) else Status.PASS
-    reason = Reason.NO_RESPONSE.value if status is Status.WARN else Reason.OK.value
-    return Verdict(status, reason, "; ".join(parts) + " (the network path itself is the API server check)")
-
-
-def _where_logs(install: Optional[YurtHubInstall]) -> str:
-    if install is not None and install.how.startswith("systemd"):
-        unit = install.path.rsplit("/", 1)[-1]
-        return f"`systemctl status {unit}` and `journalctl -u {unit}`"
-    container = "yurt-hub" if install is None or install.name == "yurthub" else install.name
-    source = f" (static pod {install.path}, started by kubelet)" if install is not None else ""
-    return f"`crictl ps -a --name {container}` and `crictl logs <container id>`{source}, `systemctl status kubelet`"
-
-
-def _first_line(body: str) -> str:
-    line = body.strip().splitlines()[0] if body.strip() else ""
-    return line[:200]
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

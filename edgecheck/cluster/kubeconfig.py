@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from urllib.parse import urlsplit
 
 from edgecheck.errors import UsageError
-from edgecheck.yamlload import YamlError, read_yaml_file
+from edgecheck.cluster.yamlload import YamlError, read_yaml_file
 
 if TYPE_CHECKING:  # edgecheck.plan pulls in the catalog and the model: imported where used
     from edgecheck.plan import HostPort
@@ -145,6 +145,42 @@ def parse_kubeconfig(document: Any, *, path: str, context: Optional[str] = None,
                      label: str = "kubeconfig") -> KubeCluster:
     """The cluster of the current (or given) context from parsed kubeconfig data. Pure."""
     where = f"{label} {path}"
+    name, cluster_name, entry = _current_cluster(document, path, context, where)
+    subject = f"{where}: cluster {cluster_name!r}"
+    server_text = entry.get("server")
+    if not server_text or not isinstance(server_text, str):
+        raise UsageError(f"{subject} has no server")
+    apiserver, server_notes = parse_server(server_text.strip(), subject)
+    ca_file, ca_pem, ca_notes = _cluster_ca(entry, path, subject)
+    notes: List[str] = list(server_notes) + ca_notes
+    insecure = _truthy(entry.get("insecure-skip-tls-verify"))
+    if insecure:
+        notes.append("insecure-skip-tls-verify is set: the node's client does not verify the API server "
+                     "certificate" + (", although a CA is given" if (ca_pem or ca_file) else ""))
+    tls_server_name = entry.get("tls-server-name") or None
+    if tls_server_name is not None and not isinstance(tls_server_name, str):
+        raise UsageError(f"{subject}: tls-server-name is not a string")
+    if entry.get("proxy-url"):
+        # The URL itself is not kept: it may carry proxy credentials.
+        notes.append("proxy-url is set: kubectl reaches this API server through a proxy; edgecheck probes it directly")
+    return KubeCluster(
+        source=f"{label} {path} (context {name!r}, cluster {cluster_name!r})",
+        path=path,
+        context=name,
+        cluster=cluster_name,
+        server=server_text.strip().split("?", 1)[0].split("#", 1)[0],  # a query is never kept
+        apiserver=apiserver,
+        ca_file=ca_file,
+        ca_pem=ca_pem,
+        insecure_skip_tls_verify=insecure,
+        tls_server_name=tls_server_name,
+        notes=tuple(notes),
+    )
+
+
+def _current_cluster(document: Any, path: str, context: Optional[str],
+                     where: str) -> Tuple[str, str, Mapping[str, Any]]:
+    """(context name, cluster name, cluster entry) the kubeconfig's current context points at."""
     if document is None:
         document = {}  # an empty file is an empty config, as for kubectl
     if not isinstance(document, Mapping):
@@ -154,7 +190,6 @@ def parse_kubeconfig(document: Any, *, path: str, context: Optional[str] = None,
         raise UsageError(f"{where}: not a kubeconfig (kind is {_short(kind)!r}, not 'Config')")
     contexts = _named(document, "contexts", "context", where)
     clusters = _named(document, "clusters", "cluster", where)
-
     name = context if context is not None else document.get("current-context")
     if not name:
         raise UsageError(f"{where}: no current-context; set one with "
@@ -169,55 +204,24 @@ def parse_kubeconfig(document: Any, *, path: str, context: Optional[str] = None,
     if cluster_name not in clusters:
         raise UsageError(f"{where}: context {name!r} names cluster {cluster_name!r}, which is not among its clusters "
                          f"({_names(clusters)})")
-    entry = clusters[cluster_name]
-    subject = f"{where}: cluster {cluster_name!r}"
+    return name, cluster_name, clusters[cluster_name]
 
-    server_text = entry.get("server")
-    if not server_text or not isinstance(server_text, str):
-        raise UsageError(f"{subject} has no server")
-    apiserver, server_notes = parse_server(server_text.strip(), subject)
 
-    notes: List[str] = list(server_notes)
-    ca_pem: Optional[bytes] = None
-    ca_file: Optional[str] = None
+def _cluster_ca(entry: Mapping[str, Any], path: str, subject: str) -> Tuple[Optional[str], Optional[bytes], List[str]]:
+    """(CA file, CA data, notes): the data wins over the file, as in kubectl."""
     data = entry.get("certificate-authority-data")
     file_ref = entry.get("certificate-authority")
     if data:
-        ca_pem = decode_ca_data(data, f"{subject}: certificate-authority-data")
-        if file_ref:
-            notes.append("both certificate-authority-data and certificate-authority are set; "
-                         "the data wins, as in kubectl")
-    elif file_ref:
+        notes = (["both certificate-authority-data and certificate-authority are set; the data wins, as in kubectl"]
+                 if file_ref else [])
+        return None, decode_ca_data(data, f"{subject}: certificate-authority-data"), notes
+    if file_ref:
         if not isinstance(file_ref, str):
             raise UsageError(f"{subject}: certificate-authority is not a path")
         # client-go ResolveLocalPaths: relative to the directory of the file that holds it.
         base = os.path.dirname(os.path.abspath(path))
-        ca_file = os.path.normpath(os.path.join(base, file_ref))
-
-    insecure = _truthy(entry.get("insecure-skip-tls-verify"))
-    if insecure:
-        notes.append("insecure-skip-tls-verify is set: the node's client does not verify the API server "
-                     "certificate" + (", although a CA is given" if (ca_pem or ca_file) else ""))
-    tls_server_name = entry.get("tls-server-name") or None
-    if tls_server_name is not None and not isinstance(tls_server_name, str):
-        raise UsageError(f"{subject}: tls-server-name is not a string")
-    if entry.get("proxy-url"):
-        # The URL itself is not kept: it may carry proxy credentials.
-        notes.append("proxy-url is set: kubectl reaches this API server through a proxy; edgecheck probes it directly")
-
-    return KubeCluster(
-        source=f"{label} {path} (context {name!r}, cluster {cluster_name!r})",
-        path=path,
-        context=name,
-        cluster=cluster_name,
-        server=server_text.strip().split("?", 1)[0].split("#", 1)[0],  # a query is never kept
-        apiserver=apiserver,
-        ca_file=ca_file,
-        ca_pem=ca_pem,
-        insecure_skip_tls_verify=insecure,
-        tls_server_name=tls_server_name,
-        notes=tuple(notes),
-    )
+        return os.path.normpath(os.path.join(base, file_ref)), None, []
+    return None, None, []
 
 
 def parse_server(server: str, subject: str) -> Tuple[HostPort, Tuple[str, ...]]:

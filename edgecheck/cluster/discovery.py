@@ -55,11 +55,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edgecheck.errors import UsageError
-from edgecheck.kubeconfig import (
+from edgecheck.cluster.kubeconfig import (
     KubeCluster, current_server, is_yurthub_proxy, on_node, parse_kubeconfig, parse_server, read_ca_file,
     read_kubeconfig_document, verify_ca,
 )
-from edgecheck.yamlload import YamlError, read_yaml_file
+from edgecheck.cluster.yamlload import YamlError, read_yaml_file
+from edgecheck.probes.yurthub import YURTHUB_SERVE_PORT
 
 if TYPE_CHECKING:
     from edgecheck.plan import HostPort
@@ -70,7 +71,6 @@ KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 KUBELET_BOOTSTRAP_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
 OPENYURT_KUBELET_CONF = "/var/lib/openyurt/kubelet.conf"
 KUBEADM_CA = "/etc/kubernetes/pki/ca.crt"
-YURTHUB_SERVE_PORT = 10267  # pkg/yurthub/util/util.go YurtHubPort: healthz, readyz, metrics
 YURTHUB_BIND_ADDRESS = "127.0.0.1"  # options.go NewYurtHubOptions YurtHubHost
 _SYSTEMD_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".manifest")
@@ -101,6 +101,27 @@ class YurtHubInstall:
     serve_port: int = YURTHUB_SERVE_PORT
     work_dir: str = ""  # --root-dir, default /var/lib/<name>
     bootstrap_mode: str = "token"
+
+    def probe_address(self) -> Optional[Tuple[str, int]]:
+        """Where its serve port answers on loopback; None when it is bound elsewhere only."""
+        try:
+            bound = ipaddress.ip_address(self.bind_address)
+        except ValueError:
+            return None
+        if bound.is_unspecified:  # 0.0.0.0 / :: include loopback
+            return ("::1" if bound.version == 6 else "127.0.0.1"), self.serve_port
+        if bound.is_loopback:
+            return str(bound), self.serve_port
+        return None
+
+    def logs_hint(self) -> str:
+        """How an operator sees whether it runs and why not."""
+        if self.how.startswith("systemd"):
+            unit = self.path.rsplit("/", 1)[-1]
+            return f"`systemctl status {unit}` and `journalctl -u {unit}`"
+        container = "yurt-hub" if self.name == "yurthub" else self.name
+        return (f"`crictl ps -a --name {container}` and `crictl logs <container id>` (static pod {self.path}, "
+                "started by kubelet), `systemctl status kubelet`")
 
 
 @dataclass(frozen=True)
