@@ -1,0 +1,79 @@
+"""`edgecheck fleet`: one summary across many nodes' reports (SPEC 7.5).
+
+    from edgecheck.fleet import summarise, render
+    summary = summarise(["reports/"], on_invalid=lambda bad: print(bad.path, bad.problem))
+    for chunk in render(summary, "html"):
+        out.write(chunk)
+    sys.exit(summary.exit_code)  # 0 every node ready, 1 otherwise or a file skipped, 2 no valid report
+
+Reports are read one at a time and reduced to a few hundred bytes each (reportfile.py); the
+aggregator (aggregate.py) keeps only those rows and one definition per distinct cause. Renderers
+(text, json, html) are pure and yield the output in chunks. The click command is
+`edgecheck.fleet.command.fleet_command`; the JSON Schema of the json format ships as
+edgecheck/fleet/schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+
+from edgecheck.fleet.aggregate import DEFAULT_STALE_AFTER, FleetAggregator
+from edgecheck.fleet.model import FleetSummary, InvalidInput, NodeReport
+from edgecheck.fleet.reportfile import DEFAULT_MAX_BYTES, iter_inputs, load_node
+from edgecheck.fleet.render_html import render_html
+from edgecheck.fleet.render_json import SCHEMA_ID, render_json
+from edgecheck.fleet.render_text import render_text
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_STALE_AFTER",
+    "FORMATS",
+    "SCHEMA_ID",
+    "FleetAggregator",
+    "FleetSummary",
+    "InvalidInput",
+    "NodeReport",
+    "render",
+    "schema",
+    "summarise",
+]
+
+FORMATS = ("text", "json", "html")
+
+
+def summarise(
+    paths: Iterable[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    stale_after: float = DEFAULT_STALE_AFTER,
+    stale_from: str = "newest",
+    now: Optional[float] = None,
+    site: str = "",
+    on_invalid: Optional[Callable[[InvalidInput], None]] = None,
+) -> FleetSummary:
+    """Read every report under `paths` (files, or directories walked for *.json), file by file."""
+    aggregator = FleetAggregator(stale_after=stale_after, stale_from=stale_from, now=now, site=site)
+    for item in iter_inputs(paths):
+        loaded = item if isinstance(item, InvalidInput) else load_node(item, max_bytes)
+        if isinstance(loaded, InvalidInput) and on_invalid is not None:
+            on_invalid(loaded)
+        aggregator.add(loaded)
+    return aggregator.summary()
+
+
+def render(summary: FleetSummary, fmt: str, *, verbose: bool = False) -> Iterator[str]:
+    if fmt == "json":
+        return render_json(summary)
+    if fmt == "html":
+        return render_html(summary)
+    if fmt == "text":
+        return render_text(summary, verbose=verbose)
+    raise ValueError(f"unknown fleet format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def schema() -> Dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of `edgecheck fleet --format json`."""
+    text = resources.files("edgecheck.fleet").joinpath("schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
