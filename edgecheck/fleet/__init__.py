@@ -22,9 +22,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 from edgecheck.fleet.aggregate import DEFAULT_STALE_AFTER, FleetAggregator
 from edgecheck.fleet.model import FleetSummary, InvalidInput, NodeReport
 from edgecheck.fleet.reportfile import DEFAULT_MAX_BYTES, iter_inputs, load_node
-from edgecheck.fleet.render_html import render_html
-from edgecheck.fleet.render_json import SCHEMA_ID, render_json
-from edgecheck.fleet.render_text import render_text
+from edgecheck.fleet.render_json import SCHEMA_ID
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -64,12 +62,17 @@ def summarise(
 
 
 def render(summary: FleetSummary, fmt: str, *, verbose: bool = False) -> Iterator[str]:
+    """The summary in `fmt`, in chunks (write them as they come)."""
+    # The renderer modules are named render_<fmt>; their functions are not re-exported here, so
+    # `edgecheck.fleet.render_html` stays the module.
+    from edgecheck.fleet import render_html, render_json, render_text
+
     if fmt == "json":
-        return render_json(summary)
+        return render_json.render_json(summary)
     if fmt == "html":
-        return render_html(summary)
+        return render_html.render_html(summary)
     if fmt == "text":
-        return render_text(summary, verbose=verbose)
+        return render_text.render_text(summary, verbose=verbose)
     raise ValueError(f"unknown fleet format {fmt!r}; one of {', '.join(FORMATS)}")
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from html import escape
 from itertools import groupby
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from edgecheck import __version__
-from edgecheck.fleet.model import CauseLine, FleetSummary, NodeLine
+from edgecheck.fleet.model import EXAMPLE_CHECKS, CauseLine, FleetSummary, NodeLine
 from edgecheck.fleet.render_text import duration_text, headline
 
 NAMES_SHOWN = 60
@@ -56,6 +56,7 @@ li.cause.warn { border-left-color: #d39e00; }
 pre.command { background: var(--head); border: 1px solid var(--line); padding: 4px 8px; margin: 4px 0;
               white-space: pre-wrap; word-break: break-all; }
 .scroll { overflow: auto; max-height: 80vh; border: 1px solid var(--line); }
+.scroll.fit { display: inline-block; max-width: 100%; vertical-align: top; }
 table { border-collapse: collapse; }
 table.matrix th, table.matrix td { border: 1px solid var(--line); padding: 2px 5px; text-align: center; }
 table.matrix thead th { position: sticky; top: 0; background: var(--head); z-index: 2; font-size: 12px; }
@@ -66,6 +67,14 @@ table.matrix td.x { background: var(--fail-bg); color: var(--fail); font-weight:
 table.matrix td.x small { font-weight: 400; margin-left: 2px; }
 table.matrix tr.group th { text-align: left; background: #e8ebef; font-weight: 600; position: static; }
 table.matrix th small { display: block; font-weight: 400; color: var(--muted); }
+table.overview { width: 100%; }
+table.overview th, table.overview td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left;
+                                       vertical-align: top; }
+table.overview thead th { background: var(--head); }
+table.overview td.n, table.overview th.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.overview th.bar, table.overview td.bar { width: 24%; white-space: nowrap; }
+span.bar { display: inline-block; height: 12px; background: var(--fail); vertical-align: middle; min-width: 2px; }
+span.pct { margin-left: 6px; color: var(--muted); font-size: 12px; }
 table.nodes { width: 100%; }
 table.nodes th, table.nodes td { border-bottom: 1px solid var(--line); padding: 3px 8px; text-align: left;
                                  white-space: nowrap; vertical-align: top; }
@@ -98,7 +107,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word if n == 1 else word + 's'}"
 
 
-def _names(summary: FleetSummary, positions: Sequence[int], limit: int = NAMES_SHOWN) -> str:
+def _names(summary: FleetSummary, positions: Sequence[int], limit: Optional[int] = None) -> str:
+    limit = NAMES_SHOWN if limit is None else limit
     shown = ", ".join(_e(summary.nodes[p].hostname) for p in positions[:limit])
     more = len(positions) - min(limit, len(positions))
     return shown + (f' <span class="muted">… and {more:,} more (see the node table)</span>' if more else "")
@@ -112,13 +122,11 @@ def render_html(summary: FleetSummary) -> Iterator[str]:
     yield from _header(summary)
     yield from _attention(summary)
     if summary.failing:
-        yield '<section id="causes">\n<h2>Failing causes</h2>\n'
-        yield (f'<p class="muted">Grouped by root cause across {_plural(summary.not_ready_count, "not-ready node")}; '
-               "causes on every not-ready node first (usually one shared firewall, DNS forwarder or proxy), "
-               "then by number of nodes.</p>\n")
+        yield from _overview(summary)
+        yield from _matrix(summary)
+        yield '<section id="causes">\n<h2>Failing causes: what to do</h2>\n'
         yield from _cause_list(summary, summary.failing)
         yield "</section>\n"
-        yield from _matrix(summary)
     if summary.warnings:
         yield '<section id="warnings">\n<h2>Warnings</h2>\n'
         yield from _cause_list(summary, summary.warnings)
@@ -195,6 +203,26 @@ def _attention(summary: FleetSummary) -> Iterator[str]:
     yield "</ul>\n</section>\n"
 
 
+def _overview(summary: FleetSummary) -> Iterator[str]:
+    """One line per failing cause with a bar for its share of the not-ready nodes."""
+    total = max(1, summary.not_ready_count)
+    yield '<section id="overview">\n<h2>Failing causes</h2>\n'
+    yield (f'<p class="muted">Grouped by root cause across {_plural(summary.not_ready_count, "not-ready node")}: '
+           "causes on every not-ready node first (usually one shared firewall, DNS forwarder or proxy), then by "
+           "number of nodes. Details and what to do follow the matrix.</p>\n")
+    yield ('<table class="overview">\n<thead><tr><th>#</th><th>Cause</th><th>Reason</th><th class="n">Nodes</th>'
+           '<th class="bar">Share of not-ready nodes</th></tr></thead>\n<tbody>\n')
+    for c in summary.failing:
+        share = 100.0 * len(c.nodes) / total
+        badge = ('<span class="badge">every not-ready node</span>'
+                 if c.on_every_failing_node and summary.not_ready_count > 1 else "")
+        yield (f'<tr><td><a href="#{_e(c.number)}"><b>{_e(c.number)}</b></a></td><td>{_e(c.title)}{badge}</td>'
+               f"<td><code>{_e(c.reason)}</code></td><td class=\"n\">{len(c.nodes):,}</td>"
+               f'<td class="bar"><span class="bar" style="width:{0.8 * share:.1f}%"></span>'
+               f'<span class="pct">{share:.0f}%</span></td></tr>\n')
+    yield "</tbody>\n</table>\n</section>\n"
+
+
 def _cause_list(summary: FleetSummary, causes: Sequence[CauseLine]) -> Iterator[str]:
     yield '<ol class="causes">\n'
     total = summary.not_ready_count
@@ -219,7 +247,7 @@ def _cause_list(summary: FleetSummary, causes: Sequence[CauseLine]) -> Iterator[
         if c.example_checks:
             yield ('<p class="muted">Checks: '
                    + ", ".join(f"<code>{_e(x)}</code>" for x in c.example_checks)
-                   + (" …" if c.check_count > len(c.example_checks) else "") + "</p>\n")
+                   + (" …" if len(c.example_checks) >= EXAMPLE_CHECKS else "") + "</p>\n")
         yield "</li>\n"
     yield "</ol>\n"
 
@@ -242,7 +270,7 @@ def _matrix(summary: FleetSummary) -> Iterator[str]:
     yield ('<p class="muted">One row per not-ready node, grouped by the exact combination of causes it fails '
            'with. <b>✕</b> = fails with that cause (small number: checks); column numbers are the causes above.'
            + (f" {hidden:,} more causes are counted in the last column." if hidden else "") + "</p>\n")
-    yield '<div class="scroll">\n<table class="matrix">\n<thead><tr><th class="node" scope="col">Node</th>'
+    yield '<div class="scroll fit">\n<table class="matrix">\n<thead><tr><th class="node" scope="col">Node</th>'
     for c in columns:
         yield (f'<th scope="col" title="{_e(c.title)}"><a href="#{_e(c.number)}">{_e(c.number)}</a>'
                f"<small>{len(c.nodes):,}</small></th>")

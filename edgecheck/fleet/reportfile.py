@@ -145,9 +145,11 @@ def read_document(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
+        # Cut off mid-write (a full disk, a copy that stopped): the parser runs out of text, or
+        # a string runs to the end of it.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise InvalidReport(f"truncated JSON: the document ends at byte {len(data)} before it is complete") from None
-        raise InvalidReport(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidReport(f"not JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise InvalidReport("not a report: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer too long to convert
