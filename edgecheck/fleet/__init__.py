@@ -1,14 +1,15 @@
 """`edgecheck fleet`: one summary across many nodes' reports (SPEC 7.5).
 
     from edgecheck.fleet import summarise, render
-    summary = summarise(["reports/"], on_invalid=lambda bad: print(bad.path, bad.problem))
-    for chunk in render(summary, "html"):
-        out.write(chunk)
+    with summarise(["reports/"], on_invalid=lambda bad: print(bad.path, bad.problem)) as summary:
+        for chunk in render(summary, "html"):
+            out.write(chunk)
     sys.exit(summary.exit_code)  # 0 every node ready, 1 otherwise or a file skipped, 2 no valid report
 
-Reports are read one at a time and reduced to a few hundred bytes each (reportfile.py); the
-aggregator (aggregate.py) keeps only those rows and one definition per distinct cause. Renderers
-(text, json, html) are pure and yield the output in chunks. The click command is
+Reports are read one at a time and reduced to one row each (reportfile.py); the aggregator
+(aggregate.py) writes the rows to a temporary on-disk SQLite store (store.py) and keeps one
+definition per distinct cause in memory. Renderers (text, json, html) are pure, read the
+summary's iterators (summary.py) and yield the output in chunks. The click command is
 `edgecheck.fleet.command.fleet_command`; the JSON Schema of the json format ships as
 edgecheck/fleet/schema.json.
 """
@@ -20,9 +21,10 @@ from importlib import resources
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from edgecheck.fleet.aggregate import DEFAULT_STALE_AFTER, FleetAggregator
-from edgecheck.fleet.model import FleetSummary, InvalidInput, NodeReport
+from edgecheck.fleet.model import InvalidInput, NodeReport
 from edgecheck.fleet.reportfile import DEFAULT_MAX_BYTES, iter_inputs, load_node
 from edgecheck.fleet.render_json import SCHEMA_ID
+from edgecheck.fleet.summary import FleetSummary
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -51,9 +53,10 @@ def summarise(
     site: str = "",
     on_invalid: Optional[Callable[[InvalidInput], None]] = None,
 ) -> FleetSummary:
-    """Read every report under `paths` (files, or directories walked for *.json), file by file."""
+    """Read every report under `paths` (files, or directories walked for *.json), file by file.
+    The summary reads its store lazily: close it (or use `with`) when done."""
     aggregator = FleetAggregator(stale_after=stale_after, stale_from=stale_from, now=now, site=site)
-    for item in iter_inputs(paths):
+    for item in iter_inputs(paths, seen=aggregator.store):
         loaded = item if isinstance(item, InvalidInput) else load_node(item, max_bytes)
         if isinstance(loaded, InvalidInput) and on_invalid is not None:
             on_invalid(loaded)

@@ -3,11 +3,12 @@
     agg = FleetAggregator(stale_after=3600)
     for item in reports:            # NodeReport or InvalidInput, in any order
         agg.add(item)
-    summary = agg.summary()
+    with agg.summary() as summary:
+        ...
 
-Per node the aggregator keeps one NodeRow (hostname, counts, the compared inputs and the
-(cause, check count) pairs); per distinct cause one CauseDef with the first node's wording and a
-bounded list of example check ids. Nothing else of a report survives `add`.
+Per node: one row in the disk-backed NodeStore (store.py). In memory: one CauseDef per distinct
+cause (first node's wording, a bounded list of example check ids). Nothing else of a report
+survives `add`, so memory does not grow with the number of reports.
 
 Decisions (documented in the README and the command's help):
 - Node identity is the report's hostname. Two reports of one hostname: the newer generated_at is
@@ -24,39 +25,27 @@ Decisions (documented in the README and the command's help):
 
 from __future__ import annotations
 
-import re
+import sys
 import time
-from collections import Counter
 from typing import Dict, List, Optional, Tuple, Union
 
 from edgecheck.fleet.causes import reason_rank
 from edgecheck.fleet.model import (
-    COMPARED_PARAMS,
     EXAMPLE_CHECKS,
     STATUS_FAIL,
     CauseDef,
     CauseLine,
-    Duplicate,
     FleetFlags,
-    FleetSummary,
     InvalidInput,
-    NodeLine,
+    NodeCause,
     NodeReport,
-    NodeRow,
 )
+from edgecheck.fleet.store import NodeStore
+from edgecheck.fleet.summary import FleetSummary, rfc3339
 
 DEFAULT_STALE_AFTER = 3600.0  # seconds; an Ansible run over a site takes minutes
 CLOCK_AHEAD_SLACK = 300.0  # seconds a report may be "from the future" before it is flagged
 STALE_FROM = ("newest", "now")
-
-
-def natural_key(text: str) -> Tuple[object, ...]:
-    """edge-2 before edge-10."""
-    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
-
-
-def rfc3339(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class FleetAggregator:
@@ -69,12 +58,9 @@ class FleetAggregator:
         self.now = now
         self.site = site
         self.files_read = 0
-        self._rows: List[NodeRow] = []
-        self._row_of_host: Dict[str, int] = {}
+        self.store = NodeStore()
         self._causes: Dict[Tuple[str, str], CauseDef] = {}
         self._cause_list: List[CauseDef] = []
-        self._invalid: List[InvalidInput] = []
-        self._ignored: Dict[str, List[str]] = {}  # hostname -> paths of reports not counted
 
     # ------------------------------------------------------------------ input
 
@@ -86,33 +72,39 @@ class FleetAggregator:
 
     def add_invalid(self, item: InvalidInput) -> None:
         self.files_read += 1
-        self._invalid.append(item)
+        self.store.add_invalid(item.path, item.problem)
 
     def add_node(self, node: NodeReport) -> None:
         self.files_read += 1
-        existing = self._row_of_host.get(node.hostname)
+        existing = self.store.alive_node(node.hostname)
         if existing is not None:
-            old = self._rows[existing]
-            if node.timestamp <= old.timestamp:
-                self._ignored.setdefault(node.hostname, []).append(node.path)
+            old_id, old_ts, old_path = existing
+            # Newest wins; on a tie the larger path, so the result never depends on read order.
+            if (node.timestamp, node.path) <= (old_ts, old_path):
+                self.store.add_ignored(node.hostname, node.path)
                 return
-            old.alive = False
-            self._ignored.setdefault(node.hostname, []).append(old.path)
-        per_status: Dict[str, Dict[int, int]] = {"fail": {}, "warn": {}}
+            self.store.retire(old_id)
+            self.store.add_ignored(node.hostname, old_path)
+        checks: Dict[int, int] = {}
         for cause in node.causes:
-            definition = self._define(cause.status, cause)
-            bucket = per_status[cause.status]
-            bucket[definition.index] = bucket.get(definition.index, 0) + max(1, len(cause.checks))
-        row = NodeRow(node, tuple(per_status["fail"].items()), tuple(per_status["warn"].items()))
-        self._row_of_host[node.hostname] = len(self._rows)
-        self._rows.append(row)
+            index = self._define(cause).index
+            checks[index] = checks.get(index, 0) + max(1, len(cause.checks))
+        signature = ",".join(str(i) for i in sorted(i for i in checks if self._cause_list[i].status == STATUS_FAIL))
+        p, w, f, s = node.summary
+        params = dict(node.params)
+        self.store.add_node(
+            (node.hostname, node.path, node.generated_at, node.timestamp, node.version, params.get("region", ""),
+             params.get("mode", ""), params.get("phase", ""), params.get("k8s_version", ""), int(node.ready),
+             p, w, f, s, int(node.has_findings), signature),
+            sorted(checks.items()),
+        )
 
-    def _define(self, status: str, cause) -> CauseDef:
-        key = (status, cause.cause)
+    def _define(self, cause: NodeCause) -> CauseDef:
+        key = (cause.status, cause.cause)
         definition = self._causes.get(key)
         if definition is None:
             definition = CauseDef(
-                index=len(self._cause_list), cause=cause.cause, status=status, reason=cause.reason,
+                index=len(self._cause_list), cause=sys.intern(cause.cause), status=cause.status, reason=cause.reason,
                 title=cause.title, advice=cause.advice, command=cause.command, source=cause.source,
             )
             self._causes[key] = definition
@@ -128,94 +120,71 @@ class FleetAggregator:
     # ------------------------------------------------------------------ result
 
     def summary(self) -> FleetSummary:
+        """The summary; it reads the store lazily, so close it (or use `with`) when done."""
+        store = self.store
         now = time.time() if self.now is None else self.now
-        rows = [r for r in self._rows if r.alive]
-        rows.sort(key=lambda r: (r.ready, natural_key(r.hostname), r.hostname))
-        ahead = [r.timestamp > now + CLOCK_AHEAD_SLACK for r in rows]
+        horizon = now + CLOCK_AHEAD_SLACK
+        node_count = int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1"))
         reference: Optional[float] = None
-        if rows:
-            if self.stale_from == "now":
-                reference = now
-            else:
-                in_time = [r.timestamp for r, a in zip(rows, ahead) if not a]
-                reference = max(in_time) if in_time else now
-        stale = [
-            bool(self.stale_after) and reference is not None and not a and reference - r.timestamp > self.stale_after
-            for r, a in zip(rows, ahead)
-        ]
+        if node_count:
+            newest = store.scalar("SELECT max(ts) FROM nodes WHERE alive = 1 AND ts <= ?", (horizon,))
+            reference = now if self.stale_from == "now" or newest is None else float(newest)  # type: ignore[arg-type]
+        stale_before = (reference - self.stale_after) if (reference is not None and self.stale_after) else None
 
-        # Cause membership, in node order.
-        members: Dict[int, List[int]] = {}
-        checks: Counter = Counter()
-        for pos, row in enumerate(rows):
-            for index, n in row.fail_causes + row.warn_causes:
-                members.setdefault(index, []).append(pos)
-                checks[index] += n
-        not_ready = sum(1 for r in rows if not r.ready)
+        not_ready = int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ready = 0"))
+        counts = {
+            cause: (int(n), int(checks))
+            for cause, n, checks in store.rows(
+                "SELECT c.cause, count(*), sum(c.checks) FROM node_causes c JOIN nodes n ON n.id = c.node "
+                "WHERE n.alive = 1 GROUP BY c.cause")
+        }
 
-        def on_every(definition: CauseDef) -> bool:
-            return definition.status == STATUS_FAIL and not_ready > 0 and len(members[definition.index]) == not_ready
+        def on_every(d: CauseDef) -> bool:
+            return d.status == STATUS_FAIL and not_ready > 0 and counts[d.index][0] == not_ready
 
-        present = [d for d in self._cause_list if d.index in members]
-        failing = sorted(
-            (d for d in present if d.status == STATUS_FAIL),
-            key=lambda d: (not on_every(d), -len(members[d.index]), reason_rank(d.reason), d.cause),
-        )
-        warnings = sorted(
-            (d for d in present if d.status != STATUS_FAIL),
-            key=lambda d: (-len(members[d.index]), reason_rank(d.reason), d.cause),
-        )
-        position = {d.index: i for i, d in enumerate(failing)}
-        position.update({d.index: i for i, d in enumerate(warnings)})
+        present = [d for d in self._cause_list if d.index in counts]
+        failing = sorted((d for d in present if d.status == STATUS_FAIL),
+                         key=lambda d: (not on_every(d), -counts[d.index][0], reason_rank(d.reason), d.cause))
+        warnings = sorted((d for d in present if d.status != STATUS_FAIL),
+                          key=lambda d: (-counts[d.index][0], reason_rank(d.reason), d.cause))
 
         def line(d: CauseDef, label: str) -> CauseLine:
             return CauseLine(
-                number=label, cause=d.cause, status=d.status, reason=d.reason, title=d.title, advice=d.advice,
-                command=d.command, source=d.source, nodes=tuple(members[d.index]), check_count=checks[d.index],
-                example_checks=tuple(d.example_checks), on_every_failing_node=on_every(d),
+                number=label, index=d.index, cause=d.cause, status=d.status, reason=d.reason, title=d.title,
+                advice=d.advice, command=d.command, source=d.source, node_count=counts[d.index][0],
+                check_count=counts[d.index][1], example_checks=tuple(d.example_checks),
+                on_every_failing_node=on_every(d),
             )
 
-        def node_line(r: NodeRow, s: bool, a: bool) -> NodeLine:
-            fails = sorted((position[i], n) for i, n in r.fail_causes)
-            return NodeLine(
-                hostname=r.hostname, path=r.path, ready=r.ready, summary=r.summary, generated_at=r.generated_at,
-                version=r.version, params=r.params,
-                failing=tuple(p for p, _ in fails), failing_checks=tuple(n for _, n in fails),
-                warning=tuple(sorted(position[i] for i, _ in r.warn_causes)),
-                stale=s, clock_ahead=a, has_findings=r.has_findings,
-            )
-
-        nodes = tuple(node_line(r, s, a) for r, s, a in zip(rows, stale, ahead))
+        flags = FleetFlags(
+            stale=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts <= ? AND ts < ?",
+                                   (horizon, stale_before))) if stale_before is not None else 0,
+            clock_ahead=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts > ?", (horizon,))),
+            versions=_counts(store, "version"),
+            mixed={name: values for name in ("region", "mode", "phase", "k8s_version")
+                   for values in [_counts(store, name)] if len(values) > 1},
+            duplicates=int(store.scalar("SELECT count(DISTINCT hostname) FROM ignored")),
+            without_findings=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND has_findings = 0")),
+        )
         return FleetSummary(
+            store=store,
             generated_at=rfc3339(now),
             reference_time=rfc3339(reference) if reference is not None else None,
             stale_after_seconds=self.stale_after,
             stale_from=self.stale_from,
             site=self.site,
-            nodes=nodes,
+            node_count=node_count,
+            ready_count=node_count - not_ready,
             failing=tuple(line(d, f"F{i + 1}") for i, d in enumerate(failing)),
             warnings=tuple(line(d, f"W{i + 1}") for i, d in enumerate(warnings)),
-            flags=self._flags(rows, stale, ahead),
-            invalid=tuple(self._invalid),
+            flags=flags,
+            invalid_count=int(store.scalar("SELECT count(*) FROM invalid")),
             files_read=self.files_read,
+            horizon=horizon,
+            stale_before=stale_before,
         )
 
-    def _flags(self, rows: List[NodeRow], stale: List[bool], ahead: List[bool]) -> FleetFlags:
-        versions = Counter(r.version for r in rows)
-        mixed: Dict[str, Dict[str, int]] = {}
-        for i, name in enumerate(COMPARED_PARAMS):
-            values = Counter(r.params[i][1] for r in rows)
-            if len(values) > 1:
-                mixed[name] = dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
-        duplicates = tuple(
-            Duplicate(hostname=h, kept=self._rows[self._row_of_host[h]].path, ignored=tuple(paths))
-            for h, paths in sorted(self._ignored.items(), key=lambda kv: natural_key(kv[0]))
-        )
-        return FleetFlags(
-            stale=tuple(i for i, s in enumerate(stale) if s),
-            clock_ahead=tuple(i for i, a in enumerate(ahead) if a),
-            versions=dict(sorted(versions.items(), key=lambda kv: (-kv[1], kv[0]))),
-            mixed=mixed,
-            duplicates=duplicates,
-            without_findings=sum(1 for r in rows if not r.has_findings),
-        )
+
+def _counts(store: NodeStore, column: str) -> Dict[str, int]:
+    rows = store.rows(f"SELECT {column}, count(*) FROM nodes WHERE alive = 1 GROUP BY {column}")
+    return dict(sorted(((str(v), int(n)) for v, n in rows), key=lambda kv: (-kv[1], kv[0])))

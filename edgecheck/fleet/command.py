@@ -131,15 +131,16 @@ def fleet_command(paths: Tuple[str, ...], fmt: str, outputs: Tuple[str, ...], st
     if not paths:
         raise click.UsageError("give at least one report file or directory (PATH...)")
     _check_outputs(outputs)
-    summary = summarise(paths, max_bytes=max_report_size, stale_after=stale_after, stale_from=stale_from,
-                        site=site, on_invalid=_say_skipped)
-    if not summary.nodes:
-        click.echo(f"edgecheck fleet: no valid report among {len(summary.invalid)} input(s)", err=True)
-    for chunk in render(summary, fmt, verbose=verbose):
-        sys.stdout.write(chunk)
-    sys.stdout.flush()
-    failed = _write_outputs(outputs, fmt, summary, verbose)
-    sys.exit(EXIT_OUTPUT_ERROR if failed else summary.exit_code)
+    with summarise(paths, max_bytes=max_report_size, stale_after=stale_after, stale_from=stale_from,
+                   site=site, on_invalid=_say_skipped) as summary:
+        if not summary.node_count:
+            click.echo(f"edgecheck fleet: no valid report among {summary.invalid_count} input(s)", err=True)
+        for chunk in render(summary, fmt, verbose=verbose):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        failed = _write_outputs(outputs, fmt, summary, verbose)
+        code = EXIT_OUTPUT_ERROR if failed else summary.exit_code
+    sys.exit(code)
 
 
 def _check_outputs(outputs: Sequence[str]) -> None:

@@ -1,15 +1,15 @@
 """Data types of the fleet summary: what one report contributes, and what the fleet adds up to.
 
-A report is reduced to a `NodeReport` as soon as it is read (a few hundred bytes: counts, the
-inputs that matter for comparing nodes, and its causes); the report itself is then dropped. The
-aggregator keeps one compact `NodeRow` per node and one `CauseDef` per distinct cause, never a
-whole report, so memory does not grow with the size of the reports.
+A report is reduced to a `NodeReport` as soon as it is read (counts, the inputs that matter for
+comparing nodes, its causes) and then dropped. Per-node rows go to a disk-backed store
+(store.py), so memory stays flat however many reports there are; only one `CauseDef` per
+distinct cause is kept in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 # Report fields compared across nodes: a site checked with different inputs is flagged, because
 # a difference in these changes what was checked (SPEC 1: region, mode, phase, k8s version).
@@ -17,6 +17,9 @@ COMPARED_PARAMS = ("region", "mode", "phase", "k8s_version")
 
 STATUS_FAIL = "fail"
 STATUS_WARN = "warn"
+
+# How many distinct check ids a cause keeps as examples (the per-node lists are not kept).
+EXAMPLE_CHECKS = 12
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class NodeReport:
 
     path: str
     hostname: str
-    generated_at: str  # as written in the report (RFC 3339 UTC)
+    generated_at: str  # as written in the report (RFC 3339)
     timestamp: float  # generated_at as seconds since the epoch
     version: str  # agent.version
     params: Tuple[Tuple[str, str], ...]  # COMPARED_PARAMS values, as text ("" when absent)
@@ -57,28 +60,6 @@ class InvalidInput:
     problem: str
 
 
-class NodeRow:
-    """The per-node state the aggregator keeps: small on purpose (thousands of these)."""
-
-    __slots__ = ("hostname", "path", "generated_at", "timestamp", "version", "params", "ready", "summary",
-                 "fail_causes", "warn_causes", "has_findings", "alive")
-
-    def __init__(self, node: NodeReport, fail_causes: Tuple[Tuple[int, int], ...],
-                 warn_causes: Tuple[Tuple[int, int], ...]) -> None:
-        self.hostname = node.hostname
-        self.path = node.path
-        self.generated_at = node.generated_at
-        self.timestamp = node.timestamp
-        self.version = node.version
-        self.params = node.params
-        self.ready = node.ready
-        self.summary = node.summary
-        self.fail_causes = fail_causes  # (cause index, number of checks) pairs
-        self.warn_causes = warn_causes
-        self.has_findings = node.has_findings
-        self.alive = True  # False once a newer report of the same hostname replaced it
-
-
 @dataclass
 class CauseDef:
     """A distinct (status, cause) seen in the fleet; its wording comes from the first node."""
@@ -92,10 +73,6 @@ class CauseDef:
     command: str
     source: str
     example_checks: List[str] = field(default_factory=list)  # bounded: EXAMPLE_CHECKS
-
-
-# How many distinct check ids a cause keeps as examples (the per-node lists are not kept).
-EXAMPLE_CHECKS = 12
 
 
 # ----------------------------------------------------------------------------- the summary
@@ -122,9 +99,10 @@ class NodeLine:
 
 @dataclass(frozen=True)
 class CauseLine:
-    """One cause across the fleet, with the nodes it is on."""
+    """One cause across the fleet. Its nodes come from FleetSummary.cause_nodes(cause)."""
 
     number: str  # display label, "F1", "W3": the same in text, HTML and JSON
+    index: int  # CauseDef.index (the store's key)
     cause: str
     status: str
     reason: str
@@ -132,10 +110,19 @@ class CauseLine:
     advice: Tuple[str, ...]
     command: str
     source: str
-    nodes: Tuple[int, ...]  # positions in FleetSummary.nodes, in node order
+    node_count: int
     check_count: int  # checks under this cause, summed over its nodes
     example_checks: Tuple[str, ...]
     on_every_failing_node: bool
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Not-ready nodes that fail with exactly the same causes (a block of the HTML matrix)."""
+
+    failing: Tuple[int, ...]  # positions in FleetSummary.failing
+    node_count: int
+    key: str  # the store's signature
 
 
 @dataclass(frozen=True)
@@ -147,47 +134,13 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class FleetFlags:
-    stale: Tuple[int, ...]  # node positions
-    clock_ahead: Tuple[int, ...]
+    stale: int  # nodes whose report is stale (FleetSummary.nodes(stale=True) lists them)
+    clock_ahead: int
     versions: Dict[str, int]  # edgecheck version -> nodes
     mixed: Dict[str, Dict[str, int]]  # param -> value -> nodes, only params with > 1 value
-    duplicates: Tuple[Duplicate, ...]
+    duplicates: int  # hostnames with more than one report
     without_findings: int  # nodes whose report had no `findings` (causes built per check)
 
     @property
     def mixed_versions(self) -> bool:
         return len(self.versions) > 1
-
-
-@dataclass(frozen=True)
-class FleetSummary:
-    generated_at: str  # when the summary was made (RFC 3339 UTC)
-    reference_time: Optional[str]  # staleness is measured from here
-    stale_after_seconds: float  # 0: staleness not checked
-    stale_from: str  # "newest" or "now"
-    site: str
-    nodes: Tuple[NodeLine, ...]  # not ready first, then ready; natural hostname order in each
-    failing: Tuple[CauseLine, ...]
-    warnings: Tuple[CauseLine, ...]
-    flags: FleetFlags
-    invalid: Tuple[InvalidInput, ...]
-    files_read: int
-
-    @property
-    def ready_count(self) -> int:
-        return sum(1 for n in self.nodes if n.ready)
-
-    @property
-    def not_ready_count(self) -> int:
-        return len(self.nodes) - self.ready_count
-
-    @property
-    def all_ready(self) -> bool:
-        return bool(self.nodes) and self.not_ready_count == 0
-
-    @property
-    def exit_code(self) -> int:
-        """SPEC 7.5: 0 every node ready, 1 otherwise (or an invalid file), 2 no valid report."""
-        if not self.nodes:
-            return 2
-        return 0 if self.all_ready and not self.invalid else 1

@@ -16,12 +16,12 @@ Every string from a report is escaped (hostnames and messages come from the node
 from __future__ import annotations
 
 from html import escape
-from itertools import groupby
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 from edgecheck import __version__
-from edgecheck.fleet.model import EXAMPLE_CHECKS, CauseLine, FleetSummary, NodeLine
+from edgecheck.fleet.model import EXAMPLE_CHECKS, CauseLine, NodeLine
 from edgecheck.fleet.render_text import duration_text, headline
+from edgecheck.fleet.summary import FleetSummary
 
 NAMES_SHOWN = 60
 MATRIX_COLUMNS = 40
@@ -107,11 +107,14 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word if n == 1 else word + 's'}"
 
 
-def _names(summary: FleetSummary, positions: Sequence[int], limit: Optional[int] = None) -> str:
-    limit = NAMES_SHOWN if limit is None else limit
-    shown = ", ".join(_e(summary.nodes[p].hostname) for p in positions[:limit])
-    more = len(positions) - min(limit, len(positions))
-    return shown + (f' <span class="muted">… and {more:,} more (see the node table)</span>' if more else "")
+def _names(names: Iterable[str], total: int) -> str:
+    shown = [_e(n) for n in names]
+    more = total - len(shown)
+    return ", ".join(shown) + (f' <span class="muted">… and {more:,} more (see the node table)</span>' if more > 0 else "")
+
+
+def _limit() -> int:
+    return NAMES_SHOWN
 
 
 def render_html(summary: FleetSummary) -> Iterator[str]:
@@ -131,11 +134,11 @@ def render_html(summary: FleetSummary) -> Iterator[str]:
         yield '<section id="warnings">\n<h2>Warnings</h2>\n'
         yield from _cause_list(summary, summary.warnings)
         yield "</section>\n"
-    if summary.nodes:
+    if summary.node_count:
         yield from _node_table(summary)
-    if summary.invalid:
+    if summary.invalid_count:
         yield '<section id="skipped">\n<h2>Skipped files</h2>\n<ul class="attention">\n'
-        for bad in summary.invalid:
+        for bad in summary.invalid():
             yield f'<li><code>{_e(bad.path)}</code>: {_e(bad.problem)}</li>\n'
         yield "</ul>\n</section>\n"
     yield (f'<footer>edgecheck {_e(__version__)} · summary made {_e(summary.generated_at)} from '
@@ -145,7 +148,7 @@ def render_html(summary: FleetSummary) -> Iterator[str]:
 def _header(summary: FleetSummary) -> Iterator[str]:
     site = f' <span class="muted">· {_e(summary.site)}</span>' if summary.site else ""
     yield f'<header>\n<h1>edgecheck fleet{site}</h1>\n'
-    n = len(summary.nodes)
+    n = summary.node_count
     if not n:
         yield '<p class="verdict bad">No valid report</p>\n'
     elif summary.all_ready:
@@ -155,7 +158,7 @@ def _header(summary: FleetSummary) -> Iterator[str]:
     stats = [
         (n, "nodes"), (summary.ready_count, "ready"), (summary.not_ready_count, "not ready"),
         (len(summary.failing), "failing causes"), (len(summary.warnings), "warnings"),
-        (len(summary.flags.stale), "stale reports"), (len(summary.invalid), "skipped files"),
+        (summary.flags.stale, "stale reports"), (summary.invalid_count, "skipped files"),
     ]
     yield '<ul class="stats">' + "".join(f"<li><b>{v:,}</b> {_e(label)}</li>" for v, label in stats) + "</ul>\n"
     if summary.reference_time:
@@ -172,28 +175,29 @@ def _attention(summary: FleetSummary) -> Iterator[str]:
     flags = summary.flags
     items: List[str] = []
     if flags.stale:
-        items.append(f"<b>Stale:</b> {_plural(len(flags.stale), 'report')} more than "
+        items.append(f"<b>Stale:</b> {_plural(flags.stale, 'report')} more than "
                      f"{duration_text(summary.stale_after_seconds)} older than {_e(summary.reference_time)}: "
-                     + _names(summary, flags.stale))
+                     + _names((n.hostname for n in summary.nodes(stale=True, limit=_limit())), flags.stale))
     if flags.clock_ahead:
-        items.append(f"<b>Clock ahead:</b> {_plural(len(flags.clock_ahead), 'report')} dated in the future; "
-                     "check those nodes' time: " + _names(summary, flags.clock_ahead))
+        items.append(f"<b>Clock ahead:</b> {_plural(flags.clock_ahead, 'report')} dated in the future; "
+                     "check those nodes' time: "
+                     + _names((n.hostname for n in summary.nodes(clock_ahead=True, limit=_limit())), flags.clock_ahead))
     if flags.mixed_versions:
         items.append("<b>Mixed edgecheck versions:</b> "
                      + ", ".join(f"{_e(v)} ({_plural(c, 'node')})" for v, c in flags.versions.items()))
     for name, values in flags.mixed.items():
         items.append(f"<b>Mixed {_e(name.replace('_', ' '))}:</b> "
                      + ", ".join(f"{_e(v or '(default)')} ({_plural(c, 'node')})" for v, c in values.items()))
-    for dup in flags.duplicates[:NAMES_SHOWN]:
+    for dup in summary.duplicates(_limit()):
         items.append(f"<b>{_e(dup.hostname)}</b>: {len(dup.ignored) + 1} reports for one hostname; counted the newest "
                      f"(<code>{_e(dup.kept)}</code>), ignored " + ", ".join(f"<code>{_e(p)}</code>" for p in dup.ignored))
-    if len(flags.duplicates) > NAMES_SHOWN:
-        items.append(f"… and {len(flags.duplicates) - NAMES_SHOWN:,} more hostnames with several reports")
+    if flags.duplicates > _limit():
+        items.append(f"… and {flags.duplicates - _limit():,} more hostnames with several reports")
     if flags.without_findings:
         items.append(f"{_plural(flags.without_findings, 'report')} without root-cause findings (older edgecheck): "
                      "their failures are grouped per check.")
-    if summary.invalid:
-        items.append(f'<b>{_plural(len(summary.invalid), "file")} skipped</b> (not a valid report): '
+    if summary.invalid_count:
+        items.append(f'<b>{_plural(summary.invalid_count, "file")} skipped</b> (not a valid report): '
                      '<a href="#skipped">see the list</a>.')
     if not items:
         return
@@ -213,11 +217,11 @@ def _overview(summary: FleetSummary) -> Iterator[str]:
     yield ('<table class="overview">\n<thead><tr><th>#</th><th>Cause</th><th>Reason</th><th class="n">Nodes</th>'
            '<th class="bar">Share of not-ready nodes</th></tr></thead>\n<tbody>\n')
     for c in summary.failing:
-        share = 100.0 * len(c.nodes) / total
+        share = 100.0 * c.node_count / total
         badge = ('<span class="badge">every not-ready node</span>'
                  if c.on_every_failing_node and summary.not_ready_count > 1 else "")
         yield (f'<tr><td><a href="#{_e(c.number)}"><b>{_e(c.number)}</b></a></td><td>{_e(c.title)}{badge}</td>'
-               f"<td><code>{_e(c.reason)}</code></td><td class=\"n\">{len(c.nodes):,}</td>"
+               f"<td><code>{_e(c.reason)}</code></td><td class=\"n\">{c.node_count:,}</td>"
                f'<td class="bar"><span class="bar" style="width:{0.8 * share:.1f}%"></span>'
                f'<span class="pct">{share:.0f}%</span></td></tr>\n')
     yield "</tbody>\n</table>\n</section>\n"
@@ -234,7 +238,7 @@ def _cause_list(summary: FleetSummary, causes: Sequence[CauseLine]) -> Iterator[
         of = f" of {total:,} not-ready" if not warn else ""
         yield (f'<li class="cause{" warn" if warn else ""}" id="{_e(c.number)}">\n'
                f'<div class="head"><span class="num">{_e(c.number)}</span>{_e(c.title)} '
-               f'<span class="muted">— {len(c.nodes):,}{of} node{"s" if len(c.nodes) != 1 or of else ""}</span>'
+               f'<span class="muted">— {c.node_count:,}{of} node{"s" if c.node_count != 1 or of else ""}</span>'
                f"{badge}</div>\n")
         grouping = " · grouped per check (report without findings)" if c.source == "checks" else ""
         yield (f'<p class="muted">reason <code>{_e(c.reason)}</code> · {_plural(c.check_count, "check")} · '
@@ -243,7 +247,7 @@ def _cause_list(summary: FleetSummary, causes: Sequence[CauseLine]) -> Iterator[
             yield f"<p>{_e(paragraph)}</p>\n"
         if c.command:
             yield f'<pre class="command">$ {_e(c.command)}</pre>\n'
-        yield f"<p><b>Nodes:</b> {_names(summary, c.nodes)}</p>\n"
+        yield f"<p><b>Nodes:</b> {_names(summary.cause_nodes(c, _limit()), c.node_count)}</p>\n"
         if c.example_checks:
             yield ('<p class="muted">Checks: '
                    + ", ".join(f"<code>{_e(x)}</code>" for x in c.example_checks)
@@ -252,19 +256,10 @@ def _cause_list(summary: FleetSummary, causes: Sequence[CauseLine]) -> Iterator[
     yield "</ol>\n"
 
 
-def _patterns(summary: FleetSummary) -> List[Tuple[Tuple[int, ...], List[int]]]:
-    """Not-ready nodes grouped by their exact set of failing causes; biggest group first."""
-    failing_nodes = [i for i, n in enumerate(summary.nodes) if not n.ready]
-    keyed = sorted(failing_nodes, key=lambda i: summary.nodes[i].failing)  # stable: node order inside
-    groups = [(k, list(g)) for k, g in groupby(keyed, key=lambda i: summary.nodes[i].failing)]
-    groups.sort(key=lambda kg: (-len(kg[1]), kg[0]))
-    return groups
-
-
 def _matrix(summary: FleetSummary) -> Iterator[str]:
     columns = summary.failing[:MATRIX_COLUMNS]
     hidden = len(summary.failing) - len(columns)
-    groups = _patterns(summary)
+    groups = summary.patterns()
     width = len(columns) + 1 + (1 if hidden else 0)
     yield '<section id="matrix">\n<h2>Not-ready nodes × failing causes</h2>\n'
     yield ('<p class="muted">One row per not-ready node, grouped by the exact combination of causes it fails '
@@ -273,25 +268,24 @@ def _matrix(summary: FleetSummary) -> Iterator[str]:
     yield '<div class="scroll fit">\n<table class="matrix">\n<thead><tr><th class="node" scope="col">Node</th>'
     for c in columns:
         yield (f'<th scope="col" title="{_e(c.title)}"><a href="#{_e(c.number)}">{_e(c.number)}</a>'
-               f"<small>{len(c.nodes):,}</small></th>")
+               f"<small>{c.node_count:,}</small></th>")
     if hidden:
         yield '<th scope="col">other<small>causes</small></th>'
     yield "</tr></thead>\n<tbody>\n"
     shown = 0
-    for number, (pattern, members) in enumerate(groups, 1):
-        labels = ", ".join(summary.failing[i].number for i in pattern) or "no failing cause recorded"
-        yield (f'<tr class="group"><th colspan="{width}">Group {number}: {_plural(len(members), "node")} · '
+    for number, pattern in enumerate(groups, 1):
+        labels = ", ".join(summary.failing[i].number for i in pattern.failing) or "no failing cause recorded"
+        yield (f'<tr class="group"><th colspan="{width}">Group {number}: {_plural(pattern.node_count, "node")} · '
                f"{_e(labels)}</th></tr>\n")
-        for pos in members:
-            if shown >= MATRIX_ROWS:
-                break
-            shown += 1
-            yield _matrix_row(summary.nodes[pos], columns, hidden)
-    total = sum(len(m) for _, m in groups)
+        room = MATRIX_ROWS - shown
+        if room > 0:
+            for node in summary.pattern_nodes(pattern, limit=room):
+                shown += 1
+                yield _matrix_row(node, columns, hidden)
     yield "</tbody>\n</table>\n</div>\n"
-    if shown < total:
-        yield (f'<p class="muted">The matrix shows the first {shown:,} of {total:,} not-ready nodes; every group '
-               "keeps its count, and the node table below lists every node with its causes.</p>\n")
+    if shown < summary.not_ready_count:
+        yield (f'<p class="muted">The matrix shows the first {shown:,} of {summary.not_ready_count:,} not-ready '
+               "nodes; every group keeps its count, and the node table below lists every node with its causes.</p>\n")
     yield "</section>\n"
 
 
@@ -314,7 +308,7 @@ def _node_table(summary: FleetSummary) -> Iterator[str]:
     yield ("<thead><tr><th>Node</th><th>State</th><th>Fail</th><th>Warn</th><th>Pass</th><th>Skip</th>"
            "<th>Failing causes</th><th>Warnings</th><th>Region</th><th>Mode</th><th>Phase</th><th>K8s</th>"
            "<th>edgecheck</th><th>Report time</th><th>Notes</th></tr></thead>\n<tbody>\n")
-    for n in summary.nodes:
+    for n in summary.nodes():
         p, w, f, s = n.summary
         state = '<span class="state good">ready</span>' if n.ready else '<span class="state bad">✕ NOT READY</span>'
         fails = " ".join(f'<a href="#{summary.failing[i].number}">{summary.failing[i].number}</a>' for i in n.failing)

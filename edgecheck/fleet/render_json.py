@@ -11,7 +11,8 @@ import json
 from typing import Any, Dict, Iterable, Iterator
 
 from edgecheck import __version__
-from edgecheck.fleet.model import CauseLine, FleetSummary, NodeLine
+from edgecheck.fleet.model import CauseLine, NodeLine
+from edgecheck.fleet.summary import FleetSummary
 
 SCHEMA_ID = "edgecheck/fleet/v1"
 
@@ -30,8 +31,8 @@ def cause_to_dict(summary: FleetSummary, cause: CauseLine) -> Dict[str, Any]:
         "advice": list(cause.advice),
         "command": cause.command,
         "grouping": cause.source,
-        "node_count": len(cause.nodes),
-        "nodes": [summary.nodes[i].hostname for i in cause.nodes],
+        "node_count": cause.node_count,
+        "nodes": list(summary.cause_nodes(cause)),  # one cause's hostnames; the document streams per cause
         "check_count": cause.check_count,
         "example_checks": list(cause.example_checks),
         "on_every_failing_node": cause.on_every_failing_node,
@@ -66,12 +67,12 @@ def _head(summary: FleetSummary) -> Dict[str, Any]:
         "ready": summary.all_ready,
         "exit_code": summary.exit_code,
         "counts": {
-            "nodes": len(summary.nodes),
+            "nodes": summary.node_count,
             "ready": summary.ready_count,
             "not_ready": summary.not_ready_count,
             "files_read": summary.files_read,
-            "invalid": len(summary.invalid),
-            "stale": len(flags.stale),
+            "invalid": summary.invalid_count,
+            "stale": flags.stale,
             "failing_causes": len(summary.failing),
             "warning_causes": len(summary.warnings),
         },
@@ -81,12 +82,13 @@ def _head(summary: FleetSummary) -> Dict[str, Any]:
             "measured_from": summary.stale_from,
         },
         "flags": {
-            "stale": [summary.nodes[i].hostname for i in flags.stale],
-            "clock_ahead": [summary.nodes[i].hostname for i in flags.clock_ahead],
+            "stale": [n.hostname for n in summary.nodes(stale=True)],
+            "clock_ahead": [n.hostname for n in summary.nodes(clock_ahead=True)],
             "versions": flags.versions,
             "mixed_versions": flags.mixed_versions,
             "mixed": flags.mixed,
-            "duplicates": [{"hostname": d.hostname, "kept": d.kept, "ignored": list(d.ignored)} for d in flags.duplicates],
+            "duplicates": [{"hostname": d.hostname, "kept": d.kept, "ignored": list(d.ignored)}
+                           for d in summary.duplicates()],
             "without_findings": flags.without_findings,
         },
     }
@@ -107,6 +109,6 @@ def render_json(summary: FleetSummary) -> Iterator[str]:
         yield f"  {_dump(key)}: {_dump(value)},\n"
     yield from _array("causes", (cause_to_dict(summary, c) for c in summary.failing))
     yield from _array("warnings", (cause_to_dict(summary, c) for c in summary.warnings))
-    yield from _array("nodes", (node_to_dict(summary, n) for n in summary.nodes))
-    yield from _array("invalid", ({"file": b.path, "problem": b.problem} for b in summary.invalid), last=True)
+    yield from _array("nodes", (node_to_dict(summary, n) for n in summary.nodes()))
+    yield from _array("invalid", ({"file": b.path, "problem": b.problem} for b in summary.invalid()), last=True)
     yield "}\n"

@@ -3,15 +3,17 @@
 Order: one line per node (long on a big site, so it comes first), then the failing causes with
 the nodes they are on and what to do, warnings, what needs attention about the inputs (stale
 reports, mixed versions or inputs, duplicates), skipped files, and the verdict last, where the
-terminal leaves the eye. Rendered as a stream of lines: nothing here builds the whole text.
+terminal leaves the eye. Rendered as a stream of lines from the summary's iterators: nothing here
+builds the whole text or holds every node.
 """
 
 from __future__ import annotations
 
 import textwrap
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator
 
-from edgecheck.fleet.model import CauseLine, FleetSummary
+from edgecheck.fleet.model import CauseLine
+from edgecheck.fleet.summary import FleetSummary
 
 NAMES_SHOWN = 20  # nodes listed per cause without --verbose
 WRAP = 100
@@ -31,17 +33,17 @@ def duration_text(seconds: float) -> str:
 
 def headline(summary: FleetSummary) -> str:
     site = f" {summary.site}:" if summary.site else ":"
-    n = len(summary.nodes)
+    n = summary.node_count
     if not n:
         return f"edgecheck fleet{site} no valid report"
     verdict = "every node READY" if summary.all_ready else f"{summary.ready_count} ready, {summary.not_ready_count} NOT READY"
     return f"edgecheck fleet{site} {_plural(n, 'node')}, {verdict}"
 
 
-def _names(summary: FleetSummary, positions: Sequence[int], limit: int) -> str:
-    names = [summary.nodes[p].hostname for p in positions[:limit]]
-    more = len(positions) - len(names)
-    return ", ".join(names) + (f" ... and {more} more (--verbose or --format json lists all)" if more > 0 else "")
+def _names(names: Iterable[str], total: int, limit: int) -> str:
+    shown = list(names)
+    more = total - len(shown)
+    return ", ".join(shown) + (f" ... and {more} more (--verbose or --format json lists all)" if more > 0 else "")
 
 
 def _wrap(text: str, indent: str) -> Iterator[str]:
@@ -51,7 +53,7 @@ def _wrap(text: str, indent: str) -> Iterator[str]:
 
 
 def _cause(summary: FleetSummary, cause: CauseLine, limit: int, advice: bool) -> Iterator[str]:
-    count = _plural(len(cause.nodes), "node")
+    count = _plural(cause.node_count, "node")
     every = ""
     if cause.on_every_failing_node and summary.not_ready_count > 1:
         every = "  [on every not-ready node]"
@@ -60,7 +62,7 @@ def _cause(summary: FleetSummary, cause: CauseLine, limit: int, advice: bool) ->
     if cause.source == "checks":
         detail += " (grouped per check: report without findings)"
     yield from _wrap(detail, "    ")
-    yield from _wrap("nodes: " + _names(summary, cause.nodes, limit), "    ")
+    yield from _wrap("nodes: " + _names(summary.cause_nodes(cause, limit), cause.node_count, limit), "    ")
     if advice:
         for paragraph in cause.advice:
             yield from _wrap(paragraph, "    ")
@@ -69,7 +71,7 @@ def _cause(summary: FleetSummary, cause: CauseLine, limit: int, advice: bool) ->
 
 
 def render_text(summary: FleetSummary, *, verbose: bool = False) -> Iterator[str]:
-    limit = len(summary.nodes) if verbose else NAMES_SHOWN
+    limit = max(1, summary.node_count) if verbose else NAMES_SHOWN
     yield headline(summary) + "\n"
     if summary.reference_time:
         stale = (f"stale after {duration_text(summary.stale_after_seconds)} before the "
@@ -77,10 +79,10 @@ def render_text(summary: FleetSummary, *, verbose: bool = False) -> Iterator[str
                  if summary.stale_after_seconds else "staleness not checked")
         yield f"reference time {summary.reference_time} ({stale})\n"
 
-    if summary.nodes:
+    if summary.node_count:
         yield "\nNODES\n"
-        width = min(40, max(len(n.hostname) for n in summary.nodes))
-        for n in summary.nodes:
+        width = min(40, summary.longest_hostname())
+        for n in summary.nodes():
             p, w, f, s = n.summary
             state = "ready" if n.ready else "NOT READY"
             causes = " ".join([summary.failing[i].number for i in n.failing] + [summary.warnings[i].number for i in n.warning])
@@ -104,45 +106,50 @@ def render_text(summary: FleetSummary, *, verbose: bool = False) -> Iterator[str
         yield "\nATTENTION\n"
         for item in attention:
             yield from _wrap(item, "  ")
-    if summary.invalid:
-        yield f"\nSKIPPED ({_plural(len(summary.invalid), 'file')} not counted)\n"
-        for bad in summary.invalid:
+    if summary.invalid_count:
+        yield f"\nSKIPPED ({_plural(summary.invalid_count, 'file')} not counted)\n"
+        for bad in summary.invalid():
             yield from _wrap(f"{bad.path}: {bad.problem}", "  ")
     yield "\n" + _verdict(summary) + "\n"
+
+
+def _dated(summary: FleetSummary, lines: Iterable) -> str:
+    return ", ".join(f"{n.hostname} ({n.generated_at})" for n in lines)
 
 
 def _attention(summary: FleetSummary, limit: int) -> Iterator[str]:
     flags = summary.flags
     if flags.stale:
-        names = ", ".join(f"{summary.nodes[i].hostname} ({summary.nodes[i].generated_at})" for i in flags.stale[:limit])
-        more = len(flags.stale) - min(limit, len(flags.stale))
-        yield (f"stale: {_plural(len(flags.stale), 'report')} more than {duration_text(summary.stale_after_seconds)} "
-               f"older than {summary.reference_time}: {names}{f' ... and {more} more' if more > 0 else ''}")
+        more = flags.stale - min(limit, flags.stale)
+        yield (f"stale: {_plural(flags.stale, 'report')} more than {duration_text(summary.stale_after_seconds)} "
+               f"older than {summary.reference_time}: {_dated(summary, summary.nodes(stale=True, limit=limit))}"
+               + (f" ... and {more} more" if more > 0 else ""))
     if flags.clock_ahead:
-        names = ", ".join(f"{summary.nodes[i].hostname} ({summary.nodes[i].generated_at})" for i in flags.clock_ahead[:limit])
-        yield (f"clock ahead: {_plural(len(flags.clock_ahead), 'report')} dated in the future of this machine's "
-               f"clock (check those nodes' time): {names}")
+        more = flags.clock_ahead - min(limit, flags.clock_ahead)
+        yield (f"clock ahead: {_plural(flags.clock_ahead, 'report')} dated in the future of this machine's "
+               f"clock (check those nodes' time): {_dated(summary, summary.nodes(clock_ahead=True, limit=limit))}"
+               + (f" ... and {more} more" if more > 0 else ""))
     if flags.mixed_versions:
         yield "mixed edgecheck versions: " + ", ".join(f"{v} ({_plural(n, 'node')})" for v, n in flags.versions.items())
     for name, values in flags.mixed.items():
         yield f"mixed {name.replace('_', ' ')}: " + ", ".join(
             f"{v or '(default)'} ({_plural(n, 'node')})" for v, n in values.items())
-    for dup in flags.duplicates[:limit]:
+    for dup in summary.duplicates(limit):
         yield (f"{dup.hostname}: {_plural(len(dup.ignored) + 1, 'report')} for one hostname; counted the newest "
                f"({dup.kept}), ignored {', '.join(dup.ignored)}")
-    if len(flags.duplicates) > limit:
-        yield f"... and {len(flags.duplicates) - limit} more hostnames with several reports"
+    if flags.duplicates > limit:
+        yield f"... and {flags.duplicates - limit} more hostnames with several reports"
     if flags.without_findings:
         yield (f"{_plural(flags.without_findings, 'report')} without root-cause findings (older edgecheck): "
                "their failures are grouped per check")
 
 
 def _verdict(summary: FleetSummary) -> str:
-    if not summary.nodes:
+    if not summary.node_count:
         return f"NO VALID REPORT among {_plural(summary.files_read, 'input')} (exit 2)"
     parts = [headline(summary).split(": ", 1)[-1]]
     if summary.failing:
         parts.append(_plural(len(summary.failing), "failing cause"))
-    if summary.invalid:
-        parts.append(f"{_plural(len(summary.invalid), 'file')} skipped")
+    if summary.invalid_count:
+        parts.append(f"{_plural(summary.invalid_count, 'file')} skipped")
     return "; ".join(parts) + f" (exit {summary.exit_code})"

@@ -14,7 +14,12 @@ import json
 import os
 import re
 import stat
-from typing import Any, Iterable, Iterator, List, Mapping, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+
+try:
+    from typing import Protocol
+except ImportError:  # Python < 3.8 has no Protocol; the floor is 3.9, this is for type checkers
+    Protocol = object  # type: ignore[assignment,misc]
 
 from edgecheck.fleet.causes import causes_of
 from edgecheck.fleet.model import COMPARED_PARAMS, InvalidInput, NodeReport
@@ -55,12 +60,28 @@ def parse_rfc3339(text: str) -> float:
 # ----------------------------------------------------------------------------- discovery
 
 
-def iter_inputs(paths: Iterable[str]) -> Iterator[Union[str, InvalidInput]]:
-    """Report files to read, in a stable order: each file argument as given (any name), each
-    directory walked recursively for *.json (hidden files and directories skipped: temporary
-    files of atomic writers are hidden). A path that cannot be used is yielded as InvalidInput.
-    A file reached twice (given and inside a given directory) is read once."""
-    seen = set()
+class SeenPaths(Protocol):
+    def first_time(self, key: str) -> bool: ...
+
+
+class _SeenSet:
+    def __init__(self) -> None:
+        self._seen: set = set()
+
+    def first_time(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def iter_inputs(paths: Iterable[str], seen: Optional["SeenPaths"] = None) -> Iterator[Union[str, InvalidInput]]:
+    """Report files to read: each file argument as given (any name), each directory walked
+    recursively for *.json (hidden files and directories skipped: temporary files of atomic
+    writers are hidden; symlinked directories are not followed). A path that cannot be used is yielded as InvalidInput.
+    A file reached twice (given and inside a given directory) is read once; `seen` remembers the
+    files (the aggregator's store keeps them on disk)."""
+    seen = seen if seen is not None else _SeenSet()
     for path in paths:
         try:
             st = os.stat(path)
@@ -75,31 +96,35 @@ def iter_inputs(paths: Iterable[str]) -> Iterator[Union[str, InvalidInput]]:
                     yield file_path
                     continue
                 found = True
-                key = os.path.realpath(file_path)
-                if key not in seen:
-                    seen.add(key)
+                if seen.first_time(os.path.realpath(file_path)):
                     yield file_path
             if not found:
                 yield InvalidInput(path, f"directory holds no *{REPORT_SUFFIX} report file")
-        else:
-            key = os.path.realpath(path)
-            if key not in seen:
-                seen.add(key)
-                yield path
+        elif seen.first_time(os.path.realpath(path)):
+            yield path
 
 
 def _walk(top: str) -> Iterator[Union[str, InvalidInput]]:
-    errors: List[OSError] = []
-    for root, dirs, files in os.walk(top, onerror=errors.append):
-        while errors:
-            exc = errors.pop(0)
-            yield InvalidInput(exc.filename or root, f"cannot list directory: {_os_problem(exc)}")
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(REPORT_SUFFIX):
-                yield os.path.join(root, name)
-    for exc in errors:
-        yield InvalidInput(exc.filename or top, f"cannot list directory: {_os_problem(exc)}")
+    """*.json files under `top`, streamed: a directory of 100,000 reports is never listed whole
+    (os.scandir reads entries in chunks). Filesystem order: the summary sorts nodes itself."""
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        pending.append(entry.path)
+                    elif entry.name.lower().endswith(REPORT_SUFFIX):
+                        yield entry.path
+        except OSError as exc:
+            yield InvalidInput(directory, f"cannot list directory: {_os_problem(exc)}")
 
 
 def _os_problem(exc: OSError) -> str:
