@@ -167,8 +167,12 @@ def _write_outputs(outputs: Sequence[str], fmt: str, summary, verbose: bool) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Stand-alone entry (tests, `python -m edgecheck.fleet.command`) until cli.py registers it."""
-    fleet_command.main(args=list(argv) if argv is not None else None, prog_name="edgecheck fleet")
+    """Stand-alone entry until cli.py registers the command: `python -m edgecheck.fleet.command
+    [fleet] PATH...` (a leading "fleet" is accepted, so the same argument list works for both)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["fleet"]:
+        args = args[1:]
+    fleet_command.main(args=args, prog_name="edgecheck fleet")
 
 
 if __name__ == "__main__":

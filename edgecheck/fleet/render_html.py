@@ -88,6 +88,7 @@ footer { margin-top: 28px; color: var(--muted); font-size: 12px; }
 @media print {
   @page { size: A4 landscape; margin: 10mm; }
   body { margin: 0; font-size: 10.5px; }
+  code, pre, .mono { font-size: 9.5px; }
   h2 { break-after: avoid; margin-top: 16px; }
   .scroll { overflow: visible; max-height: none; border: 0; }
   table.matrix thead th, table.matrix th.node, table.nodes thead th { position: static; }

@@ -31,13 +31,18 @@ def duration_text(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def headline(summary: FleetSummary) -> str:
-    site = f" {summary.site}:" if summary.site else ":"
+def verdict_text(summary: FleetSummary) -> str:
     n = summary.node_count
     if not n:
-        return f"edgecheck fleet{site} no valid report"
-    verdict = "every node READY" if summary.all_ready else f"{summary.ready_count} ready, {summary.not_ready_count} NOT READY"
-    return f"edgecheck fleet{site} {_plural(n, 'node')}, {verdict}"
+        return "no valid report"
+    if summary.all_ready:
+        return f"{_plural(n, 'node')}, every node READY"
+    return f"{_plural(n, 'node')}, {summary.ready_count} ready, {summary.not_ready_count} NOT READY"
+
+
+def headline(summary: FleetSummary) -> str:
+    site = f" ({summary.site})" if summary.site else ""
+    return f"edgecheck fleet{site}: {verdict_text(summary)}"
 
 
 def _names(names: Iterable[str], total: int, limit: int) -> str:
@@ -147,7 +152,7 @@ def _attention(summary: FleetSummary, limit: int) -> Iterator[str]:
 def _verdict(summary: FleetSummary) -> str:
     if not summary.node_count:
         return f"NO VALID REPORT among {_plural(summary.files_read, 'input')} (exit 2)"
-    parts = [headline(summary).split(": ", 1)[-1]]
+    parts = [verdict_text(summary)]
     if summary.failing:
         parts.append(_plural(len(summary.failing), "failing cause"))
     if summary.invalid_count:
