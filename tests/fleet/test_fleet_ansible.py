@@ -27,6 +27,7 @@ import pytest
 from lab.lab import APISERVER_PUBLIC, RAVEN_ADDR, Lab, missing_prerequisites
 
 from .fleetfixtures import validate_summary
+from .htmlcheck import check_page_in_chromium, require_chromium
 from .site_lab import SiteLab, prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
@@ -276,3 +277,16 @@ def test_second_run_is_idempotent(runs: Runs) -> None:
                  "Create the report directory"):
         assert task_results(proc.stdout, task) == {n.name: "ok" for n in runs.site.nodes}, (task, _explain(runs, "second"))
     assert "edgecheck fleet (lab site): 3 nodes, 2 ready, 1 NOT READY" in proc.stdout
+
+
+def test_the_site_summary_renders_in_chromium(runs: Runs) -> None:
+    """The test fleet's own HTML summary, as a person opens it; screenshots kept with the logs."""
+    require_chromium()
+    summary = json.loads((runs.fleet_dir / "fleet.json").read_text())
+    shown = check_page_in_chromium(runs.fleet_dir / "fleet.html", runs.logs, {
+        "columns": [c["id"] for c in summary["causes"]],
+        "rows": [FAULTY],
+        "nodes": 3,
+    }, "site")
+    assert shown["title"] == "edgecheck fleet (lab site): 3 nodes, 2 ready, 1 NOT READY"
+    assert (runs.logs / "site-screen.png").stat().st_size > 10_000
