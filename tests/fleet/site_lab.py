@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from lab.lab import DNS_ADDR, Lab
-from lab.topology import LabError, Netns, kill_pids, sh, tool
+from tests.lab.lab import DNS_ADDR, Lab
+from tests.lab.topology import LabError, Netns, kill_pids, sh, tool
 
 SITE_NET = "10.198.0"
 CLOUD_SITE_ADDR = f"{SITE_NET}.1"

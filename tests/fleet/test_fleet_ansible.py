@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from lab.lab import APISERVER_PUBLIC, RAVEN_ADDR, Lab, missing_prerequisites
+from tests.lab.lab import APISERVER_PUBLIC, RAVEN_ADDR, Lab, missing_prerequisites
 
 from .fleetfixtures import validate_summary
 from .htmlcheck import check_page_in_chromium, require_chromium
