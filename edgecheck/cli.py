@@ -200,6 +200,11 @@ def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: 
 # ---------------------------------------------------------------------------------------------
 
 
+from edgecheck.fleet.command import fleet_command  # noqa: E402 - a command of its own module
+
+main.add_command(fleet_command)
+
+
 @main.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema (draft 2020-12) of `run --format json` reports."""

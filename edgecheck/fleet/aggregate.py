@@ -128,7 +128,7 @@ class FleetAggregator:
         reference: Optional[float] = None
         if node_count:
             newest = store.scalar("SELECT max(ts) FROM nodes WHERE alive = 1 AND ts <= ?", (horizon,))
-            reference = now if self.stale_from == "now" or newest is None else float(newest)  # type: ignore[arg-type]
+            reference = now if self.stale_from == "now" or newest is None else float(newest)
         stale_before = (reference - self.stale_after) if (reference is not None and self.stale_after) else None
 
         not_ready = int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ready = 0"))

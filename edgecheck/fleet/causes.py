@@ -11,19 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from edgecheck.diagnosis.causes import ORDER
 from edgecheck.fleet.model import STATUS_FAIL, STATUS_WARN, NodeCause
 
-# Troubleshooting order (seed 004: DNS first, then policy/firewall, then security groups; a proxy
-# sits in front of those; TLS only matters once TCP works; then the host itself). Ties between
-# causes on the same number of nodes are broken by this, so the likely first fix comes first.
-REASON_ORDER = (
-    "nxdomain", "dns-timeout", "dns-error", "address-outside-expected-cidr", "host-firewall",
-    "proxy-error", "unreachable", "timeout", "refused", "path-mtu", "no-response",
-    "tls-handshake-failed", "tls-verify-failed", "port-in-use", "port-not-listening",
-    "loopback-only", "kernel-setting", "tool-missing", "clock-unsynchronised", "clock-offset",
-    "deadline-exceeded", "missing-input", "not-applicable", "internal-error",
-)
-_RANK = {reason: i for i, reason in enumerate(REASON_ORDER)}
+# The single-node report's troubleshooting order (edgecheck/diagnosis/causes.py: DNS first, then
+# firewalls and routes, TLS once TCP works, then the host itself). Ties between causes on the
+# same number of nodes are broken by it, so the likely first fix comes first.
+_RANK = {reason.value: i for i, reason in enumerate(ORDER)}
 
 # What a reason means for one check, for the titles of fallback causes (count-free, like the
 # titles of `findings`).

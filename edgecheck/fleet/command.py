@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
@@ -47,7 +47,7 @@ def parse_size(text: str) -> int:
 class _Duration(click.ParamType):
     name = "DURATION"
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         if isinstance(value, (int, float)):
             return float(value)
         try:
@@ -59,7 +59,7 @@ class _Duration(click.ParamType):
 class _Size(click.ParamType):
     name = "SIZE"
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         if isinstance(value, int):
             return value
         try:

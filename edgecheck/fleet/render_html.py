@@ -16,7 +16,7 @@ Every string from a report is escaped (hostnames and messages come from the node
 from __future__ import annotations
 
 from html import escape
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Iterable, Iterator, List, Sequence
 
 from edgecheck import __version__
 from edgecheck.fleet.model import EXAMPLE_CHECKS, CauseLine, NodeLine

@@ -14,12 +14,8 @@ import json
 import os
 import re
 import stat
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Protocol, Tuple, Union
 
-try:
-    from typing import Protocol
-except ImportError:  # Python < 3.8 has no Protocol; the floor is 3.9, this is for type checkers
-    Protocol = object  # type: ignore[assignment,misc]
 
 from edgecheck.fleet.causes import causes_of
 from edgecheck.fleet.model import COMPARED_PARAMS, InvalidInput, NodeReport
@@ -47,7 +43,7 @@ def parse_rfc3339(text: str) -> float:
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
         raise ValueError(f"not a valid date and time: {text!r}")
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    seconds: float = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
     if m.group(7):
         seconds += float(m.group(7))
     zone = m.group(8)

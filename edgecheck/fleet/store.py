@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 CACHE_KIB = 4096
 
@@ -96,7 +96,7 @@ class NodeStore:
 
     # ------------------------------------------------------------------ reads
 
-    def scalar(self, sql: str, args: Sequence[object] = ()) -> object:
+    def scalar(self, sql: str, args: Sequence[object] = ()) -> Any:
         return self.db.execute(sql, tuple(args)).fetchone()[0]
 
     def rows(self, sql: str, args: Sequence[object] = ()) -> Iterator[tuple]:

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import pytest
 
-from .cdp import Browser, chromium_binary
+from tests.fleet.cdp import Browser, chromium_binary
 
 MATRIX_PROBE = """
 (() => {

@@ -12,7 +12,7 @@ from edgecheck.fleet import summarise
 from edgecheck.fleet.aggregate import FleetAggregator
 from edgecheck.fleet.reportfile import node_from_document
 
-from .fleetfixtures import NOW, validate_report, write, write_doc
+from tests.fleet.fleetfixtures import NOW, validate_report, write, write_doc
 
 DNS = FAULTS["dns-forwarder-down"].cause
 FIREWALL = FAULTS["registry-firewall"].cause

@@ -26,9 +26,9 @@ import pytest
 
 from tests.lab.lab import APISERVER_PUBLIC, RAVEN_ADDR, Lab, missing_prerequisites
 
-from .fleetfixtures import validate_summary
-from .htmlcheck import check_page_in_chromium, require_chromium
-from .site_lab import SiteLab, prerequisites
+from tests.fleet.fleetfixtures import validate_summary
+from tests.fleet.htmlcheck import check_page_in_chromium, require_chromium
+from tests.fleet.site_lab import SiteLab, prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_VENV = REPO / ".venv-ansible"
@@ -104,7 +104,6 @@ class Runs:
         self.fleet_dir = self.dir / "fleet"
         self.results: Dict[str, subprocess.CompletedProcess] = {}
         self.after_check: List[str] = []  # what existed on the nodes and the controller after --check
-        self.fleet_via = ""
         self._configure()
         self.controller = self.controller_vars()
 
@@ -164,18 +163,8 @@ class Runs:
         }
 
     def controller_vars(self) -> Dict[str, object]:
-        """The role's default runs `<python> <zipapp> fleet` on the controller. Until cli.py
-        registers the fleet command, the zipapp has no `fleet`: then run the same command from
-        this source tree (python -m edgecheck.fleet.command fleet ...)."""
-        cache = str(self.dir / "controller-cache")
-        probe = subprocess.run([sys.executable, str(self.zipapp), "fleet", "--help"], capture_output=True, text=True,
-                               env=dict(os.environ, EDGECHECK_CACHE_DIR=cache), timeout=120)
-        if probe.returncode == 0:
-            self.fleet_via = "zipapp"
-            return {"edgecheck_controller_environment": {"EDGECHECK_CACHE_DIR": cache}}
-        self.fleet_via = "source tree"
-        return {"edgecheck_fleet_command": [sys.executable, "-m", "edgecheck.fleet.command"],
-                "edgecheck_controller_environment": {"PYTHONPATH": str(REPO)}}
+        """The role's default runs `<python> <zipapp> fleet` on the controller: the same zipapp."""
+        return {"edgecheck_controller_environment": {"EDGECHECK_CACHE_DIR": str(self.dir / "controller-cache")}}
 
     def play(self, label: str, *extra: str) -> subprocess.CompletedProcess:
         extra_vars = {

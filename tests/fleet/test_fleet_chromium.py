@@ -20,9 +20,9 @@ import pytest
 from bench.fleet_reports import plan_fleet, write_fleet
 from edgecheck.fleet import render, summarise
 
-from .cdp import Browser
-from .fleetfixtures import NOW
-from .htmlcheck import check_page_in_chromium, require_chromium
+from tests.fleet.cdp import Browser
+from tests.fleet.fleetfixtures import NOW
+from tests.fleet.htmlcheck import check_page_in_chromium, require_chromium
 
 @pytest.fixture(scope="module")
 def generated_site(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:

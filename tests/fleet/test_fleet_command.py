@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from edgecheck.fleet.command import fleet_command, parse_duration, parse_size
 
-from . import fleetfixtures
-from .fleetfixtures import cause_nodes, validate_summary, write_doc
+from tests.fleet import fleetfixtures
+from tests.fleet.fleetfixtures import cause_nodes, validate_summary, write_doc
 
 STARTED = time.time()  # the command measures from the real clock: reports are dated around it
 

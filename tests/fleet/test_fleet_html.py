@@ -11,7 +11,7 @@ import pytest
 
 from edgecheck.fleet import render, render_html, summarise
 
-from .fleetfixtures import NOW, write
+from tests.fleet.fleetfixtures import NOW, write
 
 
 class _Tags(HTMLParser):

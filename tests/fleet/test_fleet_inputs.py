@@ -14,7 +14,7 @@ from edgecheck.fleet import summarise
 from edgecheck.fleet.model import InvalidInput
 from edgecheck.fleet.reportfile import iter_inputs, load_node
 
-from .fleetfixtures import NOW, write
+from tests.fleet.fleetfixtures import NOW, write
 
 
 def _report_text() -> str:
