@@ -44,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 SUITE = "bookworm"
 # What the checks need inside: systemd as init, python3 >= 3.9 for /usr/bin/edgecheck, getfacl
@@ -547,6 +547,3 @@ class Container:
         out = self.run(["journalctl", "--no-pager", "--output=json", *args], check=False).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
-
-def pids_alive(pids: Iterable[int]) -> List[int]:
-    return [p for p in pids if _alive(p)]

@@ -22,9 +22,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 
 from packaging_helpers import dist  # noqa: F401  (fixture)
-from packaging_helpers import REPO, VERSION, build_deb_from_copy
+from packaging_helpers import VERSION, build_deb_from_copy
 from nspawn_helpers import (CACHE_ENV, SUITE, Container, RootfsRecipe, ensure_rootfs, host_debian_mirror,
                             missing_prerequisites, require, which)
 
@@ -48,6 +48,7 @@ DIST_IN_CONTAINER = "/srv/dist"
 REGION = "cn-hangzhou"
 LAB_SERVERS = ("dns", "web", "ntp")
 EXIT_BUSY = 75
+NEWER_VERSION = f"{VERSION}.post1"  # > VERSION for dpkg and PEP 440
 
 # Test-only drop-ins (the shipped timer waits 2 min after boot, then 5 min between runs).
 TIMER_DROPIN = "/etc/systemd/system/edgecheck.timer.d/test-interval.conf"
@@ -251,14 +252,17 @@ def node(rootfs: Path, dist: Path, tmp_path_factory) -> Iterator[Node]:  # noqa:
     ct = Container(rootfs, tmp_path_factory.mktemp("nspawn"), binds_ro=[(str(dist), DIST_IN_CONTAINER),
                                                                          (str(extra), "/srv/extra")])
     lab = None
+    # The upgrade test's newer build (about 30 s of build.sh) runs while the other tests do.
+    builder = ThreadPoolExecutor(max_workers=1)
+    newer = builder.submit(build_deb_from_copy, tmp_path_factory.mktemp("newer-dist"), version=NEWER_VERSION,
+                           arches=os.uname().machine)
     # A SIGTERM (CI timeout) must still stop the container: let pytest unwind the finalizers.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
     try:
         ct.start()
         lab = start_lab(ct, [REGION], LAB_SERVERS)
-        n = Node(ct, lab, deb, notes={"extra": extra, "boot_s": ct.boot_seconds,
-                                      "lab_s": time.monotonic() - started - (ct.boot_seconds or 0)})
+        n = Node(ct, lab, deb, notes={"extra": extra, "newer": newer})
         _prepare_node(n)
         print(f"\ncontainer {ct.name}: booted in {ct.boot_seconds:.2f}s, lab and node ready after "
               f"{time.monotonic() - started:.1f}s")
@@ -268,6 +272,7 @@ def node(rootfs: Path, dist: Path, tmp_path_factory) -> Iterator[Node]:  # noqa:
         if lab is not None:
             lab.stop()
         signal.signal(signal.SIGTERM, previous)
+        builder.shutdown(wait=True)
     assert ct.leftovers() == []
 
 
@@ -322,8 +327,7 @@ def timer_runs(node: Node, installed) -> List[Run]:
                                 f"OnUnitActiveSec={INTERVAL_S}s\nRandomizedDelaySec=0\nAccuracySec=1ms\n")
     node.ct.systemctl("daemon-reload")
     node.ct.systemctl("enable", "--now", TIMER)
-    runs = node.wait_for(lambda: (lambda r: r if len([x for x in r if x.run_lines]) >= 2 else None)(node.runs()),
-                         "two timer runs", timeout=90)
+    node.wait_for(lambda: len([r for r in node.runs() if r.run_lines]) >= 2, "two timer runs", timeout=90)
     node.ct.systemctl("stop", TIMER)
     node.wait_for(lambda: node.ct.show(SERVICE, "ActiveState")["ActiveState"] != "activating", "the last run to end")
     return node.runs()
@@ -493,6 +497,7 @@ while not os.path.exists(stop):
         ok = data.endswith(b"\n") and (json.loads(data)["schema"] == "edgecheck/report/v1" if path == report
                                        else b"edgecheck_ready" in data and b"edgecheck_last_run_timestamp_seconds" in data)
         bad += not ok
+    time.sleep(0.001)
 print(json.dumps({"reads": reads, "bad": bad}))
 """
 
@@ -738,10 +743,10 @@ def test_port_owners_dropin_names_another_users_process(node: Node, hung_run):
 
 
 @pytest.fixture(scope="module")
-def newer_deb(node: Node, tmp_path_factory) -> Path:
-    """The same source with a higher version, built by packaging/build.sh (deb, this arch only)."""
-    out = tmp_path_factory.mktemp("newer-dist")
-    deb = build_deb_from_copy(out, version=f"{VERSION}.post1", arches=os.uname().machine)
+def newer_deb(node: Node) -> Path:
+    """The same source with a higher version, built by packaging/build.sh (deb, this arch only);
+    started in the background when the node came up."""
+    deb = node.notes["newer"].result(timeout=900)
     shutil.copy(deb, node.notes["extra"] / deb.name)
     return deb
 
@@ -752,7 +757,7 @@ def test_upgrade_keeps_a_changed_configuration(node: Node, hung_run, newer_deb: 
     assert "EDGECHECK_REGION=cn-hangzhou" in config_before
     proc = ct.run(["dpkg", "-i", f"/srv/extra/{newer_deb.name}"], check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    new_version = f"{VERSION}.post1"
+    new_version = NEWER_VERSION
     assert ct.run(["dpkg-query", "-W", "-f=${Version}", "edgecheck"]).stdout == f"{new_version}-1"
     assert ct.read(CONFIG) == config_before
     assert ct.run(["sh", "-c", "ls /etc/default/edgecheck.dpkg-* 2>/dev/null || true"]).stdout == ""
