@@ -454,7 +454,7 @@ class Container:
             return ""
 
     def stop(self, grace: float = 20.0) -> None:
-        """Halt, then kill by pid; remove the cgroups. Idempotent; never raises for a dead container."""
+        """Halt, then kill by pid; remove the cgroups. Idempotent; raises only if a cgroup stays busy."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             try:
