@@ -609,6 +609,7 @@ def hung_run(node: Node, timer_runs) -> Dict[str, Any]:
             out["status"] = ct.run(["cat", f"/proc/{pid}/status"]).stdout
             out["mountinfo"] = ct.run(["cat", f"/proc/{pid}/mountinfo"]).stdout
             out["comm"] = ct.run(["cat", f"/proc/{pid}/comm"]).stdout.strip()
+            out["init_status"] = ct.run(["cat", "/proc/1/status"]).stdout
             # The hung process has read its configuration: the next run gets the healthy one.
             node.set_config(**node.healthy_config())
             hung_started = time.monotonic()
@@ -656,11 +657,14 @@ def test_the_running_agent_is_the_edgecheck_user_with_no_privileges(node: Node, 
         assert int(_status_field(status, cap), 16) == 0, (cap, status)
     assert _status_field(status, "NoNewPrivs") == "1"
     assert _status_field(status, "Seccomp") == "2"  # filter mode
-    mounts = {line.split()[4]: line for line in hung_run["mountinfo"].splitlines()}
-    assert " ro," in f" {mounts['/'].split()[5]}," or mounts["/"].split()[5].startswith("ro"), mounts["/"]
-    for writable in (STATE, TEXTFILE_DIR, "/var/cache/edgecheck"):
-        assert mounts[writable].split()[5].startswith("rw"), mounts.get(writable)
-    assert "/home" in mounts or "/root" in mounts  # ProtectHome=yes mounts over them
+    # the unit's own filters come on top of the ones nspawn gives every process in the container
+    assert int(_status_field(status, "Seccomp_filters")) > int(_status_field(hung_run["init_status"], "Seccomp_filters"))
+    # mountpoint -> options of the topmost mount there (later lines of mountinfo stack on earlier)
+    options = {line.split()[4]: line.split()[5].split(",") for line in hung_run["mountinfo"].splitlines()}
+    assert "ro" in options["/"], options["/"]  # ProtectSystem=strict
+    for writable in (STATE, TEXTFILE_DIR, "/var/cache/edgecheck"):  # StateDirectory, ReadWritePaths, CacheDirectory
+        assert "rw" in options[writable], (writable, options.get(writable))
+    assert {"/home", "/root"} <= set(options)  # ProtectHome=yes mounts an inaccessible node over them
 
 
 def test_hung_run_is_killed_by_the_start_timeout_and_the_timer_runs_again(node: Node, hung_run):
