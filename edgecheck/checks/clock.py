@@ -87,6 +87,15 @@ def _sync_state(kernel_synchronised: Optional[bool], daemons: Sequence[DaemonVie
     return None, "kernel adjtimex status"
 
 
+def _running(daemons: Sequence[DaemonView]) -> Tuple[str, ...]:
+    """Time daemons seen in the process table, and chronyd when `chronyc tracking` answered: a
+    hardened unit (ProtectProc=invisible) cannot see other users' processes."""
+    running = list(running_time_daemons())
+    if "chronyd" not in running and any(d.name == "chronyd" and d.error is None for d in daemons):
+        running.append("chronyd")
+    return tuple(running)
+
+
 def check_clock(target: Target, ctx: RunContext) -> CheckResult:
     started = time.monotonic()
     kernel = read_kernel_clock()
@@ -109,7 +118,7 @@ def check_clock(target: Target, ctx: RunContext) -> CheckResult:
 
     disagree = [v.name for v in daemons if None not in (v.synchronised, synchronised) and v.synchronised != synchronised]
     evidence = ClockEvidence(
-        kernel=kernel, daemons=daemons, running_time_daemons=tuple(running_time_daemons()),
+        kernel=kernel, daemons=daemons, running_time_daemons=_running(daemons),
         measurements=measurements, offset_s=offset, offset_source=offset_source or None,
         warn_s=CLOCK_OFFSET_WARN_S, fail_s=CLOCK_OFFSET_FAIL_S,
         service="chrony" if ctx.facts.os_release().family == DEBIAN else "chronyd",

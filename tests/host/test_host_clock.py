@@ -198,3 +198,13 @@ def test_real_check_clock_completes_within_bounds():
     assert r.status in (Status.PASS, Status.WARN, Status.FAIL)
     ev = r.evidence.to_json()
     assert "kernel" in ev and isinstance(ev["daemons"], list)
+
+
+def test_an_answering_chronyc_counts_as_a_running_chronyd(monkeypatch):
+    """A hardened unit (ProtectProc=invisible) sees no other user's process: chronyc answering
+    `tracking` is the proof that chronyd runs, so the advice is not "install chrony"."""
+    _patch_views(monkeypatch, False, [parse_chrony_tracking(CHRONY_UNSYNCED)])
+    monkeypatch.setattr(clock, "running_time_daemons", lambda: [])
+    r = check_clock(clock_target(), RunContext())
+    assert r.evidence.to_json()["running_time_daemons"] == ["chronyd"]
+    assert "chronyd is running but has not synchronised" in advice(r)
