@@ -7,7 +7,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Union
 
 # A temp file older than this was left by a killed run (SIGKILL, power loss), not by a run in
 # progress: runs have a hard deadline far below it.
@@ -15,18 +15,24 @@ STALE_TEMP_AGE_S = 15 * 60
 
 
 def write_atomic(path: Union[str, Path], data: Union[str, bytes], mode: int = 0o644) -> None:
-    """Write `data` to `path` via a temp file in the same directory, fsync, rename.
+    """Write `data` to `path` so readers see the old content or the new, never a partial file."""
+    write_atomic_chunks(path, (data,), mode)
+
+
+def write_atomic_chunks(path: Union[str, Path], chunks: Iterable[Union[str, bytes]], mode: int = 0o644) -> None:
+    """Write the chunks to a temp file in the same directory, fsync, rename: a large document is
+    never held whole in memory, and readers never see it partly written.
 
     Temp files a killed earlier write left next to `path` are removed first. On any error the
     temp file is removed and the previous file at `path` is untouched.
     """
     path = Path(path)
     remove_stale_temps(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(raw)
+            for chunk in chunks:
+                f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)

@@ -14,11 +14,11 @@ import json
 import os
 import re
 import sys
-import tempfile
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import click
 
+from edgecheck.atomicfile import write_atomic_chunks
 from edgecheck.fleet.model import InvalidInput
 
 EXIT_OUTPUT_ERROR = 74  # sysexits EX_IOERR, as `run --output`
@@ -70,27 +70,6 @@ class _Size(click.ParamType):
 
 def output_format(path: str, default: str) -> str:
     return EXTENSIONS.get(os.path.splitext(path)[1].lower(), default)
-
-
-def write_stream(path: str, chunks: Iterable[str]) -> None:
-    """Write chunks to a temp file beside `path`, then rename: readers never see a partial file,
-    and the document is never held whole in memory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _say_skipped(bad: InvalidInput) -> None:
@@ -159,7 +138,7 @@ def _write_outputs(outputs: Sequence[str], fmt: str, summary, verbose: bool) -> 
     failed: List[str] = []
     for path in outputs:
         try:
-            write_stream(path, render(summary, output_format(path, fmt), verbose=verbose))
+            write_atomic_chunks(path, render(summary, output_format(path, fmt), verbose=verbose))
         except OSError as exc:
             click.echo(f"edgecheck fleet: cannot write {path}: {exc.strerror or exc}", err=True)
             failed.append(path)
