@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from edgecheck.fleet.causes import reason_rank
 from edgecheck.fleet.model import (
@@ -156,16 +156,7 @@ class FleetAggregator:
                 on_every_failing_node=on_every(d),
             )
 
-        flags = FleetFlags(
-            stale=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts <= ? AND ts < ?",
-                                   (horizon, stale_before))) if stale_before is not None else 0,
-            clock_ahead=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts > ?", (horizon,))),
-            versions=_counts(store, "version"),
-            mixed={name: values for name in ("region", "mode", "phase", "k8s_version")
-                   for values in [_counts(store, name)] if len(values) > 1},
-            duplicates=int(store.scalar("SELECT count(DISTINCT hostname) FROM ignored")),
-            without_findings=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND has_findings = 0")),
-        )
+        flags = _flags(store, horizon, stale_before)
         return FleetSummary(
             store=store,
             generated_at=rfc3339(now),
@@ -188,3 +179,17 @@ class FleetAggregator:
 def _counts(store: NodeStore, column: str) -> Dict[str, int]:
     rows = store.rows(f"SELECT {column}, count(*) FROM nodes WHERE alive = 1 GROUP BY {column}")
     return dict(sorted(((str(v), int(n)) for v, n in rows), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _flags(store: Any, horizon: float, stale_before: Optional[float]) -> FleetFlags:
+    """What needs attention besides the causes: stale or future reports, mixed inputs, duplicates."""
+    return FleetFlags(
+        stale=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts <= ? AND ts < ?",
+                               (horizon, stale_before))) if stale_before is not None else 0,
+        clock_ahead=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts > ?", (horizon,))),
+        versions=_counts(store, "version"),
+        mixed={name: values for name in ("region", "mode", "phase", "k8s_version")
+               for values in [_counts(store, name)] if len(values) > 1},
+        duplicates=int(store.scalar("SELECT count(DISTINCT hostname) FROM ignored")),
+        without_findings=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND has_findings = 0")),
+    )

@@ -9,15 +9,10 @@ have no `findings`: each failing or warning check then becomes its own cause, ke
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from edgecheck.diagnosis.causes import ORDER
 from edgecheck.fleet.model import STATUS_FAIL, STATUS_WARN, NodeCause
-
-# The single-node report's troubleshooting order (edgecheck/diagnosis/causes.py: DNS first, then
-# firewalls and routes, TLS once TCP works, then the host itself). Ties between causes on the
-# same number of nodes are broken by it, so the likely first fix comes first.
-_RANK = {reason.value: i for i, reason in enumerate(ORDER)}
 
 # What a reason means for one check, for the titles of fallback causes (count-free, like the
 # titles of `findings`).
@@ -48,8 +43,17 @@ REASON_PHRASES = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def reason_rank(reason: str) -> int:
-    return _RANK.get(reason, len(_RANK))
+    """The single-node report's troubleshooting order (edgecheck/diagnosis/causes.py: DNS first,
+    then firewalls and routes, TLS once TCP works, then the host itself). Ties between causes on
+    the same number of nodes are broken by it, so the likely first fix comes first."""
+    # Imported here: the diagnosis layer loads the probes' evidence types, which `edgecheck
+    # --help` (this command is registered in the CLI) must not pay for.
+    from edgecheck.diagnosis.causes import ORDER
+
+    ranks = [i for i, r in enumerate(ORDER) if r.value == reason]
+    return ranks[0] if ranks else len(ORDER)
 
 
 def fallback_cause_id(reason: str, check_id: str) -> str:
