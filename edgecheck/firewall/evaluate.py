@@ -44,6 +44,13 @@ _ABSENT = object()  # the field does not exist at this hook (e.g. iifname on out
 SYN = 0x02
 
 
+class _Either:
+    """A field with several values, any of which may match (multiport --ports)."""
+
+    def __init__(self, values: Tuple[object, ...]) -> None:
+        self.values = values
+
+
 @dataclass(frozen=True)
 class RuleRef:
     """A rule (or a chain's policy) named the way a person finds it again."""
@@ -259,7 +266,7 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
         elif isinstance(e, (Nop,)):
             continue
         elif isinstance(e, SetMark):
-            mark = e.value
+            mark = e.apply(mark)
         elif isinstance(e, Verdict):
             return _verdict(table, chain, rule, e, ei, pkt, mark, path, budget, depth)
         elif isinstance(e, VerdictMap):
@@ -319,9 +326,10 @@ def _match(m: Match, pkt: Packet, mark: int) -> Optional[bool]:
         return False  # the kernel's expression "breaks": the rule does not match, negated or not
     if m.mask is not None and isinstance(v, int):
         v &= m.mask
+    values = v.values if isinstance(v, _Either) else (v,)
     hit = False
     for a in m.atoms:
-        if a.contains(v):
+        if any(a.contains(x) for x in values):
             hit = True
             break
     return hit != m.negate
@@ -333,6 +341,8 @@ def _field(pkt: Packet, key: str, mark: int) -> object:
         return pkt.dport
     if key == "sport":
         return pkt.sport
+    if key == "anyport":  # iptables multiport --ports: source or destination port
+        return _Either((pkt.sport, pkt.dport))
     if key == "saddr":
         return ipaddress.ip_address(pkt.saddr)
     if key == "daddr":

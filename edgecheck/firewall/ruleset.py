@@ -101,9 +101,14 @@ class VerdictMap:
 
 @dataclass(frozen=True)
 class SetMark:
-    """`meta mark set N` / `-j MARK --set-mark N`: later matches on the mark see the new value."""
+    """`meta mark set N` / `-j MARK --set-xmark N/M`: later matches on the mark see
+    `(mark & ~clear) ^ value` (xt_MARK's definition; nft's `meta mark set N` is clear=all)."""
 
     value: int
+    clear: int = 0xFFFFFFFF
+
+    def apply(self, mark: int) -> int:
+        return (mark & ~self.clear & 0xFFFFFFFF) ^ self.value
 
 
 @dataclass(frozen=True)
