@@ -1,0 +1,177 @@
+"""Does the filter let a port through from a set of source CIDRs: all, none, or only some; pure.
+
+Method: the verdict for a source address can only change where some rule's address constant
+begins or ends. Collect every saddr constant in the ruleset (prefixes, ranges, single addresses,
+named and anonymous set elements, concatenation parts, verdict-map keys) as intervals; inside one
+CIDR the verdict is then constant between consecutive boundaries. Evaluating the CIDR's first and
+last address and, for every interval that intersects it, the interval's first and last address and
+the addresses just outside it (lo-1, hi+1, when inside the CIDR) hits every piece, so "allowed for
+all of it" is proven, not sampled. Only when a CIDR has more than `max_per_cidr` boundaries is it
+sampled (the result then says so).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
+
+from edgecheck.firewall.evaluate import ACCEPT, UNKNOWN, Evaluation, evaluate
+from edgecheck.firewall.ruleset import Atom, Match, Packet, Ruleset, VerdictMap
+
+ALLOWED, BLOCKED, PARTIAL = "allowed", "blocked", "partial"
+MAX_PER_CIDR = 256
+
+
+@dataclass(frozen=True)
+class CidrVerdict:
+    cidr: str
+    status: str  # allowed | blocked | partial | unknown
+    allowed: Tuple[str, ...]  # addresses evaluated as accepted
+    blocked: Tuple[Tuple[str, Evaluation], ...]  # addresses evaluated as dropped/rejected
+    unknown: Optional[Evaluation] = None
+    sampled: bool = False  # True when the boundaries were too many to evaluate all
+
+
+@dataclass(frozen=True)
+class SourceVerdict:
+    """status: allowed (from every source), blocked (from none), partial (only some), unknown."""
+
+    status: str
+    cidrs: Tuple[CidrVerdict, ...]
+
+    @property
+    def allowed_cidrs(self) -> List[str]:
+        return [c.cidr for c in self.cidrs if c.status == ALLOWED]
+
+    @property
+    def blocked_cidrs(self) -> List[str]:
+        return [c.cidr for c in self.cidrs if c.status == BLOCKED]
+
+    @property
+    def partial_cidrs(self) -> List[str]:
+        return [c.cidr for c in self.cidrs if c.status == PARTIAL]
+
+    @property
+    def first_block(self) -> Optional[Evaluation]:
+        for c in self.cidrs:
+            if c.blocked:
+                return c.blocked[0][1]
+        return None
+
+    @property
+    def first_unknown(self) -> Optional[Evaluation]:
+        return next((c.unknown for c in self.cidrs if c.unknown is not None), None)
+
+    def describe(self) -> str:
+        if self.status == UNKNOWN:
+            u = self.first_unknown
+            return u.describe() if u else "cannot evaluate"
+        if self.status == ALLOWED:
+            return f"allowed from {', '.join(c.cidr for c in self.cidrs)}"
+        b = self.first_block
+        how = b.describe() if b else ""
+        if self.status == BLOCKED:
+            return f"blocked from {', '.join(c.cidr for c in self.cidrs)}: {how}"
+        parts = []
+        if self.allowed_cidrs:
+            parts.append(f"allowed from {', '.join(self.allowed_cidrs)}")
+        if self.blocked_cidrs:
+            parts.append(f"blocked from {', '.join(self.blocked_cidrs)}")
+        for c in self.cidrs:
+            if c.status == PARTIAL:
+                parts.append(f"within {c.cidr} only some sources are allowed (e.g. {c.allowed[0]} allowed, "
+                             f"{c.blocked[0][0]} blocked)")
+        return "; ".join(parts) + (f" — {how}" if how else "")
+
+
+def source_intervals(rs: Ruleset) -> List[Tuple[object, object]]:
+    """Every (lo, hi) address interval a rule compares the source address with."""
+    out: Set[Tuple[object, object]] = set()
+
+    def add_atom(a: Atom, key_parts: Sequence[str]) -> None:
+        if a.parts is not None:
+            for k, p in zip(key_parts, a.parts):
+                if k == "saddr":
+                    add_atom(p, ("saddr",))
+            return
+        if key_parts == ("saddr",) and isinstance(a.lo, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            out.add((a.lo, a.hi))
+
+    for t in rs.tables:
+        for c in t.chains.values():
+            for r in c.rules:
+                for e in r.exprs:
+                    if isinstance(e, Match):
+                        parts = tuple(e.key[len("concat:"):].split(",")) if e.key.startswith("concat:") else (e.key,)
+                        for a in e.atoms:
+                            add_atom(a, parts)
+                    elif isinstance(e, VerdictMap):
+                        parts = tuple(e.key[len("concat:"):].split(",")) if e.key.startswith("concat:") else (e.key,)
+                        for a, _ in e.entries:
+                            add_atom(a, parts)
+    return sorted(out, key=lambda iv: (iv[0].version, iv[0], iv[1]))  # type: ignore[attr-defined]
+
+
+def representatives(cidr: str, intervals: Iterable[Tuple[object, object]], max_n: int = MAX_PER_CIDR) -> Tuple[List[str], bool]:
+    net = ipaddress.ip_network(cidr, strict=False)
+    first, last = net.network_address, net.broadcast_address
+    pts = {first, last}
+    for lo, hi in intervals:
+        if getattr(lo, "version", None) != net.version or hi < first or lo > last:  # type: ignore[operator]
+            continue
+        for p in (lo, hi):
+            if first <= p <= last:  # type: ignore[operator]
+                pts.add(p)
+        if lo > first:  # type: ignore[operator]
+            pts.add(lo - 1)  # type: ignore[operator]
+        if hi < last:  # type: ignore[operator]
+            pts.add(hi + 1)  # type: ignore[operator]
+    ordered = sorted(pts)  # type: ignore[type-var]
+    sampled = False
+    if len(ordered) > max_n:
+        step = len(ordered) / (max_n - 1)
+        ordered = sorted({ordered[int(i * step)] for i in range(max_n - 1)} | {ordered[-1]})
+        sampled = True
+    return [str(p) for p in ordered], sampled
+
+
+def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int, daddr: str,
+                     iifname: str = "", max_per_cidr: int = MAX_PER_CIDR) -> SourceVerdict:
+    """Inbound `protocol`/`port` to local address `daddr` (arriving on `iifname`) from every CIDR."""
+    intervals = source_intervals(rs)
+    per: List[CidrVerdict] = []
+    for cidr in cidrs:
+        addrs, sampled = representatives(cidr, intervals, max_per_cidr)
+        ok: List[str] = []
+        bad: List[Tuple[str, Evaluation]] = []
+        unknown: Optional[Evaluation] = None
+        for a in addrs:
+            if (":" in a) != (":" in daddr):
+                continue  # a source of the other family cannot reach this address
+            ev = evaluate(rs, Packet("in", protocol, a, daddr, port, iifname=iifname))
+            if ev.verdict == ACCEPT:
+                ok.append(a)
+            elif ev.verdict == UNKNOWN:
+                unknown = unknown or ev
+            else:
+                bad.append((a, ev))
+        if unknown is not None:
+            status = UNKNOWN
+        elif ok and bad:
+            status = PARTIAL
+        elif bad:
+            status = BLOCKED
+        else:
+            status = ALLOWED
+        per.append(CidrVerdict(cidr, status, tuple(ok), tuple(bad), unknown, sampled))
+    statuses = {c.status for c in per}
+    if UNKNOWN in statuses:
+        overall = UNKNOWN
+    elif statuses == {ALLOWED}:
+        overall = ALLOWED
+    elif statuses == {BLOCKED}:
+        overall = BLOCKED
+    else:
+        overall = PARTIAL
+    return SourceVerdict(overall, tuple(per))
