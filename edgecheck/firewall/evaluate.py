@@ -252,6 +252,8 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
             if r is False:
                 return None
             if r is None:
+                if _later_match_fails(exprs, ei, pkt, mark):
+                    return None  # the rule cannot match whatever the unreadable part says
                 ref = RuleRef.of(table, rule)
                 budget.left -= 1
                 if budget.left <= 0:
@@ -287,6 +289,19 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
             return [_Out(UNKNOWN, RuleRef.of(table, rule), path, mark,
                          reason=f"expression not understood: {e.text}")]
     return None  # a rule without verdict (counter, log): the chain goes on
+
+
+def _later_match_fails(exprs: Sequence[object], ei: int, pkt: Packet, mark: int) -> bool:
+    for e in exprs[ei:]:
+        if isinstance(e, Match):
+            if _match(e, pkt, mark) is False:
+                return True
+        elif isinstance(e, Const):
+            if not e.result:
+                return True
+        elif not isinstance(e, Nop):
+            return False  # a statement (verdict, mark, opaque): matches after it depend on it
+    return False
 
 
 def _verdict(table: Table, chain: Chain, rule: Rule, v: Verdict, ei: int, pkt: Packet, mark: int,

@@ -122,7 +122,7 @@ def merge_tables(rs: Ruleset, replacement: Ruleset, only: Sequence[Tuple[str, st
 
 def read_ruleset(timeout: float = DEFAULT_TIMEOUT_S, runner: Runner = subprocess_runner,
                  tool: Callable[[str], Optional[str]] = find_tool,
-                 proc_net: str = "/proc/net", cap: Optional[bool] = None) -> ReadResult:
+                 proc_net: Optional[str] = None, cap: Optional[bool] = None) -> ReadResult:
     """Read nftables + iptables(-nft/-legacy) into one Ruleset, or say why it cannot."""
     cap = has_cap_net_admin() if cap is None else cap
     if cap is False:
@@ -184,7 +184,10 @@ def read_ruleset(timeout: float = DEFAULT_TIMEOUT_S, runner: Runner = subprocess
                 elif rc is not None and _denied(err + out):
                     return ReadResult(None, Unreadable("reading iptables rules was refused (needs CAP_NET_ADMIN)",
                                                        DROPIN_HINT, err.strip()), res.commands)
-    # iptables-legacy: separate kernel tables, listed per network namespace in /proc/net.
+    # iptables-legacy: separate kernel tables, listed per network namespace in /proc/net. The
+    # calling thread's view (thread-self): /proc/net follows the process's main thread.
+    if proc_net is None:
+        proc_net = "/proc/thread-self/net" if os.path.isdir("/proc/thread-self/net") else "/proc/net"
     for fam, names_file in (("ip", "ip_tables_names"), ("ip6", "ip6_tables_names")):
         try:
             with open(os.path.join(proc_net, names_file)) as f:
