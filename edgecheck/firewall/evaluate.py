@@ -218,9 +218,9 @@ def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Eval
                           BaseChainRef(t.source, t.family, t.name, c.name, c.base.hook, c.base.priority),
                           reason=oo.reason, uncertain=uncertain, chains_evaluated=len(chains))
     culprit = uncertain[0] if uncertain else None
-    verdicts = ", ".join(sorted(kinds))
+    verdicts = " or ".join(sorted(kinds))
     return Evaluation(pkt, UNKNOWN, culprit, o.path, base,
-                      reason=f"the verdict depends on this rule's match, which cannot be decided here ({verdicts})",
+                      reason=f"the packet is {verdicts} depending on a match this evaluator cannot read",
                       uncertain=uncertain, chains_evaluated=len(chains))
 
 
@@ -247,8 +247,8 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
     while ei < len(exprs):
         e = exprs[ei]
         ei += 1
-        if isinstance(e, Match):
-            r = _match(e, pkt, mark)
+        if isinstance(e, Match) or (isinstance(e, Opaque) and e.is_match):
+            r = _match(e, pkt, mark) if isinstance(e, Match) else None
             if r is False:
                 return None
             if r is None:
@@ -287,7 +287,7 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
             return None  # no element: the rule does nothing, the chain goes on
         elif isinstance(e, Opaque):
             return [_Out(UNKNOWN, RuleRef.of(table, rule), path, mark,
-                         reason=f"expression not understood: {e.text}")]
+                         reason=f"statement not understood: {e.text}")]
     return None  # a rule without verdict (counter, log): the chain goes on
 
 

@@ -239,7 +239,7 @@ class _Parser:
             self.next()
             dep = "icmp" if module == "icmp" else "ipv6-icmp"
             out.append(Match("l4proto", (Atom.value(L4PROTO[dep]),)))
-            out.append(Opaque(f"-m {module} {opt}"))  # never reached by a TCP/UDP packet
+            out.append(Opaque(f"-m {module} {opt}", is_match=True))  # never reached by a TCP/UDP packet
         elif module == "iprange":
             if opt not in ("--src-range", "--dst-range"):
                 raise _Bad(f"-m iprange {opt}")
@@ -276,7 +276,7 @@ class _Parser:
                 raise _Bad(f"-m policy {opt}")
         else:
             args = self._args_until_option()
-            out.append(Opaque(f"-m {module} {opt} {' '.join(args)}".strip()))
+            out.append(Opaque(f"-m {module} {opt} {' '.join(args)}".strip(), is_match=True))
 
     def _target(self, name: str) -> List[Expr]:
         args = self.toks[self.i:]

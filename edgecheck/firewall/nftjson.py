@@ -116,7 +116,8 @@ class _Ctx:
         try:
             return self._expr(x)
         except (_Unsupported, KeyError, TypeError, ValueError, IndexError):
-            return [Opaque(render_expr(x))]
+            is_match = isinstance(x, dict) and ("match" in x or (x.get("xt", {}).get("type") == "match"))
+            return [Opaque(render_expr(x), is_match=is_match)]
 
     def _expr(self, x: Dict[str, Any]) -> List[Expr]:
         (kind, body), = x.items()

@@ -120,9 +120,11 @@ class Nop:
 
 @dataclass(frozen=True)
 class Opaque:
-    """An expression or statement the parser did not understand: the evaluator stops here."""
+    """An expression or statement the parser did not understand. A match (`is_match`) may or may
+    not hold, so the evaluator follows both outcomes; a statement stops the evaluation (unknown)."""
 
     text: str
+    is_match: bool = False
 
 
 Expr = Union[Match, Const, Verdict, VerdictMap, SetMark, Nop, Opaque]
