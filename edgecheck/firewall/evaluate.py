@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
@@ -143,6 +143,13 @@ class _Out:
     uncertain: Tuple[RuleRef, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Cont:
+    """The rule did not end the chain; the next rule sees this mark."""
+
+    mark: int
+
+
 class _Budget:
     def __init__(self, n: int) -> None:
         self.left = n
@@ -235,14 +242,17 @@ def _chain(table: Table, chain: Chain, pkt: Packet, start: int, mark: int, path:
         outs = _rule(table, chain, rule, 0, pkt, mark, path, budget, depth)
         if outs is None:
             continue  # rule did not match
+        if isinstance(outs, _Cont):
+            mark = outs.mark  # matched without a verdict (counter, log, mark set)
+            continue
         return outs
     return [_Out("return", None, path, mark)]
 
 
 def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: int, path: Tuple[str, ...],
-          budget: _Budget, depth: int) -> Optional[List[_Out]]:
-    """Outcomes of rule `rule` from expression `ei`, or None when it does not match (the chain
-    goes on with the next rule)."""
+          budget: _Budget, depth: int) -> "Union[None, _Cont, List[_Out]]":
+    """Outcomes of rule `rule` from expression `ei`; None when it does not match, _Cont when it
+    matched without ending the chain (the chain goes on with the next rule)."""
     exprs = rule.exprs
     while ei < len(exprs):
         e = exprs[ei]
@@ -260,7 +270,11 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
                     return [_Out(UNKNOWN, ref, path, mark, reason="too many rules that cannot be decided here")]
                 taken = _rule(table, chain, rule, ei, pkt, mark, path, budget, depth)
                 skipped = _chain(table, chain, pkt, rule.index + 1, mark, path, budget, depth)
-                both = (taken if taken is not None else skipped) + skipped
+                if taken is None:
+                    taken = skipped
+                elif isinstance(taken, _Cont):
+                    taken = _chain(table, chain, pkt, rule.index + 1, taken.mark, path, budget, depth)
+                both = taken + skipped
                 return [replace(o, uncertain=(ref,) + o.uncertain) for o in both]
         elif isinstance(e, Const):
             if not e.result:
@@ -284,11 +298,11 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
             for atom, verdict in e.entries:
                 if atom.contains(v):
                     return _verdict(table, chain, rule, verdict, ei, pkt, mark, path, budget, depth)
-            return None  # no element: the rule does nothing, the chain goes on
+            return _Cont(mark)  # no element: the rule does nothing, the chain goes on
         elif isinstance(e, Opaque):
             return [_Out(UNKNOWN, RuleRef.of(table, rule), path, mark,
                          reason=f"statement not understood: {e.text}")]
-    return None  # a rule without verdict (counter, log): the chain goes on
+    return _Cont(mark)  # a rule without verdict (counter, log, mark set): the chain goes on
 
 
 def _later_match_fails(exprs: Sequence[object], ei: int, pkt: Packet, mark: int) -> bool:
@@ -305,10 +319,10 @@ def _later_match_fails(exprs: Sequence[object], ei: int, pkt: Packet, mark: int)
 
 
 def _verdict(table: Table, chain: Chain, rule: Rule, v: Verdict, ei: int, pkt: Packet, mark: int,
-             path: Tuple[str, ...], budget: _Budget, depth: int) -> Optional[List[_Out]]:
+             path: Tuple[str, ...], budget: _Budget, depth: int) -> "Union[_Cont, List[_Out]]":
     ref = RuleRef.of(table, rule)
     if v.kind == "continue":
-        return None
+        return _Cont(mark)
     if v.kind in (ACCEPT, DROP):
         return [_Out(v.kind, ref, path, mark)]
     if v.kind == REJECT:

@@ -47,6 +47,10 @@ ADDRTYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", 
              "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 
 
+_PROTO_MODULES = ("tcp", "udp", "sctp", "udplite", "dccp")
+_PROTO_OPTS = ("--dport", "--destination-port", "--sport", "--source-port", "--syn", "--tcp-flags")
+
+
 class _Bad(Exception):
     pass
 
@@ -152,6 +156,8 @@ class _Parser:
                 self.next()
                 self.next()
             elif t.startswith("--"):
+                if module is None and self.proto in ("tcp", "udp", "sctp", "udplite", "dccp"):
+                    module = self.proto  # `-p tcp --dport N`: iptables loads the protocol match implicitly
                 if module is None:
                     raise _Bad(f"option {t} outside a match")
                 self._module_option(module, t, neg)
@@ -168,6 +174,8 @@ class _Parser:
 
     def _module_option(self, module: str, opt: str, neg: bool) -> None:
         out = self.out
+        if opt in _PROTO_OPTS and module not in _PROTO_MODULES and self.proto in _PROTO_MODULES:
+            module = self.proto  # the implicit protocol match takes its options after any -m
         if module in ("tcp", "udp", "sctp", "udplite", "dccp"):
             if opt in ("--dport", "--destination-port", "--sport", "--source-port"):
                 key = "dport" if opt in ("--dport", "--destination-port") else "sport"
