@@ -16,12 +16,12 @@ unknown at once. Never a silent accept.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
+    addr_int,
     Chain,
     Const,
     Match,
@@ -41,6 +41,7 @@ ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
 MAX_BRANCHES = 256  # undecidable matches fork the walk; beyond this many paths the verdict is unknown
 MAX_DEPTH = 64  # jump nesting; the kernel's own limit is 16 (nft) / unbounded-but-looped-checked (xtables)
 _ABSENT = object()  # the field does not exist at this hook (e.g. iifname on output): the match fails
+_UNKNOWN = object()  # the field exists but its value is not known here
 SYN = 0x02
 
 
@@ -180,6 +181,7 @@ def base_chains(rs: Ruleset, pkt: Packet) -> List[Tuple[Table, Chain]]:
 def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Evaluation:
     chains = base_chains(rs, pkt)
     budget = _Budget(max_branches)
+    f = packet_fields(pkt)
     first_accept: List[Optional[RuleRef]] = [None]
 
     def run(bi: int, mark: int, uncertain: Tuple[RuleRef, ...]) -> List[Tuple[_Out, int]]:
@@ -187,7 +189,7 @@ def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Eval
             return [(_Out(ACCEPT, None, (), mark, uncertain=uncertain), bi)]
         table, chain = chains[bi]
         results = []
-        for o in _chain(table, chain, pkt, 0, mark, (f"{table.family} {table.name} {chain.name}",), budget, 0):
+        for o in _chain(table, chain, f, 0, mark, (f"{table.family} {table.name} {chain.name}",), budget, 0):
             o = replace(o, uncertain=uncertain + o.uncertain)
             if o.kind == "return":  # fell off the end of a base chain: its policy decides
                 assert chain.base is not None
@@ -231,7 +233,7 @@ def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Eval
                       uncertain=uncertain, chains_evaluated=len(chains))
 
 
-def _chain(table: Table, chain: Chain, pkt: Packet, start: int, mark: int, path: Tuple[str, ...],
+def _chain(table: Table, chain: Chain, f: Dict[str, object], start: int, mark: int, path: Tuple[str, ...],
            budget: _Budget, depth: int) -> List[_Out]:
     """Outcomes of running `chain` from rule `start`; kind "return" = fell off / returned."""
     if depth > MAX_DEPTH:
@@ -239,7 +241,7 @@ def _chain(table: Table, chain: Chain, pkt: Packet, start: int, mark: int, path:
     rules = chain.rules
     for i in range(start, len(rules)):
         rule = rules[i]
-        outs = _rule(table, chain, rule, 0, pkt, mark, path, budget, depth)
+        outs = _rule(table, chain, rule, 0, f, mark, path, budget, depth)
         if outs is None:
             continue  # rule did not match
         if isinstance(outs, _Cont):
@@ -249,7 +251,7 @@ def _chain(table: Table, chain: Chain, pkt: Packet, start: int, mark: int, path:
     return [_Out("return", None, path, mark)]
 
 
-def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: int, path: Tuple[str, ...],
+def _rule(table: Table, chain: Chain, rule: Rule, ei: int, f: Dict[str, object], mark: int, path: Tuple[str, ...],
           budget: _Budget, depth: int) -> "Union[None, _Cont, List[_Out]]":
     """Outcomes of rule `rule` from expression `ei`; None when it does not match, _Cont when it
     matched without ending the chain (the chain goes on with the next rule)."""
@@ -258,22 +260,22 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
         e = exprs[ei]
         ei += 1
         if isinstance(e, Match) or (isinstance(e, Opaque) and e.is_match):
-            r = _match(e, pkt, mark) if isinstance(e, Match) else None
+            r = _match(e, f, mark) if isinstance(e, Match) else None
             if r is False:
                 return None
             if r is None:
-                if _later_match_fails(exprs, ei, pkt, mark):
+                if _later_match_fails(exprs, ei, f, mark):
                     return None  # the rule cannot match whatever the unreadable part says
                 ref = RuleRef.of(table, rule)
                 budget.left -= 1
                 if budget.left <= 0:
                     return [_Out(UNKNOWN, ref, path, mark, reason="too many rules that cannot be decided here")]
-                taken = _rule(table, chain, rule, ei, pkt, mark, path, budget, depth)
-                skipped = _chain(table, chain, pkt, rule.index + 1, mark, path, budget, depth)
+                taken = _rule(table, chain, rule, ei, f, mark, path, budget, depth)
+                skipped = _chain(table, chain, f, rule.index + 1, mark, path, budget, depth)
                 if taken is None:
                     taken = skipped
                 elif isinstance(taken, _Cont):
-                    taken = _chain(table, chain, pkt, rule.index + 1, taken.mark, path, budget, depth)
+                    taken = _chain(table, chain, f, rule.index + 1, taken.mark, path, budget, depth)
                 both = taken + skipped
                 return [replace(o, uncertain=(ref,) + o.uncertain) for o in both]
         elif isinstance(e, Const):
@@ -284,10 +286,10 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
         elif isinstance(e, SetMark):
             mark = e.apply(mark)
         elif isinstance(e, Verdict):
-            return _verdict(table, chain, rule, e, ei, pkt, mark, path, budget, depth)
+            return _verdict(table, chain, rule, e, ei, f, mark, path, budget, depth)
         elif isinstance(e, VerdictMap):
             try:
-                v = _field(pkt, e.key, mark)
+                v = _value(e.key, f, mark)
             except UnknownField:
                 return [_Out(UNKNOWN, RuleRef.of(table, rule), path, mark,
                              reason=f"verdict map keyed on {e.key}, unknown for this packet")]
@@ -297,7 +299,7 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
                 v &= e.mask
             for atom, verdict in e.entries:
                 if atom.contains(v):
-                    return _verdict(table, chain, rule, verdict, ei, pkt, mark, path, budget, depth)
+                    return _verdict(table, chain, rule, verdict, ei, f, mark, path, budget, depth)
             return _Cont(mark)  # no element: the rule does nothing, the chain goes on
         elif isinstance(e, Opaque):
             return [_Out(UNKNOWN, RuleRef.of(table, rule), path, mark,
@@ -305,10 +307,10 @@ def _rule(table: Table, chain: Chain, rule: Rule, ei: int, pkt: Packet, mark: in
     return _Cont(mark)  # a rule without verdict (counter, log, mark set): the chain goes on
 
 
-def _later_match_fails(exprs: Sequence[object], ei: int, pkt: Packet, mark: int) -> bool:
+def _later_match_fails(exprs: Sequence[object], ei: int, f: Dict[str, object], mark: int) -> bool:
     for e in exprs[ei:]:
         if isinstance(e, Match):
-            if _match(e, pkt, mark) is False:
+            if _match(e, f, mark) is False:
                 return True
         elif isinstance(e, Const):
             if not e.result:
@@ -318,7 +320,7 @@ def _later_match_fails(exprs: Sequence[object], ei: int, pkt: Packet, mark: int)
     return False
 
 
-def _verdict(table: Table, chain: Chain, rule: Rule, v: Verdict, ei: int, pkt: Packet, mark: int,
+def _verdict(table: Table, chain: Chain, rule: Rule, v: Verdict, ei: int, f: Dict[str, object], mark: int,
              path: Tuple[str, ...], budget: _Budget, depth: int) -> "Union[_Cont, List[_Out]]":
     ref = RuleRef.of(table, rule)
     if v.kind == "continue":
@@ -332,91 +334,76 @@ def _verdict(table: Table, chain: Chain, rule: Rule, v: Verdict, ei: int, pkt: P
     target = table.chains.get(v.target or "")
     if target is None:
         return [_Out(UNKNOWN, ref, path, mark, reason=f"{v.kind} to a chain that is not in the ruleset: {v.target}")]
-    sub = _chain(table, target, pkt, 0, mark, path + (target.name,), budget, depth + 1)
+    sub = _chain(table, target, f, 0, mark, path + (target.name,), budget, depth + 1)
     if v.kind == "goto":
         return sub  # a return from the goto target returns from this chain too
     outs: List[_Out] = []
     for o in sub:
         if o.kind == "return":
             # back in this chain after the jumping rule
-            rest = _chain(table, chain, pkt, rule.index + 1, o.mark, path, budget, depth)
+            rest = _chain(table, chain, f, rule.index + 1, o.mark, path, budget, depth)
             outs.extend(replace(r, uncertain=o.uncertain + r.uncertain) for r in rest)
         else:
             outs.append(o)
     return outs
 
 
-def _match(m: Match, pkt: Packet, mark: int) -> Optional[bool]:
+def _match(m: Match, f: Dict[str, object], mark: int) -> Optional[bool]:
     try:
-        v = _field(pkt, m.key, mark)
+        v = _value(m.key, f, mark)
     except UnknownField:
         return None
     if v is _ABSENT:
         return False  # the kernel's expression "breaks": the rule does not match, negated or not
     if m.mask is not None and isinstance(v, int):
         v &= m.mask
-    values = v.values if isinstance(v, _Either) else (v,)
-    hit = False
-    for a in m.atoms:
-        if any(a.contains(x) for x in values):
-            hit = True
-            break
+    if isinstance(v, _Either):
+        hit = any(m.hit(x) for x in v.values)
+    else:
+        hit = m.hit(v)
     return hit != m.negate
 
 
-def _field(pkt: Packet, key: str, mark: int) -> object:
-    inbound = pkt.direction == "in"
-    if key == "dport":
-        return pkt.dport
-    if key == "sport":
-        return pkt.sport
-    if key == "anyport":  # iptables multiport --ports: source or destination port
-        return _Either((pkt.sport, pkt.dport))
-    if key == "saddr":
-        return ipaddress.ip_address(pkt.saddr)
-    if key == "daddr":
-        return ipaddress.ip_address(pkt.daddr)
-    if key == "l4proto":
-        return L4PROTO[pkt.l4proto]
-    if key == "nfproto":
-        return pkt.family
-    if key == "meta.protocol":
-        return "ip" if pkt.family == "ipv4" else "ip6"
-    if key == "ct.state":
-        return "new"
-    if key == "ct.status":
-        return ""  # a new, untranslated connection has none of the status bits rules test (dnat, snat, ...)
-    if key == "ct.direction":
-        return "original"
-    if key in ("ct.mark",):
-        return 0
+def match(m: Match, pkt: Packet) -> Optional[bool]:
+    """One match against a packet: True, False, or None when it cannot be decided here."""
+    return _match(m, packet_fields(pkt), pkt.mark)
+
+
+def _value(key: str, f: Dict[str, object], mark: int) -> object:
     if key == "mark":
         return mark
-    if key == "iifname":
-        if not inbound:
-            return _ABSENT
-        if not pkt.iifname:
-            raise UnknownField(key)
-        return pkt.iifname
-    if key == "oifname":
-        if inbound:
-            return _ABSENT
-        if not pkt.oifname:
-            raise UnknownField(key)
-        return pkt.oifname
-    if key == "pkttype":
-        return "host"
-    if key == "fib.daddr.type":
-        return "local" if inbound else "unicast"
-    if key == "fib.saddr.type":
-        return "unicast" if inbound else "local"
-    if key == "fib.rpf":
-        if not inbound:
-            raise UnknownField(key)
-        return pkt.rpf_ok
-    if key == "tcp.flags":
-        return SYN
-    if key.startswith("concat:"):
-        vals = tuple(_field(pkt, k, mark) for k in key[len("concat:"):].split(","))
-        return _ABSENT if any(v is _ABSENT for v in vals) else vals
-    raise UnknownField(key)
+    v = f.get(key, _UNKNOWN)
+    if v is _UNKNOWN:
+        if key.startswith("concat:"):
+            vals = tuple(_value(k, f, mark) for k in key[len("concat:"):].split(","))
+            return _ABSENT if any(x is _ABSENT for x in vals) else vals
+        raise UnknownField(key)
+    return v
+
+
+def packet_fields(pkt: Packet) -> Dict[str, object]:
+    """Every field a match may read, computed once per packet (the walk is the hot path)."""
+    inbound = pkt.direction == "in"
+    return {
+        "dport": pkt.dport,
+        "sport": pkt.sport,
+        "anyport": _Either((pkt.sport, pkt.dport)),  # iptables multiport --ports
+        "saddr": addr_int(pkt.saddr),
+        "daddr": addr_int(pkt.daddr),
+        "l4proto": L4PROTO[pkt.l4proto],
+        "nfproto": pkt.family,
+        "meta.protocol": "ip" if pkt.family == "ipv4" else "ip6",
+        "ct.state": "new",
+        # a new, untranslated connection has none of the status bits rules test (dnat, snat, ...)
+        "ct.status": "",
+        "ct.direction": "original",
+        "ct.mark": 0,
+        "pkttype": "host",
+        "fib.daddr.type": "local" if inbound else "unicast",
+        "fib.saddr.type": "unicast" if inbound else "local",
+        "fib.rpf": pkt.rpf_ok if inbound else _UNKNOWN,
+        "tcp.flags": SYN,
+        # no input device on output, no output device before routing on input: the match fails
+        "iifname": (pkt.iifname or _UNKNOWN) if inbound else _ABSENT,
+        "oifname": _ABSENT if inbound else (pkt.oifname or _UNKNOWN),
+    }

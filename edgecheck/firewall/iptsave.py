@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
+    addr_int,
+    prefix_range,
     Atom,
     BaseHook,
     Chain,
@@ -92,7 +94,7 @@ def parse_iptables_save(text: str, family: str = "ip", source: str = "iptables-l
             chain = table.chains.setdefault(chain_name, Chain(chain_name))
             exprs = parse_rule_tokens(toks[2:], family)
             chain.rules.append(Rule(family=family, table=table.name, chain=chain_name, index=len(chain.rules),
-                                    handle=None, exprs=exprs, text=line))
+                                    handle=None, exprs=exprs, source_text=line))
     return rs
 
 
@@ -252,8 +254,7 @@ class _Parser:
             if opt not in ("--src-range", "--dst-range"):
                 raise _Bad(f"-m iprange {opt}")
             lo, hi = self.next().split("-")
-            out.append(Match("saddr" if opt == "--src-range" else "daddr",
-                             (Atom(ipaddress.ip_address(lo), ipaddress.ip_address(hi)),), neg))
+            out.append(Match("saddr" if opt == "--src-range" else "daddr", (Atom(addr_int(lo), addr_int(hi)),), neg))
         elif module in ("mark", "connmark"):
             if opt != "--mark":
                 raise _Bad(f"-m {module} {opt}")
@@ -339,12 +340,11 @@ def _net_atom(v: str) -> Atom:
     if "/" in v:
         addr, mask = v.split("/", 1)
         if "." in mask or ":" in mask:  # dotted netmask (old iptables-save)
-            net = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
-        else:
-            net = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
+            mask = str(ipaddress.ip_network(f"{addr}/{mask}", strict=False).prefixlen)
+        lo, hi = prefix_range(addr, int(mask))
     else:
-        net = ipaddress.ip_network(v, strict=False)
-    return Atom(net.network_address, net.broadcast_address)
+        lo = hi = addr_int(v)
+    return Atom(lo, hi)
 
 
 def _port_atom(v: str) -> Atom:

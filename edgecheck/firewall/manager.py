@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from edgecheck.firewall.evaluate import BaseChainRef, Evaluation, _match
+from edgecheck.firewall.evaluate import BaseChainRef, Evaluation, match
 from edgecheck.firewall.ruleset import Match, Packet, Ruleset, Verdict
 
 FIREWALLD, UFW, NFTABLES, IPTABLES_NFT, IPTABLES_LEGACY, NONE = (
@@ -61,7 +61,7 @@ def firewalld_zone(rs: Ruleset, pkt: Packet) -> Optional[str]:
             target = None
             for e in rule.exprs:
                 if isinstance(e, Match):
-                    if _match(e, pkt, pkt.mark) is not True:
+                    if match(e, pkt) is not True:
                         ok = False
                         break
                 elif isinstance(e, Verdict) and e.kind in ("goto", "jump") and e.target:

@@ -11,12 +11,14 @@ reports it instead of guessing past it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
+    V6_OFFSET,
+    addr_int,
+    prefix_range,
     Atom,
     BaseHook,
     Chain,
@@ -84,7 +86,7 @@ def parse_nft_items(items: List[Dict[str, Any]]) -> Ruleset:
         ctx = _Ctx(r["family"], r["table"], sets)
         exprs = tuple(e for x in r.get("expr", []) for e in ctx.expr(x))
         chain.rules.append(Rule(family=r["family"], table=r["table"], chain=r["chain"], index=len(chain.rules),
-                                handle=r.get("handle"), exprs=exprs, text=render_rule(r.get("expr", []))))
+                                handle=r.get("handle"), exprs=exprs, source_text=r.get("expr", [])))
     rs.tables = list(tables.values())
     return rs
 
@@ -185,7 +187,7 @@ class _Ctx:
         elif op == "!=":
             negate = True
         elif op in ("<", ">", "<=", ">=") and len(atoms) == 1 and atoms[0].lo == atoms[0].hi and kind in (INT, ADDR):
-            atoms, negate = (_compare_range(op, atoms[0].lo),), False
+            atoms, negate = (_compare_range(op, atoms[0].lo, kind),), False
         else:
             raise _Unsupported
         return [*deps, Match(key, tuple(atoms), negate, mask, set_name)]
@@ -281,8 +283,8 @@ class _Ctx:
         if isinstance(v, dict) and "prefix" in v:
             if kind != ADDR:
                 raise _Unsupported
-            net = ipaddress.ip_network(f"{v['prefix']['addr']}/{v['prefix']['len']}", strict=False)
-            return Atom(net.network_address, net.broadcast_address)
+            lo, hi = prefix_range(v["prefix"]["addr"], v["prefix"]["len"])
+            return Atom(lo, hi)
         if isinstance(v, dict) and "range" in v:
             lo, hi = v["range"]
             return Atom(_scalar(lo, kind), _scalar(hi, kind))
@@ -338,19 +340,13 @@ class _Ctx:
         return [*deps, VerdictMap(key, tuple(entries), mask, name)]
 
 
-def _compare_range(op: str, v: Any) -> Atom:
-    if isinstance(v, int):
-        lo_all, hi_all, one = 0, 2 ** 32 - 1, 1
-        if op == "<":
-            return Atom(lo_all, v - one)
-        if op == "<=":
-            return Atom(lo_all, v)
-        if op == ">":
-            return Atom(v + one, hi_all)
-        return Atom(v, hi_all)
-    cls = type(v)
-    lo_all = cls(0)
-    hi_all = cls(2 ** (32 if cls is ipaddress.IPv4Address else 128) - 1)
+def _compare_range(op: str, v: Any, kind: str = INT) -> Atom:
+    if kind == ADDR and v >= V6_OFFSET:
+        lo_all, hi_all = V6_OFFSET, V6_OFFSET + 2 ** 128 - 1
+    elif kind == ADDR:
+        lo_all, hi_all = 0, 2 ** 32 - 1
+    else:
+        lo_all, hi_all = 0, 2 ** 64 - 1
     if op == "<":
         return Atom(lo_all, v - 1)
     if op == "<=":
@@ -362,7 +358,7 @@ def _compare_range(op: str, v: Any) -> Atom:
 
 def _scalar(v: Any, kind: str) -> Any:
     if kind == ADDR:
-        return ipaddress.ip_address(v)
+        return addr_int(v)
     if kind == PROTO:
         if isinstance(v, int):
             return v

@@ -10,9 +10,11 @@ fails ends the rule; a `Verdict` ends it with a decision; other statements (coun
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 Scalar = Union[int, str, IPAddress]
@@ -27,6 +29,31 @@ L4PROTO = {
     "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132, "udplite": 136, "dccp": 33, "all": -1,
 }
 L4NAME = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp"}
+
+
+V6_OFFSET = 1 << 128  # IPv6 addresses are stored as int + this, so they never equal an IPv4 one
+
+
+def addr_int(text: str) -> int:
+    """An address as one comparable int (IPv4: its 32-bit value; IPv6: value + V6_OFFSET)."""
+    text = text.split("%", 1)[0]
+    if ":" in text:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big") + V6_OFFSET
+    return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+
+
+def int_addr(value: int) -> str:
+    if value >= V6_OFFSET:
+        return str(ipaddress.IPv6Address(value - V6_OFFSET))
+    return str(ipaddress.IPv4Address(value))
+
+
+def prefix_range(addr: str, length: int) -> Tuple[int, int]:
+    base = addr_int(addr)
+    bits = 128 if base >= V6_OFFSET else 32
+    host = (1 << (bits - int(length))) - 1
+    lo = base & ~host if base < V6_OFFSET else ((base - V6_OFFSET) & ~host) + V6_OFFSET
+    return lo, lo + host
 
 
 @dataclass(frozen=True)
@@ -49,9 +76,6 @@ class Atom:
                 a.contains(v) for a, v in zip(self.parts, x))
         if self.wildcard is not None:
             return isinstance(x, str) and x.startswith(self.wildcard)
-        if isinstance(x, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-            lo, hi = self.lo, self.hi
-            return (isinstance(lo, type(x)) and isinstance(hi, type(x)) and lo <= x <= hi)
         if isinstance(x, bool) or isinstance(self.lo, bool):
             return x == self.lo
         if isinstance(x, int) and isinstance(self.lo, int):
@@ -69,6 +93,40 @@ class Match:
     negate: bool = False
     mask: Optional[int] = None
     set_name: Optional[str] = None  # the named set it came from, for rendering and source boundaries
+    # Precomputed lookup (a 5,000-rule walk must stay cheap): single values in a set, int ranges,
+    # and the rest (wildcards, concatenations) tested one by one.
+    exact: FrozenSet[object] = field(default=frozenset(), init=False, repr=False, compare=False)
+    ranges: Tuple[Tuple[int, int], ...] = field(default=(), init=False, repr=False, compare=False)
+    other: Tuple[Atom, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exact, ranges, other = set(), [], []
+        for a in self.atoms:
+            if a.parts is None and a.wildcard is None and a.lo == a.hi and not isinstance(a.lo, bool):
+                exact.add(a.lo)
+            elif a.parts is None and a.wildcard is None and isinstance(a.lo, int) and isinstance(a.hi, int) \
+                    and not isinstance(a.lo, bool):
+                ranges.append((a.lo, a.hi))
+            else:
+                other.append(a)
+        object.__setattr__(self, "exact", frozenset(exact))
+        object.__setattr__(self, "ranges", tuple(ranges))
+        object.__setattr__(self, "other", tuple(other))
+
+    def hit(self, x: object) -> bool:
+        try:
+            if x in self.exact:
+                return True
+        except TypeError:
+            pass
+        if self.ranges and isinstance(x, int):
+            for lo, hi in self.ranges:
+                if lo <= x <= hi:
+                    return True
+        for a in self.other:
+            if a.contains(x):
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -138,7 +196,16 @@ class Rule:
     index: int  # 0-based position in its chain
     handle: Optional[int]  # nft handle; None for iptables-legacy
     exprs: Tuple[Expr, ...]
-    text: str  # a readable rendering: nft syntax, or the iptables-save line
+    source_text: object  # the iptables-save line, or nft's JSON expressions (rendered on demand)
+
+    @functools.cached_property
+    def text(self) -> str:
+        """A readable rendering: nft syntax, or the iptables-save line."""
+        if isinstance(self.source_text, str):
+            return self.source_text
+        from edgecheck.firewall.nftjson import render_rule  # rendering is only needed for reports
+
+        return render_rule(self.source_text)  # type: ignore[arg-type]
 
     @property
     def ref(self) -> str:

@@ -1,7 +1,8 @@
 """Does the filter let a port through from a set of source CIDRs: all, none, or only some; pure.
 
 Method: the verdict for a source address can only change where some rule's address constant
-begins or ends. Collect every saddr constant in the ruleset (prefixes, ranges, single addresses,
+begins or ends. Collect every saddr constant of the rules that could match this port, protocol
+and interface (prefixes, ranges, single addresses,
 named and anonymous set elements, concatenation parts, verdict-map keys) as intervals; inside one
 CIDR the verdict is then constant between consecutive boundaries. Evaluating the CIDR's first and
 last address and, for every interval that intersects it, the interval's first and last address and
@@ -16,8 +17,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-from edgecheck.firewall.evaluate import ACCEPT, UNKNOWN, Evaluation, evaluate
-from edgecheck.firewall.ruleset import Atom, Match, Packet, Ruleset, VerdictMap
+from edgecheck.firewall.evaluate import ACCEPT, UNKNOWN, Evaluation, _match, evaluate, packet_fields
+from edgecheck.firewall.ruleset import Atom, Match, Packet, Rule, Ruleset, VerdictMap, int_addr, prefix_range
 
 ALLOWED, BLOCKED, PARTIAL = "allowed", "blocked", "partial"
 MAX_PER_CIDR = 256
@@ -85,9 +86,12 @@ class SourceVerdict:
         return "; ".join(parts) + (f" — {how}" if how else "")
 
 
-def source_intervals(rs: Ruleset) -> List[Tuple[object, object]]:
-    """Every (lo, hi) address interval a rule compares the source address with."""
-    out: Set[Tuple[object, object]] = set()
+def source_intervals(rs: Ruleset, template: Optional[Packet] = None) -> List[Tuple[int, int]]:
+    """Every (lo, hi) address interval (ints, see ruleset.addr_int) a rule compares the source
+    address with. With a template packet, rules that cannot match it whatever its source (another
+    port, protocol, interface) are left out: their boundaries cannot change the verdict."""
+    out: Set[Tuple[int, int]] = set()
+    fields = packet_fields(template) if template is not None else None
 
     def add_atom(a: Atom, key_parts: Sequence[str]) -> None:
         if a.parts is not None:
@@ -95,12 +99,23 @@ def source_intervals(rs: Ruleset) -> List[Tuple[object, object]]:
                 if k == "saddr":
                     add_atom(p, ("saddr",))
             return
-        if key_parts == ("saddr",) and isinstance(a.lo, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-            out.add((a.lo, a.hi))
+        if key_parts == ("saddr",) and isinstance(a.lo, int) and not isinstance(a.lo, bool):
+            out.add((a.lo, a.hi))  # type: ignore[arg-type]
+
+    def relevant(r: Rule) -> bool:
+        if fields is None:
+            return True
+        for e in r.exprs:
+            if isinstance(e, Match) and "saddr" not in e.key and e.key != "mark":
+                if _match(e, fields, 0) is False:
+                    return False
+        return True
 
     for t in rs.tables:
         for c in t.chains.values():
             for r in c.rules:
+                if not relevant(r):
+                    continue
                 for e in r.exprs:
                     if isinstance(e, Match):
                         parts = tuple(e.key[len("concat:"):].split(",")) if e.key.startswith("concat:") else (e.key,)
@@ -110,36 +125,37 @@ def source_intervals(rs: Ruleset) -> List[Tuple[object, object]]:
                         parts = tuple(e.key[len("concat:"):].split(",")) if e.key.startswith("concat:") else (e.key,)
                         for a, _ in e.entries:
                             add_atom(a, parts)
-    return sorted(out, key=lambda iv: (iv[0].version, iv[0], iv[1]))  # type: ignore[attr-defined]
+    return sorted(out)
 
 
-def representatives(cidr: str, intervals: Iterable[Tuple[object, object]], max_n: int = MAX_PER_CIDR) -> Tuple[List[str], bool]:
+def representatives(cidr: str, intervals: Iterable[Tuple[int, int]], max_n: int = MAX_PER_CIDR) -> Tuple[List[str], bool]:
     net = ipaddress.ip_network(cidr, strict=False)
-    first, last = net.network_address, net.broadcast_address
+    first, last = prefix_range(str(net.network_address), net.prefixlen)
     pts = {first, last}
     for lo, hi in intervals:
-        if getattr(lo, "version", None) != net.version or hi < first or lo > last:  # type: ignore[operator]
-            continue
+        if hi < first or lo > last:
+            continue  # also skips the other address family (disjoint int ranges)
         for p in (lo, hi):
-            if first <= p <= last:  # type: ignore[operator]
+            if first <= p <= last:
                 pts.add(p)
-        if lo > first:  # type: ignore[operator]
-            pts.add(lo - 1)  # type: ignore[operator]
-        if hi < last:  # type: ignore[operator]
-            pts.add(hi + 1)  # type: ignore[operator]
-    ordered = sorted(pts)  # type: ignore[type-var]
+        if lo > first:
+            pts.add(lo - 1)
+        if hi < last:
+            pts.add(hi + 1)
+    ordered = sorted(pts)
     sampled = False
     if len(ordered) > max_n:
         step = len(ordered) / (max_n - 1)
         ordered = sorted({ordered[int(i * step)] for i in range(max_n - 1)} | {ordered[-1]})
         sampled = True
-    return [str(p) for p in ordered], sampled
+    return [int_addr(p) for p in ordered], sampled
 
 
 def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int, daddr: str,
                      iifname: str = "", max_per_cidr: int = MAX_PER_CIDR) -> SourceVerdict:
     """Inbound `protocol`/`port` to local address `daddr` (arriving on `iifname`) from every CIDR."""
-    intervals = source_intervals(rs)
+    template = Packet("in", protocol, "0.0.0.0" if ":" not in daddr else "::", daddr, port, iifname=iifname)
+    intervals = source_intervals(rs, template)
     per: List[CidrVerdict] = []
     for cidr in cidrs:
         addrs, sampled = representatives(cidr, intervals, max_per_cidr)
@@ -154,8 +170,11 @@ def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int
                 ok.append(a)
             elif ev.verdict == UNKNOWN:
                 unknown = unknown or ev
+                break
             else:
                 bad.append((a, ev))
+            if ok and bad:
+                break  # partial is proven; the rest cannot change it
         if unknown is not None:
             status = UNKNOWN
         elif ok and bad:

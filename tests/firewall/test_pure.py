@@ -30,7 +30,7 @@ from edgecheck.firewall import (
 )
 from edgecheck.firewall.evaluate import MAX_BRANCHES
 from edgecheck.firewall.iptsave import parse_rule_tokens
-from edgecheck.firewall.ruleset import Match, Opaque
+from edgecheck.firewall.ruleset import Match, Opaque, addr_int
 from edgecheck.firewall.sources import representatives, source_intervals
 
 FIX = Path(__file__).parent / "fixtures"
@@ -229,8 +229,8 @@ COMMIT
     sv = evaluate_sources(rs, ["10.0.0.0/16", "10.0.9.8/32", "192.168.0.0/24"], "tcp", 1, NODE)
     assert [c.status for c in sv.cidrs] == ["partial", "blocked", "allowed"]
     assert sv.status == "partial"
-    pts, sampled = representatives("10.0.0.0/8", [(a, a) for a in
-                                                  [__import__("ipaddress").ip_address(f"10.1.{i // 256}.{i % 256}") for i in range(600)]], 64)
+    many = [(a, a) for a in (addr_int(f"10.1.{i // 256}.{i % 256}") for i in range(600))]
+    pts, sampled = representatives("10.0.0.0/8", many, 64)
     assert sampled and len(pts) <= 64
 
 
