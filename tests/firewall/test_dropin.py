@@ -16,7 +16,7 @@ MAX_EXPOSURE = 2.5  # the same bound the default unit and port-owners.conf are h
 
 def analyze(*args: str) -> subprocess.CompletedProcess:
     if not shutil.which("systemd-analyze"):
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail("needs systemd-analyze (Debian: systemd)")
         pytest.skip("needs systemd-analyze")
     return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=120)

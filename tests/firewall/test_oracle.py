@@ -415,3 +415,13 @@ def test_reading_without_cap_net_admin_is_unreadable_not_an_error(lab: FwLab) ->
                                  sys.executable, "-c", code.format(cap="None")],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.startswith("OK"), out.stdout + out.stderr
+
+
+def test_local_address_helpers_name_the_interface(lab: FwLab) -> None:
+    from edgecheck.firewall.localaddr import interface_of, route_to
+
+    assert lab.node.run(interface_of, NODE_ADDR) == NODE_IF
+    assert lab.node.run(interface_of, "10.88.0.77") == NODE_IF  # inside the interface's subnet
+    assert lab.node.run(interface_of, "203.0.113.1") is None
+    assert lab.node.run(route_to, PEER_ADDR) == (NODE_ADDR, NODE_IF)
+    assert lab.node.run(route_to, "192.168.50.1") == (NODE_ADDR, NODE_IF)  # via the peer

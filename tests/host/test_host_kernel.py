@@ -141,7 +141,7 @@ def test_conntrack_not_loaded_and_swap_and_ipv6(tmp_path):
 
 def test_real_kernel_in_a_namespace():
     if os.geteuid() != 0 or not shutil.which("ip"):
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail("needs root and iproute2")
         pytest.skip("needs root and iproute2")
     from tests.probes.netns import Netns
