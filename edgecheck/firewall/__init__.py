@@ -12,6 +12,9 @@ Typical use (the I/O is in read_ruleset and localaddr; everything else is pure):
     fix = remedy(mgr, Opening("out", "tcp", 443, destinations=(dst,)), ev.base, distro_family)
 """
 
+from __future__ import annotations
+
+
 from edgecheck.firewall.evaluate import ACCEPT, DROP, REJECT, UNKNOWN, BaseChainRef, Evaluation, RuleRef, evaluate
 from edgecheck.firewall.iptsave import parse_iptables_save
 from edgecheck.firewall.manager import (

@@ -16,7 +16,7 @@ unknown at once. Never a silent accept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from edgecheck.firewall.ruleset import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,

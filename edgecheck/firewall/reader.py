@@ -19,11 +19,11 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.iptsave import parse_iptables_save
 from edgecheck.firewall.nftjson import parse_nft_items
-from edgecheck.firewall.ruleset import Ruleset, Table
+from edgecheck.firewall.ruleset import Ruleset
 
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 XTABLES_NAMES = ("filter", "mangle", "raw", "security", "nat")

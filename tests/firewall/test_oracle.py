@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
-import pytest
 
 from edgecheck.firewall import (
     FIREWALLD,

@@ -6,7 +6,6 @@ ufw 0.36.2 on iptables-nft 1.8.9, nft 1.0.6); the oracle tests re-create them li
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from edgecheck.firewall import (
 )
 from edgecheck.firewall.evaluate import MAX_BRANCHES
 from edgecheck.firewall.iptsave import parse_rule_tokens
-from edgecheck.firewall.ruleset import Match, Opaque, addr_int
+from edgecheck.firewall.ruleset import Opaque, addr_int
 from edgecheck.firewall.sources import representatives, source_intervals
 
 FIX = Path(__file__).parent / "fixtures"
