@@ -14,6 +14,7 @@ sampled (the result then says so).
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -152,8 +153,12 @@ def representatives(cidr: str, intervals: Iterable[Tuple[int, int]], max_n: int 
 
 
 def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int, daddr: str,
-                     iifname: str = "", max_per_cidr: int = MAX_PER_CIDR) -> SourceVerdict:
-    """Inbound `protocol`/`port` to local address `daddr` (arriving on `iifname`) from every CIDR."""
+                     iifname: str = "", max_per_cidr: int = MAX_PER_CIDR,
+                     deadline: Optional[float] = None) -> SourceVerdict:
+    """Inbound `protocol`/`port` to local address `daddr` (arriving on `iifname`) from every CIDR.
+
+    `deadline` (time.monotonic()): stop evaluating further sample addresses when it passes; the
+    CIDRs cut short are marked `sampled` (a 5,000-rule ruleset costs ~15 ms per address)."""
     template = Packet("in", protocol, "0.0.0.0" if ":" not in daddr else "::", daddr, port, iifname=iifname)
     intervals = source_intervals(rs, template)
     per: List[CidrVerdict] = []
@@ -162,7 +167,10 @@ def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int
         ok: List[str] = []
         bad: List[Tuple[str, Evaluation]] = []
         unknown: Optional[Evaluation] = None
-        for a in addrs:
+        for i, a in enumerate(addrs):
+            if deadline is not None and i > 0 and time.monotonic() > deadline:
+                sampled = True
+                break
             if (":" in a) != (":" in daddr):
                 continue  # a source of the other family cannot reach this address
             ev = evaluate(rs, Packet("in", protocol, a, daddr, port, iifname=iifname))

@@ -312,3 +312,13 @@ def test_reader_without_any_tool_is_unreadable(tmp_path):
     host = FakeHost({}, tools=())
     res = read_ruleset(runner=host.run, tool=host.tool, proc_net=str(tmp_path), cap=True)
     assert not res.ok and "neither nft nor iptables-save" in res.unreadable.reason
+
+
+def test_sources_deadline_cuts_sampling_short():
+    import time
+
+    lines = "\n".join(f"-A INPUT -s 10.{i // 250}.{i % 250}.0/24 -p tcp --dport 1 -j DROP" for i in range(600))
+    rs = parse_iptables_save(f"*filter\n:INPUT DROP [0:0]\n{lines}\nCOMMIT\n")
+    sv = evaluate_sources(rs, ["10.0.0.0/8"], "tcp", 1, NODE, deadline=time.monotonic() - 1)
+    c = sv.cidrs[0]
+    assert c.sampled and len(c.blocked) == 1 and sv.status == "blocked"
