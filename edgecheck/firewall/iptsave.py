@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
@@ -168,124 +168,135 @@ class _Parser:
         return self.out + target
 
     def _args_until_option(self) -> List[str]:
-        args = []
-        while self.peek() is not None and not (self.peek().startswith("-") and len(self.peek()) > 1 and
-                                                not self.peek()[1].isdigit()) and self.peek() != "!":
+        args: List[str] = []
+        while True:
+            nxt = self.peek()
+            if nxt is None or nxt == "!" or (nxt.startswith("-") and len(nxt) > 1 and not nxt[1].isdigit()):
+                return args
             args.append(self.next())
-        return args
 
     def _module_option(self, module: str, opt: str, neg: bool) -> None:
-        out = self.out
         if opt in _PROTO_OPTS and module not in _PROTO_MODULES and self.proto in _PROTO_MODULES:
             module = self.proto  # the implicit protocol match takes its options after any -m
-        if module in ("tcp", "udp", "sctp", "udplite", "dccp"):
-            if opt in ("--dport", "--destination-port", "--sport", "--source-port"):
-                key = "dport" if opt in ("--dport", "--destination-port") else "sport"
-                out.append(Match(key, (_port_atom(self.next()),), neg))
-            elif opt == "--syn":
-                out.append(Match("tcp.flags", (Atom.value(0x02),), neg, mask=0x17))
-            elif opt == "--tcp-flags":
-                mask, comp = _tcp_flags(self.next()), _tcp_flags(self.next())
-                out.append(Match("tcp.flags", (Atom.value(comp),), neg, mask=mask))
-            else:
-                raise _Bad(f"-m {module} {opt}")
-        elif module == "multiport":
-            keys = {"--dports": "dport", "--destination-ports": "dport", "--sports": "sport",
-                    "--source-ports": "sport", "--ports": "anyport"}
-            if opt not in keys:
-                raise _Bad(f"-m multiport {opt}")
-            out.append(Match(keys[opt], tuple(_port_atom(p) for p in self.next().split(",")), neg))
-        elif module in ("conntrack", "state"):
-            if opt in ("--ctstate", "--state"):
-                states = tuple(Atom.value(s.lower()) for s in self.next().split(","))
-                out.append(Match("ct.state", states, neg))
-            elif opt == "--ctstatus":
-                out.append(Match("ct.status", tuple(Atom.value(s.lower()) for s in self.next().split(",")), neg))
-            elif opt == "--ctdir":
-                out.append(Match("ct.direction", (Atom.value(self.next().lower()),), neg))
-            elif opt == "--ctproto":
-                p = self.next().lower()
-                out.append(Match("l4proto", (Atom.value(int(p) if p.isdigit() else L4PROTO[p]),), neg))
-            elif opt in ("--ctorigsrc", "--ctorigdst"):
-                out.append(Match("saddr" if opt == "--ctorigsrc" else "daddr", (_net_atom(self.next()),), neg))
-            elif opt in ("--ctorigsrcport", "--ctorigdstport"):
-                out.append(Match("sport" if opt == "--ctorigsrcport" else "dport", (_port_atom(self.next()),), neg))
-            else:
-                raise _Bad(f"-m conntrack {opt}")
-        elif module == "comment":
-            self.next()
-        elif module == "limit":
-            self.next()  # --limit / --limit-burst: a fresh bucket lets the first packet through
-        elif module == "hashlimit":
-            if opt == "--hashlimit-above":
-                self.next()
-                out.append(Const(neg, "hashlimit above (not reached by a first packet)"))
-            else:
-                if opt not in ("--hashlimit-mode",) or True:
-                    if self.peek() is not None and not self.peek().startswith("--"):
-                        self.next()
-        elif module == "recent":
-            if opt == "--set":
-                out.append(Const(not neg, "recent --set"))
-            elif opt in ("--rcheck", "--update", "--remove"):
-                # A synthetic first packet has no history in the list: rcheck/update/remove do not match.
-                out.append(Const(neg, f"recent {opt} (no history for a new source)"))
-            elif opt in ("--seconds", "--hitcount", "--name", "--mask"):
-                self.next()
-            elif opt in ("--rsource", "--rdest", "--rttl", "--reap"):
-                pass
-            else:
-                raise _Bad(f"-m recent {opt}")
-        elif module == "addrtype":
-            if opt in ("--dst-type", "--src-type"):
-                key = "fib.daddr.type" if opt == "--dst-type" else "fib.saddr.type"
-                types = tuple(Atom.value(x.lower()) for x in self.next().split(","))
-                out.append(Match(key, types, neg))
-            elif opt in ("--limit-iface-in", "--limit-iface-out"):
-                pass
-            else:
-                raise _Bad(f"-m addrtype {opt}")
-        elif module in ("icmp", "icmp6"):
-            self.next()
-            dep = "icmp" if module == "icmp" else "ipv6-icmp"
-            out.append(Match("l4proto", (Atom.value(L4PROTO[dep]),)))
-            out.append(Opaque(f"-m {module} {opt}", is_match=True))  # never reached by a TCP/UDP packet
-        elif module == "iprange":
-            if opt not in ("--src-range", "--dst-range"):
-                raise _Bad(f"-m iprange {opt}")
-            lo, hi = self.next().split("-")
-            out.append(Match("saddr" if opt == "--src-range" else "daddr", (Atom(addr_int(lo), addr_int(hi)),), neg))
-        elif module in ("mark", "connmark"):
-            if opt != "--mark":
-                raise _Bad(f"-m {module} {opt}")
-            val, mask = _value_mask(self.next())
-            out.append(Match("mark" if module == "mark" else "ct.mark", (Atom.value(val),), neg, mask=mask))
-        elif module == "owner":
-            v = self.next()
-            out.append(Match("meta.skuid" if opt == "--uid-owner" else "meta.sk" + opt[2:], (Atom.value(v),), neg))
-        elif module in ("rt", "frag", "hbh", "dst"):
-            self.next() if self.peek() and not self.peek().startswith("--") else None
-            # Needs that IPv6 extension header; a plain TCP/UDP packet has none (ip6t_rt returns false).
-            out.append(Const(False, f"-m {module} (extension header absent)"))
-        elif module in ("hl", "ttl"):
-            self.next()
-            out.append(Match(f"{module}.value", (Atom.value(0),), neg))
-        elif module == "pkttype":
-            v = self.next().lower()
-            out.append(Match("pkttype", (Atom.value("host" if v == "unicast" else v),), neg))
-        elif module == "policy":
-            if opt == "--pol":
-                v = self.next()
-                out.append(Const((v == "none") != neg, f"policy --pol {v} (packet without IPsec)"))
-            elif opt in ("--dir",):
-                self.next()
-            elif opt == "--strict":
-                pass
-            else:
-                raise _Bad(f"-m policy {opt}")
-        else:
+        handler = _MODULE_HANDLERS.get(module)
+        if handler is None:
             args = self._args_until_option()
-            out.append(Opaque(f"-m {module} {opt} {' '.join(args)}".strip(), is_match=True))
+            self.out.append(Opaque(f"-m {module} {opt} {' '.join(args)}".strip(), is_match=True))
+            return
+        handler(self, module, opt, neg)
+
+    def _m_proto(self, module: str, opt: str, neg: bool) -> None:
+        if opt in ("--dport", "--destination-port", "--sport", "--source-port"):
+            key = "dport" if opt in ("--dport", "--destination-port") else "sport"
+            self.out.append(Match(key, (_port_atom(self.next()),), neg))
+        elif opt == "--syn":
+            self.out.append(Match("tcp.flags", (Atom.value(0x02),), neg, mask=0x17))
+        elif opt == "--tcp-flags":
+            mask, comp = _tcp_flags(self.next()), _tcp_flags(self.next())
+            self.out.append(Match("tcp.flags", (Atom.value(comp),), neg, mask=mask))
+        else:
+            raise _Bad(f"-m {module} {opt}")
+
+    def _m_multiport(self, module: str, opt: str, neg: bool) -> None:
+        keys = {"--dports": "dport", "--destination-ports": "dport", "--sports": "sport",
+                "--source-ports": "sport", "--ports": "anyport"}
+        if opt not in keys:
+            raise _Bad(f"-m multiport {opt}")
+        self.out.append(Match(keys[opt], tuple(_port_atom(p) for p in self.next().split(",")), neg))
+
+    def _m_conntrack(self, module: str, opt: str, neg: bool) -> None:
+        if opt in ("--ctstate", "--state"):
+            self.out.append(Match("ct.state", tuple(Atom.value(s.lower()) for s in self.next().split(",")), neg))
+        elif opt == "--ctstatus":
+            self.out.append(Match("ct.status", tuple(Atom.value(s.lower()) for s in self.next().split(",")), neg))
+        elif opt == "--ctdir":
+            self.out.append(Match("ct.direction", (Atom.value(self.next().lower()),), neg))
+        elif opt == "--ctproto":
+            p = self.next().lower()
+            self.out.append(Match("l4proto", (Atom.value(int(p) if p.isdigit() else L4PROTO[p]),), neg))
+        elif opt in ("--ctorigsrc", "--ctorigdst"):
+            self.out.append(Match("saddr" if opt == "--ctorigsrc" else "daddr", (_net_atom(self.next()),), neg))
+        elif opt in ("--ctorigsrcport", "--ctorigdstport"):
+            self.out.append(Match("sport" if opt == "--ctorigsrcport" else "dport", (_port_atom(self.next()),), neg))
+        else:
+            raise _Bad(f"-m conntrack {opt}")
+
+    def _m_one_argument(self, module: str, opt: str, neg: bool) -> None:
+        # comment; limit --limit/--limit-burst: a fresh bucket lets the first packet through
+        self.next()
+
+    def _m_hashlimit(self, module: str, opt: str, neg: bool) -> None:
+        if opt == "--hashlimit-above":
+            self.next()
+            self.out.append(Const(neg, "hashlimit above (not reached by a first packet)"))
+            return
+        nxt = self.peek()
+        if nxt is not None and not nxt.startswith("--"):
+            self.next()
+
+    def _m_recent(self, module: str, opt: str, neg: bool) -> None:
+        if opt == "--set":
+            self.out.append(Const(not neg, "recent --set"))
+        elif opt in ("--rcheck", "--update", "--remove"):
+            # A synthetic first packet has no history in the list: rcheck/update/remove do not match.
+            self.out.append(Const(neg, f"recent {opt} (no history for a new source)"))
+        elif opt in ("--seconds", "--hitcount", "--name", "--mask"):
+            self.next()
+        elif opt not in ("--rsource", "--rdest", "--rttl", "--reap"):
+            raise _Bad(f"-m recent {opt}")
+
+    def _m_addrtype(self, module: str, opt: str, neg: bool) -> None:
+        if opt in ("--dst-type", "--src-type"):
+            key = "fib.daddr.type" if opt == "--dst-type" else "fib.saddr.type"
+            self.out.append(Match(key, tuple(Atom.value(x.lower()) for x in self.next().split(",")), neg))
+        elif opt not in ("--limit-iface-in", "--limit-iface-out"):
+            raise _Bad(f"-m addrtype {opt}")
+
+    def _m_icmp(self, module: str, opt: str, neg: bool) -> None:
+        self.next()
+        dep = "icmp" if module == "icmp" else "ipv6-icmp"
+        self.out.append(Match("l4proto", (Atom.value(L4PROTO[dep]),)))
+        self.out.append(Opaque(f"-m {module} {opt}", is_match=True))  # never reached by a TCP/UDP packet
+
+    def _m_iprange(self, module: str, opt: str, neg: bool) -> None:
+        if opt not in ("--src-range", "--dst-range"):
+            raise _Bad(f"-m iprange {opt}")
+        lo, hi = self.next().split("-")
+        self.out.append(Match("saddr" if opt == "--src-range" else "daddr", (Atom(addr_int(lo), addr_int(hi)),), neg))
+
+    def _m_mark(self, module: str, opt: str, neg: bool) -> None:
+        if opt != "--mark":
+            raise _Bad(f"-m {module} {opt}")
+        val, mask = _value_mask(self.next())
+        self.out.append(Match("mark" if module == "mark" else "ct.mark", (Atom.value(val),), neg, mask=mask))
+
+    def _m_owner(self, module: str, opt: str, neg: bool) -> None:
+        v = self.next()
+        self.out.append(Match("meta.skuid" if opt == "--uid-owner" else "meta.sk" + opt[2:], (Atom.value(v),), neg))
+
+    def _m_ipv6_header(self, module: str, opt: str, neg: bool) -> None:
+        nxt = self.peek()
+        if nxt and not nxt.startswith("--"):
+            self.next()
+        # Needs that IPv6 extension header; a plain TCP/UDP packet has none (ip6t_rt returns false).
+        self.out.append(Const(False, f"-m {module} (extension header absent)"))
+
+    def _m_ttl(self, module: str, opt: str, neg: bool) -> None:
+        self.next()
+        self.out.append(Match(f"{module}.value", (Atom.value(0),), neg))
+
+    def _m_pkttype(self, module: str, opt: str, neg: bool) -> None:
+        v = self.next().lower()
+        self.out.append(Match("pkttype", (Atom.value("host" if v == "unicast" else v),), neg))
+
+    def _m_policy(self, module: str, opt: str, neg: bool) -> None:
+        if opt == "--pol":
+            v = self.next()
+            self.out.append(Const((v == "none") != neg, f"policy --pol {v} (packet without IPsec)"))
+        elif opt == "--dir":
+            self.next()
+        elif opt != "--strict":
+            raise _Bad(f"-m policy {opt}")
 
     def _target(self, name: str) -> List[Expr]:
         args = self.toks[self.i:]
@@ -306,6 +317,26 @@ class _Parser:
             if args or name in ("NFQUEUE", "QUEUE", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "TPROXY"):
                 return [Opaque(f"-j {name} {' '.join(args)}".strip())]
         return [Verdict("jump", target=name)]
+
+
+_ModuleHandler = Callable[[_Parser, str, str, bool], None]
+_MODULE_HANDLERS: Dict[str, _ModuleHandler] = {
+    **{m: _Parser._m_proto for m in _PROTO_MODULES},
+    "multiport": _Parser._m_multiport,
+    "conntrack": _Parser._m_conntrack, "state": _Parser._m_conntrack,
+    "comment": _Parser._m_one_argument, "limit": _Parser._m_one_argument,
+    "hashlimit": _Parser._m_hashlimit,
+    "recent": _Parser._m_recent,
+    "addrtype": _Parser._m_addrtype,
+    "icmp": _Parser._m_icmp, "icmp6": _Parser._m_icmp,
+    "iprange": _Parser._m_iprange,
+    "mark": _Parser._m_mark, "connmark": _Parser._m_mark,
+    "owner": _Parser._m_owner,
+    **{m: _Parser._m_ipv6_header for m in ("rt", "frag", "hbh", "dst")},
+    "hl": _Parser._m_ttl, "ttl": _Parser._m_ttl,
+    "pkttype": _Parser._m_pkttype,
+    "policy": _Parser._m_policy,
+}
 
 
 def _mark_target(args: List[str]) -> Expr:

@@ -227,7 +227,7 @@ def _iptables(m: Manager, op: Opening, base: Optional[BaseChainRef], distro_fami
         if m.name == IPTABLES_LEGACY:
             tool += "-legacy"
         group = [p for p in peers if _fam(p) == fam]
-        for p in group or [None]:
+        for p in group or [""]:
             peer = f" {flag} {p}" if p else ""
             cmds.append(f"{tool} {tflag}-I {chain} 1 -p {op.protocol}{peer} --dport {op.port} -j ACCEPT")
     save = "iptables-legacy-save" if m.name == IPTABLES_LEGACY else "iptables-save"

@@ -12,7 +12,7 @@ reports it instead of guessing past it.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from edgecheck.firewall.ruleset import (
     L4PROTO,
@@ -76,7 +76,7 @@ def parse_nft_items(items: List[Dict[str, Any]]) -> Ruleset:
                                 devices=tuple([devs] if isinstance(devs, str) else devs))
             table.chains[c["name"]] = Chain(c["name"], base=base)
         elif "set" in item or "map" in item:
-            s = item.get("set") or item.get("map")
+            s: Dict[str, Any] = item.get("set") or item.get("map") or {}
             sets[(s["family"], s["table"], s["name"])] = s
         elif "rule" in item:
             rules.append(item["rule"])
@@ -179,7 +179,7 @@ class _Ctx:
             atoms = self._concat_atoms(right, kinds)
         elif isinstance(right, str) and right.startswith("@"):
             atoms = self._set_atoms(right[1:], kind)
-            set_name: Optional[str] = right[1:]
+            set_name = right[1:]
         else:
             atoms = self._atoms(right, kind)
         if op in ("==", "in"):
@@ -187,7 +187,7 @@ class _Ctx:
         elif op == "!=":
             negate = True
         elif op in ("<", ">", "<=", ">=") and len(atoms) == 1 and atoms[0].lo == atoms[0].hi and kind in (INT, ADDR):
-            atoms, negate = (_compare_range(op, atoms[0].lo, kind),), False
+            atoms, negate = [_compare_range(op, atoms[0].lo, kind)], False
         else:
             raise _Unsupported
         return [*deps, Match(key, tuple(atoms), negate, mask, set_name)]
@@ -197,73 +197,73 @@ class _Ctx:
         if not isinstance(left, dict):
             raise _Unsupported
         (kind, body), = left.items()
-        if kind == "meta":
-            k = body["key"]
-            if k == "l4proto":
-                return "l4proto", PROTO, None, []
-            if k in ("iifname", "oifname", "iif", "oif"):
-                return k.replace("name", "") + "name", NAME, None, []
-            if k == "nfproto":
-                return "nfproto", SYM, None, []
-            if k == "protocol":
-                return "meta.protocol", SYM, None, []
-            if k == "mark":
-                return "mark", INT, None, []
-            if k == "pkttype":
-                return "pkttype", SYM, None, []
-            return "meta." + k, INT, None, []
-        if kind == "payload":
-            if "protocol" not in body:
-                raise _Unsupported  # raw payload offsets
-            proto, fld = body["protocol"], body["field"]
-            if proto in ("ip", "ip6"):
-                dep = [_nfproto_dep("ipv4" if proto == "ip" else "ipv6")] if self.family in ("inet", "bridge", "netdev") else []
-                if fld in ("saddr", "daddr"):
-                    return fld, ADDR, None, dep
-                if fld in ("protocol", "nexthdr"):
-                    return "l4proto", PROTO, None, dep
-                return f"{proto}.{fld}", INT, None, dep
-            if proto == "th":
-                if fld in ("sport", "dport"):
-                    return fld, INT, None, []
-                raise _Unsupported
-            dep = [_l4_dep(proto)]
-            if proto in L4_WITH_PORTS and fld in ("sport", "dport"):
-                return fld, INT, None, dep
-            if proto == "tcp" and fld == "flags":
-                return "tcp.flags", FLAGS, None, dep
-            return f"{proto}.{fld}", SYM, None, dep
-        if kind == "ct":
-            if "dir" in body or "family" in body:
-                raise _Unsupported
-            k = body["key"]
-            if k in ("state", "status", "direction"):
-                return "ct." + k, SYM, None, []
-            return "ct." + k, INT, None, []
-        if kind == "fib":
-            flags, result = body.get("flags", []), body.get("result")
-            if result in ("oif", "oifname") and "saddr" in flags:
-                return "fib.rpf", BOOL, None, []
-            if result == "type" and "daddr" in flags:
-                return "fib.daddr.type", SYM, None, []
-            if result == "type" and "saddr" in flags:
-                return "fib.saddr.type", SYM, None, []
+        reader = _LEFT_READERS.get(kind)
+        if reader is None:
             raise _Unsupported
-        if kind == "&":
-            inner, mask = body
-            key, vkind, _, deps = self._left(inner)
-            if vkind == FLAGS:
-                return key, FLAGS, _flags_value(mask), deps
-            if not isinstance(mask, int):
-                raise _Unsupported
-            return key, vkind, mask, deps
-        if kind == "concat":
-            parts = [self._left(p) for p in body]
-            if any(p[2] is not None for p in parts):
-                raise _Unsupported
-            deps = [d for p in parts for d in p[3]]
-            return "concat:" + ",".join(p[0] for p in parts), "concat:" + ",".join(p[1] for p in parts), None, deps
+        return reader(self, body)
+
+    def _left_meta(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        k = body["key"]
+        if k in ("iifname", "oifname", "iif", "oif"):
+            return k.replace("name", "") + "name", NAME, None, []
+        named = {"l4proto": ("l4proto", PROTO), "nfproto": ("nfproto", SYM), "protocol": ("meta.protocol", SYM),
+                 "mark": ("mark", INT), "pkttype": ("pkttype", SYM)}
+        key, vkind = named.get(k, ("meta." + k, INT))
+        return key, vkind, None, []
+
+    def _left_payload(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        if "protocol" not in body:
+            raise _Unsupported  # raw payload offsets
+        proto, fld = body["protocol"], body["field"]
+        if proto in ("ip", "ip6"):
+            dep = [_nfproto_dep("ipv4" if proto == "ip" else "ipv6")] if self.family in ("inet", "bridge", "netdev") else []
+            if fld in ("saddr", "daddr"):
+                return fld, ADDR, None, dep
+            if fld in ("protocol", "nexthdr"):
+                return "l4proto", PROTO, None, dep
+            return f"{proto}.{fld}", INT, None, dep
+        if proto == "th":
+            if fld in ("sport", "dport"):
+                return fld, INT, None, []
+            raise _Unsupported
+        dep = [_l4_dep(proto)]
+        if proto in L4_WITH_PORTS and fld in ("sport", "dport"):
+            return fld, INT, None, dep
+        if proto == "tcp" and fld == "flags":
+            return "tcp.flags", FLAGS, None, dep
+        return f"{proto}.{fld}", SYM, None, dep
+
+    def _left_ct(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        if "dir" in body or "family" in body:
+            raise _Unsupported
+        k = body["key"]
+        return "ct." + k, SYM if k in ("state", "status", "direction") else INT, None, []
+
+    def _left_fib(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        flags, result = body.get("flags", []), body.get("result")
+        if result in ("oif", "oifname") and "saddr" in flags:
+            return "fib.rpf", BOOL, None, []
+        if result == "type" and "daddr" in flags:
+            return "fib.daddr.type", SYM, None, []
+        if result == "type" and "saddr" in flags:
+            return "fib.saddr.type", SYM, None, []
         raise _Unsupported
+
+    def _left_mask(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        inner, mask = body
+        key, vkind, _, deps = self._left(inner)
+        if vkind == FLAGS:
+            return key, FLAGS, _flags_value(mask), deps
+        if not isinstance(mask, int):
+            raise _Unsupported
+        return key, vkind, mask, deps
+
+    def _left_concat(self, body: Any) -> Tuple[str, str, Optional[int], List[Match]]:
+        parts = [self._left(p) for p in body]
+        if any(p[2] is not None for p in parts):
+            raise _Unsupported
+        deps = [d for p in parts for d in p[3]]
+        return "concat:" + ",".join(p[0] for p in parts), "concat:" + ",".join(p[1] for p in parts), None, deps
 
     # --- values ---------------------------------------------------------------------------
     def _atoms(self, right: Any, kind: str) -> List[Atom]:
@@ -326,7 +326,7 @@ class _Ctx:
             pairs = s.get("elem", [])
         else:
             pairs = data["set"]
-        entries = []
+        entries: List[Tuple[Atom, Verdict]] = []
         for k, v in pairs:
             verdict = self._expr(v)
             if len(verdict) != 1 or not isinstance(verdict[0], Verdict):
@@ -338,6 +338,13 @@ class _Ctx:
                 atoms = self._atoms(k, kind)
             entries.extend((a, verdict[0]) for a in atoms)
         return [*deps, VerdictMap(key, tuple(entries), mask, name)]
+
+
+_LeftReader = Callable[[_Ctx, Any], Tuple[str, str, Optional[int], List[Match]]]
+_LEFT_READERS: Dict[str, _LeftReader] = {
+    "meta": _Ctx._left_meta, "payload": _Ctx._left_payload, "ct": _Ctx._left_ct, "fib": _Ctx._left_fib,
+    "&": _Ctx._left_mask, "concat": _Ctx._left_concat,
+}
 
 
 def _compare_range(op: str, v: Any, kind: str = INT) -> Atom:

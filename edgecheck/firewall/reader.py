@@ -120,6 +120,105 @@ def merge_tables(rs: Ruleset, replacement: Ruleset, only: Sequence[Tuple[str, st
                 break
 
 
+class _ReadFailed(Exception):
+    def __init__(self, unreadable: Unreadable) -> None:
+        super().__init__(unreadable.reason)
+        self.unreadable = unreadable
+
+
+def _refused(what: str, err: str) -> _ReadFailed:
+    return _ReadFailed(Unreadable(f"reading {what} was refused (needs CAP_NET_ADMIN)", DROPIN_HINT, err.strip()))
+
+
+class _Reader:
+    """One reading of the live ruleset: the commands run and the tables found so far."""
+
+    def __init__(self, timeout: float, runner: Runner, tool: Callable[[str], Optional[str]]) -> None:
+        self.timeout, self.runner, self.tool = timeout, runner, tool
+        self.commands: List[str] = []
+        self.ipt_is_nft = _iptables_is_nft(runner, tool, timeout)
+
+    def run(self, path: str, *args: str) -> Tuple[Optional[int], str, str]:
+        self.commands.append(" ".join([os.path.basename(path), *args]))
+        return self.runner([path, *args], self.timeout)
+
+    def nftables(self, nft: str) -> Ruleset:
+        rc, out, err = self.run(nft, "-j", "list", "ruleset")
+        if rc is None:
+            raise _ReadFailed(Unreadable(f"nft did not answer: {err}", "run `nft -j list ruleset` by hand", err))
+        if rc != 0 and _denied(err):
+            raise _refused("the nftables ruleset", err)
+        if rc != 0:
+            raise _ReadFailed(Unreadable("nft could not list the ruleset", "run `nft -j list ruleset` by hand to see why",
+                                         err.strip()[:500]))
+        try:
+            items = json.loads(out or '{"nftables": []}').get("nftables", [])
+        except ValueError as exc:
+            raise _ReadFailed(Unreadable("nft printed JSON that could not be parsed", "report this", str(exc)))
+        rs = parse_nft_items(items)
+        mark_iptables_nft(rs)
+        self.xtables_extensions(rs, xt_tables(items))
+        return rs
+
+    def xtables_extensions(self, rs: Ruleset, xt: Sequence[Tuple[str, str]]) -> None:
+        """Tables with iptables extensions are listed by nft as `xt` stubs: read them with iptables-nft-save."""
+        for fam in ("ip", "ip6"):
+            wanted = [k for k in xt if k[0] == fam]
+            if not wanted:
+                continue
+            save = _save_tool(fam, "nft", self.tool, self.ipt_is_nft)
+            if save is None:
+                rs.notes.append(f"{fam} tables with iptables extensions: no iptables-nft-save to read them")
+                continue
+            rc, out, err = self.run(save)
+            if rc == 0:
+                merge_tables(rs, parse_iptables_save(out, fam, "iptables-nft"), wanted)
+            else:
+                rs.notes.append(f"{os.path.basename(save)} failed: {(err or out).strip()[:200]}")
+
+    def iptables_nft_only(self) -> Ruleset:
+        """No nft binary: iptables-nft-save still reads xtables-made tables."""
+        rs = Ruleset(notes=["nft is not installed: native nftables tables (if any) were not read"])
+        if not self.ipt_is_nft:
+            return rs
+        for fam in ("ip", "ip6"):
+            save = _save_tool(fam, "nft", self.tool, self.ipt_is_nft)
+            if save is None:
+                continue
+            rc, out, err = self.run(save)
+            if rc == 0:
+                rs.tables.extend(parse_iptables_save(out, fam, "iptables-nft").tables)
+            elif rc is not None and _denied(err + out):
+                raise _refused("iptables rules", err)
+        return rs
+
+    def legacy(self, rs: Ruleset, proc_net: str) -> None:
+        """iptables-legacy: separate kernel tables, listed per network namespace in /proc/net."""
+        for fam, names_file in (("ip", "ip_tables_names"), ("ip6", "ip6_tables_names")):
+            loaded = _loaded_legacy_tables(os.path.join(proc_net, names_file))
+            if not loaded:
+                continue
+            save = _save_tool(fam, "legacy", self.tool, self.ipt_is_nft)
+            if save is None:
+                rs.notes.append(f"legacy {fam} tables {', '.join(loaded)} are loaded but no iptables-legacy-save to read them")
+                continue
+            rc, out, err = self.run(save)
+            if rc == 0:
+                rs.tables.extend(t for t in parse_iptables_save(out, fam, "iptables-legacy").tables if t.name in loaded)
+            elif rc is not None and _denied(err + out):
+                raise _refused("iptables-legacy rules", err)
+            else:
+                rs.notes.append(f"{os.path.basename(save)} failed: {(err or out).strip()[:200]}")
+
+
+def _loaded_legacy_tables(path: str) -> List[str]:
+    try:
+        with open(path) as f:
+            return [n.strip() for n in f if n.strip()]
+    except OSError:
+        return []
+
+
 def read_ruleset(timeout: float = DEFAULT_TIMEOUT_S, runner: Runner = subprocess_runner,
                  tool: Callable[[str], Optional[str]] = find_tool,
                  proc_net: Optional[str] = None, cap: Optional[bool] = None) -> ReadResult:
@@ -128,98 +227,24 @@ def read_ruleset(timeout: float = DEFAULT_TIMEOUT_S, runner: Runner = subprocess
     if cap is False:
         return ReadResult(None, Unreadable("reading the packet filter needs CAP_NET_ADMIN, which this process lacks",
                                            DROPIN_HINT))
-    res = ReadResult(None)
+    reader = _Reader(timeout, runner, tool)
     nft = tool("nft")
-    ipt_is_nft = _iptables_is_nft(runner, tool, timeout, res)
-    rs: Optional[Ruleset] = None
-    if nft:
-        argv = [nft, "-j", "list", "ruleset"]
-        res.commands.append("nft -j list ruleset")
-        rc, out, err = runner(argv, timeout)
-        if rc == 0:
-            try:
-                items = json.loads(out or '{"nftables": []}').get("nftables", [])
-            except ValueError as exc:
-                return ReadResult(None, Unreadable("nft printed JSON that could not be parsed", "report this",
-                                                   str(exc)), res.commands)
-            rs = parse_nft_items(items)
-            mark_iptables_nft(rs)
-            xt = xt_tables(items)
-            for fam in ("ip", "ip6"):
-                wanted = [k for k in xt if k[0] == fam]
-                if not wanted:
-                    continue
-                save = _save_tool(fam, "nft", tool, ipt_is_nft)
-                if save is None:
-                    rs.notes.append(f"{fam} tables with iptables extensions: no iptables-nft-save to read them")
-                    continue
-                res.commands.append(f"{os.path.basename(save)}")
-                rc2, out2, err2 = runner([save], timeout)
-                if rc2 == 0:
-                    merge_tables(rs, parse_iptables_save(out2, fam, "iptables-nft"), wanted)
-                else:
-                    rs.notes.append(f"{os.path.basename(save)} failed: {(err2 or out2).strip()[:200]}")
-        elif rc is not None and _denied(err):
-            return ReadResult(None, Unreadable("reading the nftables ruleset was refused (needs CAP_NET_ADMIN)",
-                                               DROPIN_HINT, err.strip()), res.commands)
-        elif rc is None:
-            return ReadResult(None, Unreadable(f"nft did not answer: {err}", "run `nft -j list ruleset` by hand",
-                                               err), res.commands)
-        else:
-            return ReadResult(None, Unreadable("nft could not list the ruleset",
-                                               "run `nft -j list ruleset` by hand to see why", err.strip()[:500]),
-                              res.commands)
-    else:
-        # No nft binary: iptables-nft-save still reads xtables-made tables.
-        rs = Ruleset(notes=["nft is not installed: native nftables tables (if any) were not read"])
-        if ipt_is_nft:
-            for fam in ("ip", "ip6"):
-                save = _save_tool(fam, "nft", tool, ipt_is_nft)
-                if save is None:
-                    continue
-                res.commands.append(os.path.basename(save))
-                rc, out, err = runner([save], timeout)
-                if rc == 0:
-                    rs.tables.extend(parse_iptables_save(out, fam, "iptables-nft").tables)
-                elif rc is not None and _denied(err + out):
-                    return ReadResult(None, Unreadable("reading iptables rules was refused (needs CAP_NET_ADMIN)",
-                                                       DROPIN_HINT, err.strip()), res.commands)
-    # iptables-legacy: separate kernel tables, listed per network namespace in /proc/net. The
-    # calling thread's view (thread-self): /proc/net follows the process's main thread.
     if proc_net is None:
+        # The calling thread's view (thread-self): /proc/net follows the process's main thread.
         proc_net = "/proc/thread-self/net" if os.path.isdir("/proc/thread-self/net") else "/proc/net"
-    for fam, names_file in (("ip", "ip_tables_names"), ("ip6", "ip6_tables_names")):
-        try:
-            with open(os.path.join(proc_net, names_file)) as f:
-                loaded = [n.strip() for n in f if n.strip()]
-        except OSError:
-            continue
-        if not loaded:
-            continue
-        save = _save_tool(fam, "legacy", tool, ipt_is_nft)
-        if save is None:
-            rs.notes.append(f"legacy {fam} tables {', '.join(loaded)} are loaded but no iptables-legacy-save to read them")
-            continue
-        res.commands.append(os.path.basename(save))
-        rc, out, err = runner([save], timeout)
-        if rc == 0:
-            legacy = parse_iptables_save(out, fam, "iptables-legacy")
-            rs.tables.extend(t for t in legacy.tables if t.name in loaded)
-        elif rc is not None and _denied(err + out):
-            return ReadResult(None, Unreadable("reading iptables-legacy rules was refused (needs CAP_NET_ADMIN)",
-                                               DROPIN_HINT, err.strip()), res.commands)
-        else:
-            rs.notes.append(f"{os.path.basename(save)} failed: {(err or out).strip()[:200]}")
-    if not nft and not rs.tables and not any(c.startswith("ip") for c in res.commands):
+    try:
+        rs = reader.nftables(nft) if nft else reader.iptables_nft_only()
+        reader.legacy(rs, proc_net)
+    except _ReadFailed as failed:
+        return ReadResult(None, failed.unreadable, reader.commands)
+    if not nft and not rs.tables and not any(c.startswith("ip") for c in reader.commands):
         return ReadResult(None, Unreadable("neither nft nor iptables-save is installed",
                                            "install nftables (or iptables) to let edgecheck read the packet filter"),
-                          res.commands)
-    res.ruleset = rs
-    return res
+                          reader.commands)
+    return ReadResult(rs, None, reader.commands)
 
 
-def _iptables_is_nft(runner: Runner, tool: Callable[[str], Optional[str]], timeout: float,
-                     res: ReadResult) -> Optional[bool]:
+def _iptables_is_nft(runner: Runner, tool: Callable[[str], Optional[str]], timeout: float) -> Optional[bool]:
     ipt = tool("iptables")
     if not ipt:
         return None

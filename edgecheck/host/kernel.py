@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Sequence
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set
 
 from edgecheck.model import Phase, Status
 
@@ -52,7 +52,7 @@ class KernelFinding:
     message: str
     command: str = ""  # what fixes it now, as root
     persist: str = ""  # what keeps it after a reboot
-    evidence: Dict[str, object] = field(default_factory=dict)
+    evidence: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def remediation(self) -> str:
@@ -103,7 +103,7 @@ def read_kernel_state(root: str = "/", extra_interfaces: Sequence[str] = ()) -> 
             continue
         # Interface names may contain dots (eth0.100): read the path directly, not via the dotted name.
         sysctls[f"net.ipv4.conf.{iface}.rp_filter"] = _read(root, f"/proc/sys/net/ipv4/conf/{iface}/rp_filter")
-    loaded = set()
+    loaded: Set[str] = set()
     mods = _read(root, "/proc/modules")
     if mods:
         loaded.update(line.split()[0] for line in mods.splitlines() if line.strip())
