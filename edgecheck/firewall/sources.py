@@ -192,13 +192,16 @@ def evaluate_sources(rs: Ruleset, cidrs: Sequence[str], protocol: str, port: int
         else:
             status = ALLOWED
         per.append(CidrVerdict(cidr, status, tuple(ok), tuple(bad), unknown, sampled))
+    return SourceVerdict(overall_status(per), tuple(per))
+
+
+def overall_status(per: Sequence[CidrVerdict]) -> str:
+    """allowed from every CIDR, blocked from all, unknown when one cannot be read, else partial."""
     statuses = {c.status for c in per}
     if UNKNOWN in statuses:
-        overall = UNKNOWN
-    elif statuses == {ALLOWED}:
-        overall = ALLOWED
-    elif statuses == {BLOCKED}:
-        overall = BLOCKED
-    else:
-        overall = PARTIAL
-    return SourceVerdict(overall, tuple(per))
+        return UNKNOWN
+    if statuses <= {ALLOWED}:
+        return ALLOWED
+    if statuses == {BLOCKED}:
+        return BLOCKED
+    return PARTIAL

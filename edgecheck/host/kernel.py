@@ -30,34 +30,70 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
-from edgecheck.model import Phase, Status
+from edgecheck.model import Phase, Reason, Status
 
-REASON_KERNEL = "kernel-setting"  # SPEC 7.1 reason for a wrong setting
-REASON_OK = "ok"
-REASON_NA = "not-applicable"
+REASON_KERNEL = Reason.KERNEL_SETTING  # SPEC 7.1 reason for a wrong setting
+REASON_OK = Reason.OK
+REASON_NA = Reason.NOT_APPLICABLE
 SYSCTL_FILE = "/etc/sysctl.d/90-ack-edge.conf"
 MODULES_FILE = "/etc/modules-load.d/ack-edge.conf"
 CONNTRACK_WARN, CONNTRACK_FAIL = 0.75, 0.90
 KUBE_PROXY_CONNTRACK_MIN = 131072
 TUNNEL_INTERFACES = ("flannel.1", "raven0", "cni0")
+RP_FILTER = "system:rp_filter"
+
+# Where the requirements come from, for the plan's `source` (see the module docstring).
+KUBEADM = "kubeadm preflight checks and the Kubernetes container runtime prerequisites"
+RAVEN = "OpenYurt Raven agent (net.ipv4.conf rp_filter, forwarding)"
+FLANNEL = "flannel VXLAN backend"
+KUBE_PROXY = "kube-proxy conntrack defaults"
+KUBELET = "kubelet (failSwapOn) and kubeadm preflight checks"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `system:*` check of the plan: which kernel setting, and why the node needs it."""
+
+    id: str
+    name: str
+    why: str
+    source: str
+    installer: bool = False  # the installer sets it during the join (warn before, fail after)
+    plugins: Optional[Tuple[str, ...]] = None  # only with these network plugins
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("system:net.ipv4.ip_forward", "IPv4 packet forwarding",
+            "pod traffic and the Raven gateway are forwarded by this host", KUBEADM, installer=True),
+    Setting("system:net.ipv6.conf.all.forwarding", "IPv6 packet forwarding",
+            "IPv6 pod traffic is forwarded by this host (hosts with a global IPv6 address)", KUBEADM, installer=True),
+    Setting("system:module:br_netfilter", "bridge netfilter module",
+            "Service traffic between pods on this node must pass kube-proxy's rules", KUBEADM, installer=True),
+    Setting("system:net.bridge.bridge-nf-call-iptables", "bridged IPv4 traffic through iptables",
+            "Service traffic between pods on this node must pass kube-proxy's rules", KUBEADM, installer=True),
+    Setting("system:net.bridge.bridge-nf-call-ip6tables", "bridged IPv6 traffic through ip6tables",
+            "Service traffic between pods on this node must pass kube-proxy's rules", KUBEADM, installer=True),
+    Setting(RP_FILTER, "reverse-path filtering",
+            "strict mode drops tunnelled and asymmetric traffic (Raven, VXLAN)", RAVEN),
+    Setting("system:net.netfilter.nf_conntrack_max", "connection tracking headroom",
+            "a full table drops new connections", KUBE_PROXY),
+    Setting("system:module:vxlan", "VXLAN kernel module", "flannel's VXLAN backend creates flannel.1 (UDP 8472)",
+            FLANNEL, plugins=("flannel",)),
+    Setting("system:swap", "swap", "kubelet refuses to start with swap on unless configured for it", KUBELET),
+)
 
 
 @dataclass(frozen=True)
 class KernelFinding:
     id: str  # e.g. "system:net.ipv4.ip_forward"
     status: Status
-    reason: str  # "ok" | "kernel-setting" | "not-applicable"
+    reason: Reason  # ok | kernel-setting | not-applicable
     message: str
     command: str = ""  # what fixes it now, as root
     persist: str = ""  # what keeps it after a reboot
     evidence: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def remediation(self) -> str:
-        return " ".join(p for p in (f"Run (as root): {self.command}." if self.command else "",
-                                    f"To keep it after a reboot: {self.persist}." if self.persist else "") if p)
 
 
 @dataclass(frozen=True)
@@ -67,6 +103,8 @@ class KernelState:
     available_modules: Optional[FrozenSet[str]]  # from modules.dep + modules.builtin; None: unknown
     interfaces: FrozenSet[str]  # from /proc/sys/net/ipv4/conf
     swaps: int  # active swap areas
+    default_interfaces: Tuple[str, ...] = ()  # the interfaces of the default routes: the node's uplinks
+    global_ipv6: bool = False  # some interface has a global IPv6 address
 
 
 # --- reading (I/O) --------------------------------------------------------------------------
@@ -83,10 +121,6 @@ def sysctl_path(name: str) -> str:
     return "/proc/sys/" + name.replace(".", "/")
 
 
-def _sysctl_name_for_iface(prefix: str, iface: str, leaf: str) -> str:
-    return f"{prefix}.{iface}.{leaf}"
-
-
 def read_kernel_state(root: str = "/", extra_interfaces: Sequence[str] = ()) -> KernelState:
     conf_dir = os.path.join(root, "proc/sys/net/ipv4/conf")
     try:
@@ -98,11 +132,38 @@ def read_kernel_state(root: str = "/", extra_interfaces: Sequence[str] = ()) -> 
              "net.netfilter.nf_conntrack_count", "net.netfilter.nf_conntrack_max",
              "net.ipv4.conf.all.rp_filter", "kernel.osrelease"]
     sysctls: Dict[str, Optional[str]] = {n: _read(root, sysctl_path(n)) for n in names}
-    for iface in set(ifaces) | set(extra_interfaces):
+    uplinks = default_interfaces(_read(root, _proc_net(root, "route")) or "")
+    for iface in set(ifaces) | set(extra_interfaces) | set(uplinks):
         if iface in ("all", "default"):
             continue
         # Interface names may contain dots (eth0.100): read the path directly, not via the dotted name.
         sysctls[f"net.ipv4.conf.{iface}.rp_filter"] = _read(root, f"/proc/sys/net/ipv4/conf/{iface}/rp_filter")
+    return KernelState(sysctls, _loaded_modules(root), _available_modules(root, sysctls.get("kernel.osrelease")),
+                       ifaces, _swaps(root), uplinks, _global_ipv6(_read(root, _proc_net(root, "if_inet6")) or ""))
+
+
+def _proc_net(root: str, name: str) -> str:
+    # The calling thread's network namespace (thread-self): /proc/net follows the main thread's.
+    own = os.path.join(root, "proc/thread-self/net")
+    return f"/proc/thread-self/net/{name}" if os.path.isdir(own) else f"/proc/net/{name}"
+
+
+def default_interfaces(route_text: str) -> Tuple[str, ...]:
+    """Interfaces of the IPv4 default routes in /proc/net/route (destination and mask 0)."""
+    out: List[str] = []
+    for line in route_text.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8 and f[1] == "00000000" and f[7] == "00000000" and f[0] not in out:
+            out.append(f[0])
+    return tuple(out)
+
+
+def _global_ipv6(if_inet6: str) -> bool:
+    # /proc/net/if_inet6: address, ifindex, prefix length, scope (00 = global), flags, name
+    return any(len(f) >= 6 and f[3] == "00" and f[5] != "lo" for f in (line.split() for line in if_inet6.splitlines()))
+
+
+def _loaded_modules(root: str) -> FrozenSet[str]:
     loaded: Set[str] = set()
     mods = _read(root, "/proc/modules")
     if mods:
@@ -111,34 +172,37 @@ def read_kernel_state(root: str = "/", extra_interfaces: Sequence[str] = ()) -> 
         loaded.update(os.listdir(os.path.join(root, "sys/module")))
     except OSError:
         pass
-    available: Optional[FrozenSet[str]] = None
-    release = sysctls.get("kernel.osrelease")
-    if release:
-        names_found = set()
-        seen_any = False
-        for fname in ("modules.dep", "modules.builtin"):
-            text = _read(root, f"/lib/modules/{release}/{fname}")
-            if text is None:
-                continue
-            seen_any = True
-            for line in text.splitlines():
-                path = line.split(":", 1)[0].strip()
-                base = os.path.basename(path)
-                for ext in (".ko", ".ko.xz", ".ko.gz", ".ko.zst"):
-                    if base.endswith(ext):
-                        names_found.add(base[: -len(ext)].replace("-", "_"))
-        if seen_any:
-            available = frozenset(names_found)
+    return frozenset(loaded)
+
+
+def _available_modules(root: str, release: Optional[str]) -> Optional[FrozenSet[str]]:
+    if not release:
+        return None
+    names_found: Set[str] = set()
+    seen_any = False
+    for fname in ("modules.dep", "modules.builtin"):
+        text = _read(root, f"/lib/modules/{release}/{fname}")
+        if text is None:
+            continue
+        seen_any = True
+        for line in text.splitlines():
+            base = os.path.basename(line.split(":", 1)[0].strip())
+            for ext in (".ko", ".ko.xz", ".ko.gz", ".ko.zst"):
+                if base.endswith(ext):
+                    names_found.add(base[: -len(ext)].replace("-", "_"))
+    return frozenset(names_found) if seen_any else None
+
+
+def _swaps(root: str) -> int:
     swaps_text = _read(root, "/proc/swaps")
-    swaps = max(0, len(swaps_text.splitlines()) - 1) if swaps_text else 0
-    return KernelState(sysctls, frozenset(loaded), available, ifaces, swaps)
+    return max(0, len(swaps_text.splitlines()) - 1) if swaps_text else 0
 
 
 # --- decisions (pure) -------------------------------------------------------------------------
 
 def _sysctl_fix(name: str, value: str) -> Dict[str, str]:
     return {"command": f"sysctl -w {name}={value}",
-            "persist": f"echo '{name} = {value}' >> {SYSCTL_FILE} && sysctl --system"}
+            "persist": f"`echo '{name} = {value}' >> {SYSCTL_FILE} && sysctl --system`"}
 
 
 def _installer_status(phase: Phase) -> Status:
@@ -163,12 +227,15 @@ def decide_forwarding(state: KernelState, phase: Phase, has_ipv6: bool = False) 
     else:
         out.append(KernelFinding(
             fid, _installer_status(phase), REASON_KERNEL,
-            "IPv4 forwarding is off (net.ipv4.ip_forward = 0): pod traffic (flannel) and the Raven gateway "
+            f"IPv4 forwarding is off (net.ipv4.ip_forward = {v4}): pod traffic (flannel) and the Raven gateway "
             "cannot be forwarded, and kubeadm's preflight refuses the join." + _installer_note(phase),
             evidence={"value": v4}, **_sysctl_fix("net.ipv4.ip_forward", "1")))
-    if has_ipv6:
-        v6 = state.sysctls.get("net.ipv6.conf.all.forwarding")
-        fid6 = "system:net.ipv6.conf.all.forwarding"
+    v6 = state.sysctls.get("net.ipv6.conf.all.forwarding")
+    fid6 = "system:net.ipv6.conf.all.forwarding"
+    if not has_ipv6:
+        out.append(KernelFinding(fid6, Status.SKIP, REASON_NA, "This host has no global IPv6 address: IPv6 "
+                                 "forwarding does not matter.", evidence={"value": v6}))
+    else:
         if v6 == "1":
             out.append(KernelFinding(fid6, Status.PASS, REASON_OK, "IPv6 forwarding is enabled.", evidence={"value": v6}))
         elif v6 is None:
@@ -199,7 +266,7 @@ def decide_bridge(state: KernelState, phase: Phase) -> List[KernelFinding]:
         out.append(KernelFinding(mid, Status.FAIL if missing else _installer_status(phase), REASON_KERNEL,
                                  msg + ("" if missing else _installer_note(phase)),
                                  command="modprobe br_netfilter",
-                                 persist=f"echo br_netfilter >> {MODULES_FILE}",
+                                 persist=f"`echo br_netfilter >> {MODULES_FILE}`",
                                  evidence={"loaded": False, "available": None if avail is None else not missing}))
         for name in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
             out.append(KernelFinding(f"system:{name}", Status.SKIP, REASON_NA,
@@ -234,7 +301,26 @@ def effective_rp_filter(state: KernelState, iface: str) -> Optional[int]:
 
 
 def decide_rp_filter(state: KernelState, phase: Phase, node_interfaces: Sequence[str],
-                     tunnel_interfaces: Sequence[str] = TUNNEL_INTERFACES) -> List[KernelFinding]:
+                     tunnel_interfaces: Sequence[str] = TUNNEL_INTERFACES) -> KernelFinding:
+    """One finding over the node's uplinks and the tunnel devices present (see rp_filter_each)."""
+    each = rp_filter_each(state, phase, node_interfaces, tunnel_interfaces)
+    values = {f.id: dict(f.evidence) for f in each}
+    bad = [f for f in each if f.status in (Status.WARN, Status.FAIL)]
+    if not bad:
+        seen = [f for f in each if f.status is Status.PASS]
+        if not seen:
+            return KernelFinding(RP_FILTER, Status.SKIP, REASON_NA, "No interface to check (no default route, no "
+                                 "tunnel device), or its rp_filter is unreadable.", evidence=values)
+        return KernelFinding(RP_FILTER, Status.PASS, REASON_OK, " ".join(f.message for f in seen), evidence=values)
+    names = list(dict.fromkeys(n.split("=")[0] for f in bad for n in f.command.split()[2:]))
+    return KernelFinding(
+        RP_FILTER, Status.FAIL if any(f.status is Status.FAIL for f in bad) else Status.WARN, REASON_KERNEL,
+        " ".join(f.message for f in bad), "sysctl -w " + " ".join(f"{n}=2" for n in names),
+        "`" + " && ".join(f"echo '{n} = 2' >> {SYSCTL_FILE}" for n in names) + " && sysctl --system`", values)
+
+
+def rp_filter_each(state: KernelState, phase: Phase, node_interfaces: Sequence[str],
+                   tunnel_interfaces: Sequence[str] = TUNNEL_INTERFACES) -> List[KernelFinding]:
     """Strict reverse-path filtering (1) on the node's interfaces and on tunnel devices that exist.
 
     Tunnel devices (flannel.1, raven0) carry traffic whose source is routed elsewhere: strict mode
@@ -245,7 +331,7 @@ def decide_rp_filter(state: KernelState, phase: Phase, node_interfaces: Sequence
     out = []
     all_v = state.sysctls.get("net.ipv4.conf.all.rp_filter")
     for iface in list(dict.fromkeys(list(node_interfaces) + [t for t in tunnel_interfaces if t in state.interfaces])):
-        fid = f"system:net.ipv4.conf.{iface}.rp_filter"
+        fid = iface
         eff = effective_rp_filter(state, iface)
         ev = {"all": all_v, "interface": state.sysctls.get(f"net.ipv4.conf.{iface}.rp_filter"), "effective": eff}
         if eff is None:
@@ -259,7 +345,7 @@ def decide_rp_filter(state: KernelState, phase: Phase, node_interfaces: Sequence
         tunnel = iface in tunnel_interfaces
         fix_names = [f"net.ipv4.conf.{iface}.rp_filter"] + (["net.ipv4.conf.all.rp_filter"] if all_v == "1" else [])
         cmd = "sysctl -w " + " ".join(f"{n}=2" for n in fix_names)
-        persist = " && ".join(f"echo '{n} = 2' >> {SYSCTL_FILE}" for n in fix_names) + " && sysctl --system"
+        persist = "`" + " && ".join(f"echo '{n} = 2' >> {SYSCTL_FILE}" for n in fix_names) + " && sysctl --system`"
         why = ("(all = 1 overrides the interface's own setting: the kernel uses the maximum)"
                if all_v == "1" else "")
         if tunnel:
@@ -316,7 +402,7 @@ def decide_vxlan(state: KernelState, network_plugin: str = "flannel") -> KernelF
         return KernelFinding(fid, Status.WARN, REASON_KERNEL,
                              "The vxlan module is not loaded and this host's module list is unreadable: flannel's "
                              "VXLAN backend needs it (loaded on demand when flannel.1 is created).",
-                             command="modprobe vxlan", persist=f"echo vxlan >> {MODULES_FILE}")
+                             command="modprobe vxlan", persist=f"`echo vxlan >> {MODULES_FILE}`")
     if "vxlan" in state.available_modules:
         return KernelFinding(fid, Status.PASS, REASON_OK,
                              "The vxlan module is available; the kernel loads it when flannel creates flannel.1.")
@@ -338,19 +424,22 @@ def decide_swap(state: KernelState, phase: Phase) -> KernelFinding:
                          evidence={"swaps": state.swaps})
 
 
-def decide_kernel(state: KernelState, phase: Phase, node_interfaces: Sequence[str] = (),
-                  network_plugin: str = "flannel", has_ipv6: bool = False) -> List[KernelFinding]:
-    """Every `system:*` finding for this state, in a stable order."""
+def decide_kernel(state: KernelState, phase: Phase, node_interfaces: Optional[Sequence[str]] = None,
+                  network_plugin: str = "flannel", has_ipv6: Optional[bool] = None) -> List[KernelFinding]:
+    """Every `system:*` finding for this state, in a stable order (the ids of SETTINGS). The node's
+    interfaces default to its default-route interfaces; IPv6 to whether it has a global address."""
+    uplinks = state.default_interfaces if node_interfaces is None else node_interfaces
     out: List[KernelFinding] = []
-    out += decide_forwarding(state, phase, has_ipv6)
+    out += decide_forwarding(state, phase, state.global_ipv6 if has_ipv6 is None else has_ipv6)
     out += decide_bridge(state, phase)
-    out += decide_rp_filter(state, phase, node_interfaces)
+    out.append(decide_rp_filter(state, phase, uplinks))
     out.append(decide_conntrack(state, phase))
     out.append(decide_vxlan(state, network_plugin))
     out.append(decide_swap(state, phase))
     return out
 
 
-def check_kernel(phase: Phase, node_interfaces: Sequence[str] = (), network_plugin: str = "flannel",
-                 has_ipv6: bool = False, root: str = "/") -> List[KernelFinding]:
-    return decide_kernel(read_kernel_state(root, node_interfaces), phase, node_interfaces, network_plugin, has_ipv6)
+def kernel_findings(phase: Phase, node_interfaces: Optional[Sequence[str]] = None, network_plugin: str = "flannel",
+                    has_ipv6: Optional[bool] = None, root: str = "/") -> List[KernelFinding]:
+    state = read_kernel_state(root, node_interfaces or ())
+    return decide_kernel(state, phase, node_interfaces, network_plugin, has_ipv6)

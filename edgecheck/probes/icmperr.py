@@ -25,7 +25,10 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Collection, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Collection, List, Optional, Sequence, Set, Tuple
+
+from edgecheck.evidence import IcmpError
+from edgecheck.model import Reason
 
 SOL_IP, SOL_IPV6 = 0, 41
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -134,6 +137,28 @@ def classify(err: Optional[int], errors: Sequence[ExtendedError], local_addresse
                                e.offender, (e.type, e.code), err)
         return Attribution(ICMP_UNREACHABLE, f"{e.icmp_name} from {e.offender}", e.offender, (e.type, e.code), err)
     return Attribution(NONE, "no ICMP error was reported", errno=err)
+
+
+def attribute_failure(err: Optional[int], errors: Sequence[ExtendedError],
+                      local: Callable[[], Collection[str]]) -> Tuple[Optional[Reason], str, Optional[IcmpError]]:
+    """What a failed probe's errno and queued ICMP errors say about who stopped it: the reason when
+    it was this host's own filter (None: the errno's own reason stands), words to add to the error,
+    and the ICMP error as evidence. `local` lists this host's addresses (asked only when needed)."""
+    if err not in (errno_mod.EPERM, errno_mod.EACCES) and not errors:
+        return None, "", None
+    att = classify(err, errors, local() if errors else ())
+    first = next((e for e in errors if e.origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6)), None)
+    icmp = None
+    if first is not None:
+        icmp = IcmpError(first.offender or "", first.icmp_name, first.type, first.code, first.admin_prohibited,
+                         att.kind == HOST_FILTER_REJECT)
+    if att.kind == HOST_FILTER_EPERM:
+        return Reason.HOST_FIREWALL, "", icmp  # describe_errno(EPERM) says it already
+    if att.host_firewall:
+        return Reason.HOST_FIREWALL, att.message, icmp
+    if att.kind in (REMOTE_FILTER, ICMP_UNREACHABLE):
+        return None, att.message, icmp
+    return None, "", icmp
 
 
 def _norm(a: str) -> str:

@@ -11,12 +11,17 @@ import pytest
 
 from edgecheck.host.kernel import (
     REASON_KERNEL,
-    check_kernel,
+    RP_FILTER,
+    SETTINGS,
     decide_kernel,
+    default_interfaces,
     effective_rp_filter,
+    kernel_findings,
     read_kernel_state,
 )
 from edgecheck.model import Phase, Status
+
+check_kernel = kernel_findings
 
 
 def fake_root(tmp: Path, sysctls: dict, modules=(), sys_modules=(), dep=(), swaps=0, release="6.1.0-test") -> Path:
@@ -54,11 +59,11 @@ def by_id(findings):
 def test_a_prepared_host_passes(tmp_path):
     root = fake_root(tmp_path, GOOD, modules=("br_netfilter", "vxlan"))
     f = by_id(check_kernel(Phase.RUNNING, ["eth0"], root=str(root)))
+    ipv6 = f.pop("system:net.ipv6.conf.all.forwarding")
     assert {x.status for x in f.values()} == {Status.PASS}, {k: v.message for k, v in f.items()}
-    assert set(f) == {"system:net.ipv4.ip_forward", "system:module:br_netfilter",
-                      "system:net.bridge.bridge-nf-call-iptables", "system:net.bridge.bridge-nf-call-ip6tables",
-                      "system:net.ipv4.conf.eth0.rp_filter", "system:net.netfilter.nf_conntrack_max",
-                      "system:module:vxlan", "system:swap"}
+    assert ipv6.status is Status.SKIP and "no global IPv6 address" in ipv6.message
+    # Exactly the plan's settings (host.kernel.SETTINGS), one finding each.
+    assert set(f) | {ipv6.id} == {s.id for s in SETTINGS}
 
 
 @pytest.mark.parametrize("phase,status", [(Phase.JOIN, Status.WARN), (Phase.RUNNING, Status.FAIL)])
@@ -68,9 +73,8 @@ def test_installer_settings_are_phase_aware(tmp_path, phase, status):
     fw = f["system:net.ipv4.ip_forward"]
     assert fw.status is status and fw.reason == REASON_KERNEL
     assert fw.command == "sysctl -w net.ipv4.ip_forward=1"
-    assert fw.persist == "echo 'net.ipv4.ip_forward = 1' >> /etc/sysctl.d/90-ack-edge.conf && sysctl --system"
+    assert fw.persist == "`echo 'net.ipv4.ip_forward = 1' >> /etc/sysctl.d/90-ack-edge.conf && sysctl --system`"
     assert f["system:net.bridge.bridge-nf-call-iptables"].status is status
-    assert "Run (as root): sysctl -w" in fw.remediation
 
 
 def test_br_netfilter_missing(tmp_path):
@@ -78,7 +82,7 @@ def test_br_netfilter_missing(tmp_path):
     f = by_id(check_kernel(Phase.JOIN, [], root=str(fake_root(tmp_path, s, dep=("br_netfilter", "vxlan")))))
     m = f["system:module:br_netfilter"]
     assert m.status is Status.WARN and m.command == "modprobe br_netfilter"
-    assert m.persist == "echo br_netfilter >> /etc/modules-load.d/ack-edge.conf"
+    assert m.persist == "`echo br_netfilter >> /etc/modules-load.d/ack-edge.conf`"
     assert f["system:net.bridge.bridge-nf-call-iptables"].status is Status.SKIP
     assert f["system:module:vxlan"].status is Status.PASS  # available, loaded on demand
 
@@ -101,16 +105,34 @@ def test_rp_filter_effective_is_the_max(tmp_path):
     (root / "proc/sys/net/ipv4/conf/flannel.1/rp_filter").write_text("2\n")
     state = read_kernel_state(str(root), ["eth0"])
     assert effective_rp_filter(state, "eth0") == 1 and effective_rp_filter(state, "flannel.1") == 2
-    for phase, tunnel_status in ((Phase.JOIN, Status.PASS), (Phase.RUNNING, Status.PASS)):
-        f = by_id(decide_kernel(state, phase, ["eth0"]))
-        e = f["system:net.ipv4.conf.eth0.rp_filter"]
-        assert e.status is Status.WARN and "all = 1 overrides" in e.message
+    for phase in (Phase.JOIN, Phase.RUNNING):
+        e = by_id(decide_kernel(state, phase, ["eth0"]))[RP_FILTER]
+        # the uplink is strict (all = 1 wins); the tunnel device is loose: max(1, 2) = 2
+        assert e.status is Status.WARN and "all = 1 overrides" in e.message and "flannel.1" not in e.message
         assert e.command == "sysctl -w net.ipv4.conf.eth0.rp_filter=2 net.ipv4.conf.all.rp_filter=2"
-        assert f["system:net.ipv4.conf.flannel.1.rp_filter"].status is tunnel_status  # max(1, 2) = loose
+        assert e.evidence["flannel.1"]["effective"] == 2 and e.evidence["eth0"]["effective"] == 1
     (root / "proc/sys/net/ipv4/conf/flannel.1/rp_filter").write_text("1\n")
     state = read_kernel_state(str(root), ["eth0"])
-    assert by_id(decide_kernel(state, Phase.RUNNING, ["eth0"]))["system:net.ipv4.conf.flannel.1.rp_filter"].status is Status.FAIL
-    assert by_id(decide_kernel(state, Phase.JOIN, ["eth0"]))["system:net.ipv4.conf.flannel.1.rp_filter"].status is Status.WARN
+    running = by_id(decide_kernel(state, Phase.RUNNING, ["eth0"]))[RP_FILTER]
+    assert running.status is Status.FAIL and "tunnel device flannel.1" in running.message
+    assert running.command == ("sysctl -w net.ipv4.conf.eth0.rp_filter=2 net.ipv4.conf.all.rp_filter=2 "
+                               "net.ipv4.conf.flannel.1.rp_filter=2")
+    assert by_id(decide_kernel(state, Phase.JOIN, ["eth0"]))[RP_FILTER].status is Status.WARN
+
+
+def test_rp_filter_uses_the_default_route_interface(tmp_path):
+    route = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+             "eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+             "eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")
+    assert default_interfaces(route) == ("eth0",)
+    s = {**GOOD, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.eth0.rp_filter": 1}
+    root = fake_root(tmp_path, s, modules=("vxlan", "br_netfilter"))
+    (root / "proc/net").mkdir(parents=True, exist_ok=True)
+    (root / "proc/net/route").write_text(route)
+    state = read_kernel_state(str(root))
+    assert state.default_interfaces == ("eth0",)
+    e = by_id(decide_kernel(state, Phase.RUNNING))[RP_FILTER]
+    assert e.status is Status.WARN and e.command == "sysctl -w net.ipv4.conf.eth0.rp_filter=2"
 
 
 @pytest.mark.parametrize("count,mx,phase,status", [
@@ -153,11 +175,11 @@ def test_real_kernel_in_a_namespace():
         ns.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
         f = by_id(ns.run(check_kernel, Phase.RUNNING, ["eck0"]))
         assert f["system:net.ipv4.ip_forward"].status is Status.FAIL
-        assert f["system:net.ipv4.conf.eck0.rp_filter"].status is Status.WARN
+        assert f[RP_FILTER].status is Status.WARN and "eck0" in f[RP_FILTER].message
         ns.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
         ns.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2")
         f = by_id(ns.run(check_kernel, Phase.RUNNING, ["eck0"]))
         assert f["system:net.ipv4.ip_forward"].status is Status.PASS
-        assert f["system:net.ipv4.conf.eck0.rp_filter"].status is Status.PASS
+        assert f[RP_FILTER].status is Status.PASS
     finally:
         ns.close()
