@@ -64,8 +64,8 @@ def inbound_sources(ctx: RunContext, hf: HostFilter) -> Tuple[Tuple[str, ...], s
     if ctx.source_cidrs:
         return tuple(ctx.source_cidrs), "--source-cidr"
     if ctx.mode is Mode.DEDICATED:
-        return tuple(ANY_SOURCE[f] for f in hf.families()), "any source (dedicated mode)"
-    return tuple(hf.subnets()), "this host's own subnets (public mode)"
+        return tuple(ANY_SOURCE[f] for f in hf.families()), "any source, dedicated mode"
+    return tuple(hf.subnets()), "this host's own subnets, public mode"
 
 
 def inbound_verdict(target: Target, ctx: RunContext) -> FirewallVerdict:
@@ -76,12 +76,16 @@ def inbound_verdict(target: Target, ctx: RunContext) -> FirewallVerdict:
     cidrs, origin = inbound_sources(ctx, hf)
     view = hf.inbound(protocol, port, cidrs, deadline=min(time.monotonic() + ctx.timeout, ctx.deadline))
     sv = view.sources
+    if not sv.cidrs:
+        why = (f"no address of this host is in the family of {', '.join(view.skipped)}" if view.skipped
+               else "this host has no address other than loopback")
+        return FirewallVerdict("in", protocol, port, NOT_EVALUATED, peers_origin=origin, detail=why)
     fields = _rule_fields(hf, sv.first_block or sv.first_unknown)
     if sv.status == PARTIAL:
         fields["detail"] = sv.describe()
     node = view.node
     return FirewallVerdict(
-        "in", protocol, port, sv.status if sv.cidrs else ALLOWED, peers=tuple(c.cidr for c in sv.cidrs),
+        "in", protocol, port, sv.status, peers=tuple(c.cidr for c in sv.cidrs),
         peers_origin=origin, blocked=tuple(sv.blocked_cidrs + sv.partial_cidrs), allowed=tuple(sv.allowed_cidrs),
         local_address=node.address if node else "", interface=node.interface if node else "",
         sampled=any(c.sampled for c in sv.cidrs), distro_family=hf.distro_family, rules=hf.rules, ms=view.ms,
@@ -101,9 +105,16 @@ def _rule_text(fw: FirewallVerdict) -> str:
     return f": `{fw.rule}` ({fw.where}{by}{zone})"
 
 
+def peers_text(peers: Sequence[str]) -> str:
+    """'10.0.0.0/24, 192.168.1.0/24'; a catch-all block reads 'any source (0.0.0.0/0)'."""
+    if peers and all(p.endswith("/0") for p in peers):
+        return f"any source ({', '.join(peers)})"
+    return ", ".join(peers)
+
+
 def inbound_sentence(fw: FirewallVerdict) -> str:
     """What the filter does for this port, as a clause starting in lower case."""
-    peers = ", ".join(fw.peers)
+    peers = peers_text(fw.peers)
     if fw.verdict == NOT_EVALUATED:
         return f"this host's packet filter was not evaluated ({fw.detail})"
     if fw.verdict == ALLOWED:
@@ -169,8 +180,10 @@ def _attribute(target: Target, ctx: RunContext, protocol: str, failing: List, ic
         ev = hf.outbound(protocol, f.address, port)
         if ev is not None and ev.blocked:
             verb = "drops" if ev.verdict == DROP else "rejects"
-            rule = f": {ev.rule.describe()}" if ev.rule else ""
-            f.reason, f.error = Reason.HOST_FIREWALL, f"{f.error}; this host's packet filter {verb} it{rule}"
+            said = f.reason is Reason.HOST_FIREWALL  # the kernel said so already: only name the rule
+            rule = ev.rule.describe() if ev.rule else "the ruleset"
+            f.error += f"; the rule: {rule}" if said else f"; this host's packet filter {verb} it: {rule}"
+            f.reason = Reason.HOST_FIREWALL
         if f.reason is Reason.HOST_FIREWALL:
             blocked.append(f.address)
         if ev is not None and (ev.blocked or ev.verdict == UNKNOWN) and (deciding is None or not deciding.blocked):

@@ -44,7 +44,9 @@ def _what(pairs: Sequence[Pair]) -> str:
     """'TCP 10250 and TCP 10255 in from 10.0.0.0/24' / 'TCP 443 to 192.0.2.1, 192.0.2.2'."""
     ports = ports_text([c for c, _ in pairs])
     if pairs[0][1].direction == "in":
-        sources = listed([p for _, fw in pairs for p in (fw.blocked or fw.peers)])
+        blocked = list(dict.fromkeys(p for _, fw in pairs for p in (fw.blocked or fw.peers)))
+        sources = f"any source ({', '.join(blocked)})" if blocked and all(p.endswith("/0") for p in blocked) \
+            else listed(blocked)
         return f"{ports} in from {sources}" if sources else f"{ports} inbound"
     dests = listed([p for _, fw in pairs for p in (fw.blocked or fw.peers)])
     return f"{ports} to {dests}" if dests else f"{ports} outbound"
@@ -77,8 +79,8 @@ def _open(pairs: Sequence[Pair]) -> Text:
     verb = "drops" if fw.action == "drop" else "rejects"
     if fw.verdict == PARTIAL:
         first = (f"This host's own packet filter lets {ports_text([c for c, _ in pairs])} in only from some of the "
-                 f"sources that must reach {'it' if len(pairs) == 1 else 'them'} ({fw.peers_origin}): it {verb} "
-                 f"{_what(pairs)}: {_rules_text(pairs)}.")
+                 f"sources that must reach {'it' if len(pairs) == 1 else 'them'} ({fw.peers_origin}): "
+                 f"{'; '.join(dict.fromkeys(f.detail for _, f in pairs if f.detail))}.")
     else:
         first = f"This host's own packet filter {verb} {_what(pairs)}: {_rules_text(pairs)}."
     remedies = [_remedy(f) for _, f in pairs]
@@ -87,8 +89,7 @@ def _open(pairs: Sequence[Pair]) -> Text:
     paragraphs = [first]
     if remedies[0].persist:
         paragraphs.append(remedies[0].persist)
-    paragraphs.append(f"Allow it with {by.split(',')[0]}'s own command{'s' if len(commands) > 1 else ''} (as root), "
-                      f"or remove the rule if nothing needs it:")
+    paragraphs.append(f"Allow it as root ({by.split(',')[0]}), or remove the rule if nothing needs it:")
     return tuple(paragraphs), " && ".join(commands)
 
 

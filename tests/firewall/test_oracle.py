@@ -9,9 +9,7 @@ reader, and checks every case both ways.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
@@ -31,6 +29,7 @@ from edgecheck.firewall import (
     remedy,
 )
 from tests.firewall.fwlab import NODE_ADDR, NODE_IF, PEER_ADDR, FwLab, agrees, kernel_verdict, need
+from tests.firewall.managers import run_firewalld, tree_digest, ufw_mounts
 
 # (direction, proto, port, peer source address (inbound) / None, expected verdict)
 Case = Tuple[str, str, int, str, str]
@@ -194,37 +193,10 @@ def test_native_nft_sets_and_verdict_maps_match_the_kernel(lab: FwLab, tmp_path:
     assert sv.status == "partial" and sv.blocked_cidrs == ["192.168.50.0/24"]
 
 
-def _ufw_mounts(d: Path) -> str:
-    etc, lib = d / "etc-ufw", d / "lib-ufw"
-    shutil.copytree("/etc/ufw/applications.d", etc / "applications.d")
-    for name in ("before.rules", "before6.rules", "after.rules", "after6.rules", "user.rules", "user6.rules"):
-        shutil.copy(f"/usr/share/ufw/iptables/{name}", etc / name)
-    shutil.copy("/usr/share/ufw/ufw.conf", etc / "ufw.conf")
-    for name in ("before.init", "after.init"):
-        if os.path.exists(f"/usr/share/ufw/{name}"):
-            shutil.copy(f"/usr/share/ufw/{name}", etc / name)
-    (etc / "sysctl.conf").write_text("")  # ufw applies it with sysctl -p: nothing for the test
-    shutil.copytree("/lib/ufw", lib)
-    default = d / "default-ufw"
-    default.write_text(textwrap.dedent("""\
-        IPV6=yes
-        DEFAULT_INPUT_POLICY="DROP"
-        DEFAULT_OUTPUT_POLICY="ACCEPT"
-        DEFAULT_FORWARD_POLICY="DROP"
-        DEFAULT_APPLICATION_POLICY="SKIP"
-        MANAGE_BUILTINS=no
-        IPT_SYSCTL=/etc/ufw/sysctl.conf
-        IPT_MODULES=""
-        """))
-    return (f"mount -t tmpfs tmpfs /run\n"
-            f"mount --bind /bin/true $(command -v modprobe || echo /sbin/modprobe) 2>/dev/null || true\n"
-            f"mount --bind {etc} /etc/ufw\nmount --bind {lib} /lib/ufw\nmount --bind {default} /etc/default/ufw\n")
-
-
 def test_ufw_ruleset_matches_the_kernel(lab: FwLab, tmp_path: Path) -> None:
     need("ufw")
-    before = _tree_digest("/etc/ufw")
-    mounts = _ufw_mounts(tmp_path)
+    before = tree_digest("/etc/ufw")
+    mounts = ufw_mounts(tmp_path)
     lab.sh(lab.node, """
         ufw --force enable
         ufw default deny outgoing
@@ -236,7 +208,7 @@ def test_ufw_ruleset_matches_the_kernel(lab: FwLab, tmp_path: Path) -> None:
         ufw reject 9445/tcp
         ufw limit 22/tcp
     """, private_mounts=mounts)
-    assert _tree_digest("/etc/ufw") == before, "ufw touched this machine's /etc/ufw"
+    assert tree_digest("/etc/ufw") == before, "ufw touched this machine's /etc/ufw"
     rs = check_cases(lab, [
         ("in", "tcp", 10250, PEER_ADDR, "accept"),
         ("in", "tcp", 10250, "192.168.50.1", "drop"),
@@ -259,64 +231,10 @@ def test_ufw_ruleset_matches_the_kernel(lab: FwLab, tmp_path: Path) -> None:
     assert detect_manager(rs, ev).name == UFW and "ufw-user-input" in ev.rule.text
 
 
-def _tree_digest(path: str) -> List[Tuple[str, float, int]]:
-    out = []
-    for root, _, files in os.walk(path):
-        for f in files:
-            st = os.stat(os.path.join(root, f))
-            out.append((os.path.join(root, f), st.st_mtime, st.st_size))
-    return sorted(out)
-
-
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=/run/dbus/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/>
-    <allow send_type="method_call"/><allow send_type="signal"/>
-    <allow send_type="method_return"/><allow send_type="error"/>
-    <allow receive_type="method_call"/><allow receive_type="signal"/>
-    <allow receive_type="method_return"/><allow receive_type="error"/>
-  </policy>
-</busconfig>
-"""
-
-
-def run_firewalld(lab: FwLab, d: Path, commands: str) -> None:
-    """firewalld itself, in the node namespace with its own D-Bus, /run and /etc/firewalld; it
-    loads its ruleset, runs `commands` (firewall-cmd ...), and exits leaving the rules in place."""
-    need("firewalld", "firewall-cmd", "dbus-daemon")
-    etc = d / "etc-firewalld"
-    shutil.copytree("/etc/firewalld", etc)
-    conf = etc / "firewalld.conf"
-    text = conf.read_text()
-    for key, value in (("CleanupOnExit", "no"), ("DefaultZone", "public"), ("FirewallBackend", "nftables")):
-        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{key}=")]
-        text = "\n".join(lines + [f"{key}={value}"]) + "\n"
-    conf.write_text(text)
-    (d / "bus.conf").write_text(BUS_CONF)
-    mounts = (f"mount -t tmpfs tmpfs /run\nmkdir -p /run/dbus /run/firewalld\n"
-              f"mount --bind /bin/true $(command -v modprobe || echo /sbin/modprobe) 2>/dev/null || true\n"
-              f"mount --bind {etc} /etc/firewalld\n")
-    script = f"""
-        dbus-daemon --config-file={d}/bus.conf --fork --print-pid > {d}/dbus.pid
-        firewalld --nofork --nopid --log-file {d}/firewalld.log &
-        echo $! > {d}/firewalld.pid
-        i=0; until firewall-cmd --state >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 150 ] || exit 3; sleep 0.2; done
-        {commands}
-        kill $(cat {d}/firewalld.pid); wait $(cat {d}/firewalld.pid) || true
-        kill $(cat {d}/dbus.pid)
-    """
-    lab.sh(lab.node, script, private_mounts=mounts)
-
-
 def test_firewalld_default_zone_blocks_the_node_ports(lab: FwLab, tmp_path: Path) -> None:
-    before = _tree_digest("/etc/firewalld")
-    run_firewalld(lab, tmp_path, "firewall-cmd --get-default-zone")
-    assert _tree_digest("/etc/firewalld") == before
+    before = tree_digest("/etc/firewalld")
+    run_firewalld(lab.node.name, tmp_path, "firewall-cmd --get-default-zone")
+    assert tree_digest("/etc/firewalld") == before
     rs = check_cases(lab, [
         ("in", "tcp", 10250, PEER_ADDR, "reject"),
         ("in", "tcp", 10255, PEER_ADDR, "reject"),
@@ -336,7 +254,7 @@ def test_firewalld_default_zone_blocks_the_node_ports(lab: FwLab, tmp_path: Path
 
 
 def test_firewalld_config_that_allows_the_ports_evaluates_as_accept(lab: FwLab, tmp_path: Path) -> None:
-    run_firewalld(lab, tmp_path, """
+    run_firewalld(lab.node.name, tmp_path, """
         firewall-cmd --permanent --zone=public --add-port=10250/tcp --add-port=10255/tcp --add-port=9100/tcp \
             --add-port=9445/tcp --add-port=8472/udp >/dev/null
         firewall-cmd --permanent --zone=public \

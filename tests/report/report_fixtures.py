@@ -103,7 +103,7 @@ def kernel(t: Target, value: str = "1") -> CheckResult:
 
 # firewalld's default zone on a RHEL-family node: everything not allowed ends in the zone's reject.
 FIREWALLD_PUBLIC = FirewallVerdict(
-    "in", "tcp", 9100, BLOCKED, peers=("10.20.0.0/24",), peers_origin="this host's own subnets (public mode)",
+    "in", "tcp", 9100, BLOCKED, peers=("10.20.0.0/24",), peers_origin="this host's own subnets, public mode",
     blocked=("10.20.0.0/24",), action="reject (icmpx admin-prohibited)",
     rule="reject with icmpx admin-prohibited", where="inet firewalld chain filter_IN_public handle 212",
     path=("inet firewalld filter_INPUT", "filter_INPUT_ZONES", "filter_IN_public"),
