@@ -309,6 +309,7 @@ class FirewallVerdict:
     distro_family: str = ""  # debian | rhel | "": where the persistence advice points
     rules: int = 0  # rules in the ruleset read
     ms: int = 0  # evaluation time
+    read_ms: int = 0  # reading and parsing the ruleset, once per run (shared by every check)
 
     @property
     def stops(self) -> bool:
@@ -339,7 +340,7 @@ class FirewallVerdict:
         if self.sampled:
             ev["sampled"] = True
         if self.verdict != NOT_EVALUATED:
-            ev.update(rules=self.rules, ms=self.ms)
+            ev.update(rules=self.rules, ms=self.ms, read_ms=self.read_ms)
         return {"firewall": ev}
 
 

@@ -70,11 +70,14 @@ def inbound_sources(ctx: RunContext, hf: HostFilter) -> Tuple[Tuple[str, ...], s
 
 def inbound_verdict(target: Target, ctx: RunContext) -> FirewallVerdict:
     protocol, port = (target.protocol or "tcp").lower(), int(target.port or 0)
+    # Reading and evaluating together take at most about one probe timeout: a huge ruleset's
+    # source sweep is then sampled (and says so) rather than holding up the run.
+    deadline = min(time.monotonic() + ctx.timeout, ctx.deadline)
     hf = host_filter(ctx)
     if not hf.ok:
         return _not_evaluated("in", protocol, port, hf)
     cidrs, origin = inbound_sources(ctx, hf)
-    view = hf.inbound(protocol, port, cidrs, deadline=min(time.monotonic() + ctx.timeout, ctx.deadline))
+    view = hf.inbound(protocol, port, cidrs, deadline=deadline)
     sv = view.sources
     if not sv.cidrs:
         why = (f"no address of this host is in the family of {', '.join(view.skipped)}" if view.skipped
@@ -89,7 +92,7 @@ def inbound_verdict(target: Target, ctx: RunContext) -> FirewallVerdict:
         peers_origin=origin, blocked=tuple(sv.blocked_cidrs + sv.partial_cidrs), allowed=tuple(sv.allowed_cidrs),
         local_address=node.address if node else "", interface=node.interface if node else "",
         sampled=any(c.sampled for c in sv.cidrs), distro_family=hf.distro_family, rules=hf.rules, ms=view.ms,
-        **fields)
+        read_ms=hf.read_ms, **fields)
 
 
 def _traffic(fw: FirewallVerdict) -> str:
@@ -117,14 +120,15 @@ def inbound_sentence(fw: FirewallVerdict) -> str:
     peers = peers_text(fw.peers)
     if fw.verdict == NOT_EVALUATED:
         return f"this host's packet filter was not evaluated ({fw.detail})"
+    sampled = " (at sample addresses: too many rules to prove every address in time)" if fw.sampled else ""
     if fw.verdict == ALLOWED:
-        return f"this host's packet filter lets {_traffic(fw)} in from {peers or 'the sources evaluated'}"
+        return f"this host's packet filter lets {_traffic(fw)} in from {peers or 'the sources evaluated'}{sampled}"
     if fw.verdict == UNKNOWN:
         return (f"cannot evaluate rule `{fw.rule}` ({fw.where}) of this host's packet filter: {fw.detail}; whether "
                 f"it lets {_traffic(fw)} in from {peers} is unknown")
     verb = "drops" if fw.action == "drop" else "rejects"
     if fw.verdict == BLOCKED:
-        return f"this host's packet filter {verb} {_traffic(fw)} from {peers}{_rule_text(fw)}"
+        return f"this host's packet filter {verb} {_traffic(fw)} from {peers}{sampled}{_rule_text(fw)}"
     return (f"this host's packet filter lets {_traffic(fw)} in only from some of the sources that must reach it "
             f"({fw.peers_origin}): {fw.detail}")
 
@@ -194,4 +198,4 @@ def _attribute(target: Target, ctx: RunContext, protocol: str, failing: List, ic
     verdict = BLOCKED if blocked else (UNKNOWN if deciding is not None else ALLOWED)
     return FirewallVerdict("out", protocol, port, verdict, peers=tuple(f.address for f in failing),
                            blocked=tuple(blocked), kernel=kernel, distro_family=hf.distro_family, rules=hf.rules,
-                           **_rule_fields(hf, deciding))
+                           read_ms=hf.read_ms, **_rule_fields(hf, deciding))

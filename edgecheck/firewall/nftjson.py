@@ -11,6 +11,7 @@ reports it instead of guessing past it.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -406,10 +407,14 @@ def _flags_value(v: Any) -> int:
     raise _Unsupported
 
 
+# The implied protocol matches are the same few objects for every rule (frozen: safe to share);
+# building them once keeps parsing a 5,000-rule ruleset cheap.
+@functools.lru_cache(maxsize=None)
 def _nfproto_dep(fam: str) -> Match:
     return Match("nfproto", (Atom.value(fam),))
 
 
+@functools.lru_cache(maxsize=None)
 def _l4_dep(proto: str) -> Match:
     if proto not in L4PROTO:
         raise _Unsupported
