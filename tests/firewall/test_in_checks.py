@@ -208,3 +208,52 @@ def test_source_cidrs_are_normalised_and_bad_ones_are_usage_errors():
     assert parse_source_cidrs(["10.1.2.3/8", "192.168.1.1", "10.0.0.0/8"]) == ("10.0.0.0/8", "192.168.1.1/32")
     with pytest.raises(UsageError, match="--source-cidr"):
         parse_source_cidrs(["10.0.0.0/33"])
+
+
+# ------------------------------------------------------------------------- read once, lazily
+def test_the_ruleset_is_read_once_and_only_when_a_probe_fails(monkeypatch):
+    import os
+    import shutil
+    import socket
+
+    from edgecheck.checks.tcp import check_tcp
+    from edgecheck.firewall import hostview
+    from tests.firewall.fwlab import in_ci
+    from tests.probes.netns import Netns
+
+    if os.geteuid() != 0 or not shutil.which("nft"):
+        (pytest.fail if in_ci() else pytest.skip)("needs root and nft")
+    reads = []
+    real = hostview.read_host_filter
+    monkeypatch.setattr(hostview, "read_host_filter", lambda *a, **k: reads.append(1) or real(*a, **k))
+
+    def target(port: int) -> Target:
+        return Target(id=f"endpoint:127.0.0.1:{port}/tcp", kind=Kind.ENDPOINT, probe="tcp", name="", why="",
+                      source="", entry="", host="127.0.0.1", port=port, protocol="tcp")
+
+    def scenario():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: a connect is reset
+        ctx = RunContext(timeout=1.0)
+        try:
+            ok = check_tcp(target(listener.getsockname()[1]), ctx)
+            after_ok = len(reads)
+            refused = [check_tcp(target(closed.getsockname()[1]), ctx) for _ in range(3)]
+            return ok, after_ok, refused
+        finally:
+            listener.close()
+            closed.close()
+
+    ns = Netns("ecfr-")
+    try:
+        ok, after_ok, refused = ns.run(scenario)
+    finally:
+        ns.close()
+    assert ok.status is Status.PASS and after_ok == 0  # a healthy probe never reads the ruleset
+    assert len(reads) == 1  # three failed probes: one read
+    for r in refused:
+        # An empty filter lets it out: the reset came from elsewhere, so the reason stays `refused`.
+        assert r.reason is Reason.REFUSED and r.evidence.to_json()["firewall"]["verdict"] == ALLOWED
