@@ -109,7 +109,7 @@ FIREWALLD_PUBLIC = FirewallVerdict(
     path=("inet firewalld filter_INPUT", "filter_INPUT_ZONES", "filter_IN_public"),
     manager=Manager("firewalld", "public", "nftables"),
     base=BaseChainRef("nftables", "inet", "firewalld", "filter_INPUT", "input", 10),
-    local_address="10.20.0.17", interface="eth0", distro_family="rhel", rules=96, ms=4)
+    local_address="10.20.0.17", interface="eth0", distro_family="rhel", rules=96, ms=4, read_ms=31)
 
 
 def firewalled(t: Target) -> CheckResult:
