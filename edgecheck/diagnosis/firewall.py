@@ -146,8 +146,8 @@ def not_evaluated_note(checks: Sequence[CheckResult]) -> str:
     for c, fw in _pairs(checks):
         if c.status is Status.PASS and fw.direction == "in" and fw.verdict == NOT_EVALUATED:
             if "CAP_NET_ADMIN" in fw.detail:
-                return f"This host's packet filter was not evaluated for this port: {LET_IT_READ}."
-            return f"This host's packet filter was not evaluated for this port: {fw.detail} ({fw.hint})."
+                return f"This host's packet filter was not evaluated: {LET_IT_READ}."
+            return f"This host's packet filter was not evaluated: {fw.detail} ({fw.hint})."
     return ""
 
 

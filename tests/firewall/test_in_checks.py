@@ -197,10 +197,16 @@ def test_unknown_and_unread_advice_say_how_to_check_by_hand():
 
 
 def test_a_passed_port_whose_filter_was_not_read_says_how_to_complete_it():
-    fw = FirewallVerdict("in", "tcp", 10250, NOT_EVALUATED, detail="needs CAP_NET_ADMIN: run as root or install ...")
-    c = CheckResult(inbound_target(10250), Status.PASS, Reason.OK, "TCP 10250 is free.", Evidence(fw))
-    report = diagnose(Report("2026-01-01T00:00:00Z", "0", {}, {"mode": "public"}, [c]))
-    assert "firewall-read.conf" in report.checks[0].remediation
+    from edgecheck.report import render_text
+
+    checks = [CheckResult(inbound_target(p), Status.PASS, Reason.OK, f"TCP {p} is free.",
+                          Evidence(FirewallVerdict("in", "tcp", p, NOT_EVALUATED, detail="needs CAP_NET_ADMIN: ...")))
+              for p in (10250, 10255)]
+    report = diagnose(Report("2026-01-01T00:00:00Z", "0", {}, {"mode": "public"}, checks))
+    assert all("firewall-read.conf" in c.remediation for c in report.checks)
+    text = render_text(report)
+    assert text.count("note: This host's packet filter was not evaluated") == 1  # shown once for both ports
+    assert render_text(report, verbose=True).count("note: This host's packet filter was not evaluated") == 2
 
 
 # ------------------------------------------------------------------------------------ input
