@@ -48,6 +48,7 @@ def probe_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", envvar="EDGECHECK_TIMEOUT", type=click.FloatRange(min=0.1, max=120), default=3.0, show_default=True, metavar="SECONDS", help="Per-probe timeout."),
         click.option("--ca-bundle", envvar="EDGECHECK_CA_BUNDLE", metavar="PATH", help="Trust anchors for TLS (else REQUESTS_CA_BUNDLE, SSL_CERT_FILE, the system store)."),
         click.option("--apiserver-ca", envvar="EDGECHECK_APISERVER_CA", metavar="PATH", help="The cluster CA that signs the API server certificate. [default: from --kubeconfig or this node's configuration]"),
+        click.option("--source-cidr", "source_cidrs", envvar="EDGECHECK_SOURCE_CIDR", multiple=True, callback=_split_commas, metavar="CIDR", help="A source that must reach this host's inbound ports, for the host firewall check (repeatable; env: comma list). [default: this host's own subnets in public mode, any source in dedicated mode]"),
         click.option("-v", "--verbose", is_flag=True, default=False, help="Show evidence for every check."),
         click.option("--strict", envvar="EDGECHECK_STRICT", is_flag=True, default=False, help="Warnings fail too (exit 1)."),
     ]

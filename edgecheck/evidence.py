@@ -9,8 +9,10 @@ reads may live next to its wire module instead (NTP and IKE exchanges do).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from edgecheck.firewall.evaluate import BaseChainRef
+from edgecheck.firewall.manager import Manager, Opening
 from edgecheck.model import Reason
 
 
@@ -76,6 +78,22 @@ class DirectRoute:
         return {"route": "direct"}
 
 
+@dataclass(frozen=True)
+class IcmpError:
+    """An ICMP error the kernel queued for a probe's socket (IP_RECVERR), and who sent it."""
+
+    offender: str
+    name: str  # e.g. "ICMP host administratively prohibited"
+    icmp_type: int
+    code: int
+    admin_prohibited: bool = False
+    local: bool = False  # sent by this host itself: a REJECT rule of its own filter
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"offender": self.offender, "name": self.name, "type": self.icmp_type, "code": self.code,
+                "admin_prohibited": self.admin_prohibited, "from_this_host": self.local}
+
+
 @dataclass
 class ConnectAttempt:
     address: str
@@ -85,10 +103,14 @@ class ConnectAttempt:
     reason: Optional[Reason] = None
     error: str = ""
     errno: Optional[int] = None
+    icmp: Optional[IcmpError] = None
 
     def to_json(self) -> Dict[str, Any]:
-        return {"address": self.address, "port": self.port, "ok": self.ok, "ms": self.ms,
-                "reason": _reason(self.reason), "error": self.error}
+        ev = {"address": self.address, "port": self.port, "ok": self.ok, "ms": self.ms,
+              "reason": _reason(self.reason), "error": self.error}
+        if self.icmp is not None:
+            ev["icmp"] = self.icmp.to_json()
+        return ev
 
 
 @dataclass(frozen=True)
@@ -248,6 +270,94 @@ class InboundEvidence:
             ev["sockets"] = [h.to_json() for h in self.holders]
         if self.owner_note:
             ev["owner_note"] = self.owner_note
+        return ev
+
+
+# ------------------------------------------------------------------------ this host's own filter
+ALLOWED, BLOCKED, PARTIAL, UNKNOWN, NOT_EVALUATED = "allowed", "blocked", "partial", "unknown", "not-evaluated"
+
+
+@dataclass(frozen=True)
+class FirewallVerdict:
+    """What this host's own packet filter does with a check's new connection or datagram (SPEC 7.2).
+
+    Inbound: evaluated from every source the port must be reachable from (`peers`); outbound: for
+    the destination addresses that failed. The deciding rule, the manager that owns it and the
+    base chain are what the advice builds its commands from (edgecheck.firewall.manager.remedy).
+    """
+
+    direction: str  # "in" | "out"
+    protocol: str
+    port: int
+    verdict: str  # allowed | blocked | partial | unknown | not-evaluated
+    peers: Tuple[str, ...] = ()  # in: the source CIDRs evaluated; out: the destination addresses
+    peers_origin: str = ""  # in: where the sources come from (--source-cidr, subnets, any source)
+    blocked: Tuple[str, ...] = ()  # the peers it blocks (all or part of them)
+    allowed: Tuple[str, ...] = ()
+    action: str = ""  # "drop" or "reject (TYPE)" of the deciding rule
+    rule: str = ""  # the deciding (or unreadable) rule as nft / iptables-save print it
+    where: str = ""  # "ip filter chain INPUT rule 1"
+    path: Tuple[str, ...] = ()  # the chains walked to that rule
+    manager: Optional[Manager] = None
+    base: Optional[BaseChainRef] = None  # the base chain that decided: where a fix belongs
+    local_address: str = ""  # in: the node address evaluated; out: the source address
+    interface: str = ""
+    detail: str = ""  # unknown: what could not be read; not-evaluated: why
+    hint: str = ""  # not-evaluated: what to run instead
+    kernel: str = ""  # out: what the kernel itself reported (EPERM, an ICMP error from this host)
+    sampled: bool = False  # too many rule boundaries: sources were sampled, not proven
+    distro_family: str = ""  # debian | rhel | "": where the persistence advice points
+    rules: int = 0  # rules in the ruleset read
+    ms: int = 0  # evaluation time
+    read_ms: int = 0  # reading and parsing the ruleset, once per run (shared by every check)
+
+    @property
+    def stops(self) -> bool:
+        """Blocks all or part of the traffic this check needs."""
+        return self.verdict in (BLOCKED, PARTIAL)
+
+    def opening(self) -> Opening:
+        """What must be let through, for the manager's remediation command."""
+        peers = tuple(p for p in self.blocked if not p.endswith("/0"))  # "any source": no source match
+        if self.direction == "in":
+            return Opening("in", self.protocol, self.port, sources=peers)
+        return Opening("out", self.protocol, self.port, destinations=peers)
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"direction": self.direction, "verdict": self.verdict, "protocol": self.protocol,
+                              "port": self.port}
+        for key in ("peers", "blocked", "allowed", "path"):
+            if getattr(self, key):
+                ev[key] = list(getattr(self, key))
+        for key in ("peers_origin", "action", "rule", "where", "local_address", "interface", "detail", "hint",
+                    "kernel"):
+            if getattr(self, key):
+                ev[key] = getattr(self, key)
+        if self.manager is not None:
+            ev["manager"] = {k: v for k, v in vars(self.manager).items() if v}
+        if self.base is not None:
+            ev["base_chain"] = vars(self.base).copy()
+        if self.sampled:
+            ev["sampled"] = True
+        if self.verdict != NOT_EVALUATED:
+            ev.update(rules=self.rules, ms=self.ms, read_ms=self.read_ms)
+        return {"firewall": ev}
+
+
+# ----------------------------------------------------------------------------------- kernel
+@dataclass(frozen=True)
+class KernelEvidence:
+    """One kernel setting (`system:*`): the values read, and the command that fixes it."""
+
+    setting: str
+    values: Mapping[str, object]
+    command: str = ""  # what fixes it now, as root
+    persist: str = ""  # what keeps it after a reboot
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"setting": self.setting, "values": dict(self.values)}
+        if self.command:
+            ev["fix"] = {"command": self.command, "persist": self.persist}
         return ev
 
 

@@ -48,6 +48,9 @@ class Reason(str, enum.Enum):
     INTERNAL_ERROR = "internal-error"
     LOOPBACK_ONLY = "loopback-only"  # inbound: listening, but only on 127.0.0.1/::1 (unreachable from the cloud)
     COMPONENT_UNHEALTHY = "component-unhealthy"  # a local component (YurtHub) is down or says it does not work
+    # SPEC 7.1
+    HOST_FIREWALL = "host-firewall"  # this host's own packet filter drops or rejects the traffic
+    KERNEL_SETTING = "kernel-setting"  # a kernel setting this host needs for the node is wrong
 
     def __str__(self) -> str:
         return self.value
@@ -61,6 +64,7 @@ class Kind(str, enum.Enum):
     TOOL = "tool"  # an executable the installer needs
     CLOCK = "clock"  # the local clock
     COMPONENT = "component"  # a node component found running here (YurtHub)
+    SYSTEM = "system"  # a kernel setting of this host (SPEC 7.2)
 
     def __str__(self) -> str:
         return self.value
@@ -267,7 +271,7 @@ class Finding:
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
     nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
-             Kind.COMPONENT: "component"}
+             Kind.COMPONENT: "component", Kind.SYSTEM: "kernel setting"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

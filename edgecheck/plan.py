@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from edgecheck import registry
 from edgecheck.catalog import REGION_ID, Catalog, EndpointEntry, InboundEntry, Region
 from edgecheck.errors import UsageError
+from edgecheck.host.kernel import SETTINGS
 from edgecheck.model import Component, Kind, Mode, Phase, Reason, Skip, Stage, Target
 
 DEFAULT_APISERVER_PORT = 6443
@@ -357,6 +358,18 @@ def _inbound_targets(entry: InboundEntry, sel: Selection, catalog: Catalog) -> L
     ]
 
 
+def _system_targets(sel: Selection) -> List[Target]:
+    """The kernel settings an edge node needs (SPEC 7.2); the phase decides how strict the check is."""
+    when = ("; phase join: the installer sets it, so a wrong value is a warning" if sel.phase is Phase.JOIN
+            else "; phase running: the installer's setting must have stuck")
+    return [
+        Target(id=s.id, kind=Kind.SYSTEM, probe="kernel", name=s.name, why=s.why + (when if s.installer else ""),
+               source=s.source, entry=s.id)
+        for s in SETTINGS
+        if s.plugins is None or sel.network_plugin in s.plugins
+    ]
+
+
 def _tool_and_clock_targets(catalog: Catalog, sel: Selection) -> List[Target]:
     targets = [
         Target(
@@ -418,6 +431,7 @@ def build_plan(catalog: Catalog, sel: Selection) -> Plan:
             targets.extend(_endpoint_targets(entry, sel, catalog))
     for inbound in catalog.inbound:
         targets.extend(_inbound_targets(inbound, sel, catalog))
+    targets.extend(_system_targets(sel))
     targets.extend(_component_targets(sel))
     targets.extend(_tool_and_clock_targets(catalog, sel))
     return Plan(

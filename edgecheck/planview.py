@@ -61,6 +61,7 @@ def _wrap(text: str, indent: int) -> List[str]:
 _SECTIONS = (
     (Kind.ENDPOINT, "Outbound endpoints"),
     (Kind.INBOUND, "Inbound ports on this host"),
+    (Kind.SYSTEM, "Kernel settings"),
     (Kind.TOOL, "System tools"),
     (Kind.CLOCK, "Local clock"),
 )

@@ -48,6 +48,7 @@ PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("ntp", Kind.ENDPOINT, "edgecheck.checks.ntp:check_ntp", "udp", (123,)),
     ProbeKind("ike", Kind.ENDPOINT, "edgecheck.checks.ike:check_ike", "udp", (4500,)),
     ProbeKind("inbound", Kind.INBOUND, "edgecheck.checks.inbound:check_inbound"),
+    ProbeKind("kernel", Kind.SYSTEM, "edgecheck.checks.kernel:check_kernel"),
     ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
     ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
     ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),

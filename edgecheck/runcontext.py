@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Callable, Dict, Generic, Mapping, Optional, Se
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 
 if TYPE_CHECKING:
+    from edgecheck.firewall.hostview import HostFilter
     from edgecheck.host.distro import OsRelease
+    from edgecheck.host.kernel import KernelState
     from edgecheck.host.sockets import SocketTable
     from edgecheck.host.tools import InstallPlan
     from edgecheck.probes.resolver import SharedResolver
@@ -52,6 +54,9 @@ class RunFacts:
         self._sockets = Lazy(self._read_sockets)
         self._os = Lazy(self._read_os_release)
         self._install = Lazy(self._make_install_plan)
+        self._kernel = Lazy(self._read_kernel)
+        self._filter: Optional["HostFilter"] = None
+        self._filter_lock = threading.Lock()
         self._results: Dict[str, Tuple[CheckResult, ...]] = {}
         self._lock = threading.Lock()
 
@@ -76,6 +81,26 @@ class RunFacts:
 
         specs = [t.tool for t in self._targets if t.kind is Kind.TOOL and t.tool is not None and t.skip is None]
         return install_plan(missing_tools(specs, search_dirs(self._tool_path)), self.os_release())
+
+    @staticmethod
+    def _read_kernel() -> "KernelState":
+        from edgecheck.host.kernel import read_kernel_state
+
+        return read_kernel_state()
+
+    def kernel_state(self) -> "KernelState":
+        """The kernel settings the system:* checks judge, read once."""
+        return self._kernel.get()
+
+    def host_filter(self, timeout: float) -> "HostFilter":
+        """This host's packet filter, read once by the first check that needs it (the inbound
+        checks, or an outbound probe that failed): a run that needs neither never reads it."""
+        with self._filter_lock:
+            if self._filter is None:
+                from edgecheck.firewall.hostview import read_host_filter
+
+                self._filter = read_host_filter(timeout, self.os_release().family or "")
+            return self._filter
 
     def resolver(self) -> "SharedResolver":
         """One resolver per run: a hostname several targets share is resolved once."""
@@ -117,6 +142,7 @@ class RunContext:
     tool_path: Optional[str] = None  # PATH-like search list for tool checks; None = PATH + sbin dirs
     phase: Phase = Phase.JOIN
     mode: Mode = Mode.PUBLIC
+    source_cidrs: Tuple[str, ...] = ()  # --source-cidr: who must reach the inbound ports (SPEC 7.2)
     targets: Tuple[Target, ...] = ()  # the whole plan
     facts: RunFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 

@@ -6,6 +6,7 @@ The CLI and the agent both call these two; neither builds a plan, a context or a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import socket
@@ -75,6 +76,17 @@ def selection_params(selection: Selection, options: Mapping[str, Any], cluster: 
     }
 
 
+def parse_source_cidrs(values: Sequence[str]) -> Tuple[str, ...]:
+    """--source-cidr values as networks ("10.0.0.5" is 10.0.0.5/32); UsageError before any packet."""
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"invalid --source-cidr {value!r}: give an address block like 10.0.0.0/8") from None
+    return tuple(dict.fromkeys(out))
+
+
 def _readable_file(path: str, what: str) -> str:
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise UsageError(f"{what} {path!r} is not a readable file")
@@ -117,6 +129,7 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
     if options.get("apiserver_ca"):
         _readable_file(options["apiserver_ca"], "--apiserver-ca")
     timeout = float(options.get("timeout") or 3.0)
+    source_cidrs = parse_source_cidrs(options.get("source_cidrs") or ())
     ctx = RunContext(
         timeout=timeout,
         deadline=started + hard_deadline(plan.targets, timeout),
@@ -126,11 +139,13 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
         environ={k: v for k, v in environ.items() if k.lower() in PROXY_VARIABLES},
         phase=plan.selection.phase,
         mode=plan.selection.mode,
+        source_cidrs=source_cidrs,
         targets=plan.targets,
     )
     params = selection_params(plan.selection, options, cluster)
     strict = bool(options.get("strict"))
-    params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict)
+    params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict,
+                  source_cidrs=list(source_cidrs))
     return Prepared(plan, ctx, params, strict, cluster.ca_pem, started, started_wall)
 
 

@@ -106,8 +106,8 @@ build_deb() {
         install -d -m 0755 "$d/usr/share/man/man1"
         gzip -9n < "$HERE/common/edgecheck.1" > "$d/usr/share/man/man1/edgecheck.1.gz"
         chmod 0644 "$d/usr/share/man/man1/edgecheck.1.gz"
-        install -m 0644 "$ROOT/systemd/port-owners.conf" "$HERE/prometheus/edgecheck.rules.yml" \
-            "$d/usr/share/doc/edgecheck/examples/"
+        install -m 0644 "$ROOT/systemd/port-owners.conf" "$ROOT/systemd/firewall-read.conf" \
+            "$HERE/prometheus/edgecheck.rules.yml" "$d/usr/share/doc/edgecheck/examples/"
         date=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000')
         sed -e "s/@VERSION@/$VERSION-1/" -e "s/@UPSTREAM@/$VERSION/" -e "s/@DATE@/$date/" \
             "$HERE/deb/changelog.in" | gzip -9n > "$d/usr/share/doc/edgecheck/changelog.Debian.gz"
@@ -139,7 +139,7 @@ build_rpm() {
         cp "$DIST/edgecheck-$arch.pyz" "$src/edgecheck.pyz"
         cp "$HERE/common/edgecheck.sh" "$HERE/common/edgecheck.sysusers" "$HERE/common/edgecheck.tmpfiles" \
             "$ROOT/systemd/edgecheck.service" "$ROOT/systemd/edgecheck.timer" "$ROOT/systemd/edgecheck.env.example" \
-            "$ROOT/systemd/port-owners.conf" "$HERE/prometheus/edgecheck.rules.yml" "$ROOT/README.md" \
+            "$ROOT/systemd/port-owners.conf" "$ROOT/systemd/firewall-read.conf" "$HERE/prometheus/edgecheck.rules.yml" "$ROOT/README.md" \
             "$HERE/common/edgecheck.1" "$src/"
         with_user_setup "$HERE/rpm/edgecheck.spec" > "$top/SPECS/edgecheck.spec"
         rpmbuild -bb --quiet --target "$arch-linux" \

@@ -7,6 +7,7 @@ import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+from edgecheck.checks.hostfilter import attribute_connects, attribute_exchanges
 from edgecheck.evidence import AddressBlocks, ConnectAttempt, Connects, DirectRoute
 from edgecheck.model import CheckResult, Evidence, EvidencePart, Reason, Status, Target
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
@@ -73,6 +74,10 @@ class Probing:
         return attempts, socks
 
     def connect_failure(self, attempts: Sequence[ConnectAttempt]) -> Optional[CheckResult]:
+        if any(not a.ok for a in attempts):
+            # Only a failed probe asks whether this host's own filter did it (host-firewall).
+            self.add(attribute_connects(self.target, self.ctx, attempts))
+            self.add(Connects(tuple(attempts)))
         verdict = judge_connects(attempts)
         if verdict.ignored:
             self.add(Connects(tuple(attempts), tuple(a.address for a in verdict.ignored)))
@@ -86,7 +91,8 @@ class Probing:
             msg = (f"{proto} {t.port} to {t.host} works on {good} but not on {bad}: pulls and calls that "
                    f"pick the blocked address will fail intermittently.")
         else:
-            msg = f"{proto} {t.port} to {t.host} is blocked on every address: {bad}."
+            by = " by this host's own packet filter" if verdict.reason is Reason.HOST_FIREWALL else ""
+            msg = f"{proto} {t.port} to {t.host} is blocked{by} on every address: {bad}."
         return self.result(Status.FAIL, verdict.reason, msg)
 
 
@@ -117,4 +123,5 @@ def exchange_all(target: Target, ctx: RunContext, default_port: int,
             raise outcome[1]
         else:
             out.append(outcome[1])
+    probing.add(attribute_exchanges(target, ctx, port, out))
     return probing, None, port, out

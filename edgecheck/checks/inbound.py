@@ -8,6 +8,9 @@ Decisions are pure (decide_inbound) over the holders found in the run's socket t
 - running, not listening                -> fail / port-not-listening
 Without root the listener's pid may be invisible (psutil returns pid=None); the result is then
 still complete and says exactly what could not be seen.
+
+This host's own packet filter is the other half (checks/hostfilter.py): a free or listening port
+that the filter blocks from the sources that must reach it is fail/host-firewall.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import Sequence, Tuple
 
+from edgecheck.checks.hostfilter import combine_inbound, inbound_verdict
 from edgecheck.evidence import InboundEvidence, PortHolder
 from edgecheck.host import sockets
 from edgecheck.model import CheckResult, Evidence, Phase, Reason, Status, Target
@@ -58,33 +62,40 @@ def decide_inbound(target: Target, expect: str, holders: Sequence[PortHolder],
 
 def check_inbound(target: Target, ctx: RunContext) -> CheckResult:
     started = time.monotonic()
+    status, reason, message, evidence = _port_state(target, ctx)
+    # The port's state is half of it: the host's own packet filter must also let the sources in.
+    firewall = inbound_verdict(target, ctx)
+    status, reason, message = combine_inbound(status, reason, message, firewall)
+    return CheckResult(target, status, reason, message, evidence=Evidence(evidence, firewall),
+                       duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _port_state(target: Target, ctx: RunContext) -> Tuple[Status, Reason, str, InboundEvidence]:
     protocol = (target.protocol or "tcp").lower()
     expect = target.expect or (EXPECT_FREE if ctx.phase is Phase.JOIN else EXPECT_LISTENING)
     table = ctx.facts.socket_table()
     owners_visible = sockets.can_see_socket_owners()
     if table.error is not None:
-        return _fallback(target, protocol, expect, table.error, owners_visible, started)
+        return _fallback(target, protocol, expect, table.error, owners_visible)
     holders = sockets.gather_holders(table, protocol, int(target.port or 0))
     note = ""
     if not owners_visible and any(h.pid is None and not h.kernel_socket for h in holders):
         note = f"a socket holds {protocol.upper()} {target.port} but its owner is {OWNER_HIDDEN_HINT}"
     status, reason, message = decide_inbound(target, expect, holders, owners_visible)
-    evidence = InboundEvidence(expect, table.source, owners_visible, tuple(holders), owner_note=note)
-    return _result(target, status, reason, message, evidence, started)
+    return status, reason, message, InboundEvidence(expect, table.source, owners_visible, tuple(holders), owner_note=note)
 
 
-def _fallback(target: Target, protocol: str, expect: str, error: str, owners_visible: bool,
-              started: float) -> CheckResult:
+def _fallback(target: Target, protocol: str, expect: str, error: str, owners_visible: bool
+              ) -> Tuple[Status, Reason, str, InboundEvidence]:
     """The socket table is unreadable (e.g. ProcSubset=pid): a bind test still tells free from taken."""
     in_use = sockets.bind_test(protocol, int(target.port or 0))
     evidence = InboundEvidence(expect, "none", owners_visible, table_error=error,
                                bind_test={None: "inconclusive", True: "in-use", False: "free"}[in_use])
     label = f"{protocol.upper()} {target.port}"
     if in_use is None:
-        return _result(target, Status.WARN,
-                       Reason.PORT_NOT_LISTENING if expect == EXPECT_LISTENING else Reason.PORT_IN_USE,
-                       f"Could not tell whether {label} is in use: the socket table is unreadable ({error}) "
-                       "and a bind test was inconclusive.", evidence, started)
+        return (Status.WARN, Reason.PORT_NOT_LISTENING if expect == EXPECT_LISTENING else Reason.PORT_IN_USE,
+                f"Could not tell whether {label} is in use: the socket table is unreadable ({error}) "
+                "and a bind test was inconclusive.", evidence)
     holders = [PortHolder(protocol, "0.0.0.0", int(target.port or 0))] if in_use else []
     status, reason, message = decide_inbound(target, expect, holders, False)
     if in_use:
@@ -94,10 +105,4 @@ def _fallback(target: Target, protocol: str, expect: str, error: str, owners_vis
         if status is Status.PASS:
             message = (f"{label} is bound by something (bind test; the socket table is unreadable: {error}): "
                        "listener address and process unknown.")
-    return _result(target, status, reason, message, evidence, started)
-
-
-def _result(target: Target, status: Status, reason: Reason, message: str, evidence: InboundEvidence,
-            started: float) -> CheckResult:
-    return CheckResult(target, status, reason, message, evidence=Evidence(evidence),
-                       duration_ms=int((time.monotonic() - started) * 1000))
+    return status, reason, message, evidence

@@ -18,7 +18,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import (Scene, failed_addresses, hosts_text, listed, nameservers, ports_text,
                                        resolver_source, zone)
-from edgecheck.evidence import ClockEvidence, InboundEvidence, PortHolder, ProxyRoute, ToolEvidence, TrustSource
+from edgecheck.diagnosis.firewall import firewall_advice, firewall_also, not_evaluated_note, not_evaluated_outbound
+from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PortHolder, ProxyRoute,
+                                ToolEvidence, TrustSource)
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
 from edgecheck.probes.yurthub import YurtHubProbe
 
@@ -104,6 +106,9 @@ def _connect(checks: Sequence[CheckResult], scene: Scene) -> Advice:
             f"DNS), or add the hosts to NO_PROXY if this node reaches them directly.",))
     where = _where(checks)
     reason = checks[0].reason
+    remote = _remote_firewall(checks)
+    if remote:
+        return Advice((remote,) + _path_paragraphs(checks, scene))
     if reason is Reason.TIMEOUT:
         first = (f"Packets for {where} are silently dropped. Check, in this order: this host's firewall "
                  f"(iptables/nftables output rules), the data-centre firewall's outbound rules, and the "
@@ -117,7 +122,20 @@ def _connect(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         first = (f"This host found no usable route for {where} (or its own firewall rejects it): check "
                  f"`ip route get {addresses[0] if addresses else '<address>'}`, the default gateway and the "
                  f"host firewall.")
-    return Advice((first,) + _path_paragraphs(checks, scene))
+    unread = not_evaluated_outbound(checks)
+    return Advice((first,) + ((unread,) if unread else ()) + _path_paragraphs(checks, scene))
+
+
+def _remote_firewall(checks: Sequence[CheckResult]) -> str:
+    """ICMP "administratively prohibited" from another address: a firewall there rejects it."""
+    for c in checks:
+        connects = c.evidence.find(Connects)
+        for a in connects.attempts if connects else ():
+            if a.icmp is not None and a.icmp.admin_prohibited and not a.icmp.local:
+                return (f"A firewall at {a.icmp.offender} rejects {_where(checks)} ({a.icmp.name}): it is configured "
+                        f"to refuse this traffic. Ask whoever runs {a.icmp.offender} to allow it; nothing on this host "
+                        f"needs to change.")
+    return ""
 
 
 def _path_paragraphs(checks: Sequence[CheckResult], scene: Scene) -> Tuple[str, ...]:
@@ -179,6 +197,9 @@ def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 
 def _passed(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    note = not_evaluated_note(checks)
+    if note:
+        return Advice((note,))
     trust = checks[0].evidence.find(TrustSource)
     if trust is not None and not trust.verify and checks[0].target.trust is Trust.CLUSTER:
         return Advice((
@@ -273,7 +294,7 @@ def _port_in_use(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         paragraphs.append(f"{leftovers} looks like a component left from an earlier installation: if this host "
                           "was joined to a cluster before, remove it from that cluster and clean it up first (or, "
                           "if it is a node already, run with --phase running).")
-    return Advice(tuple(paragraphs))
+    return Advice(tuple(paragraphs) + firewall_also(checks))
 
 
 def _by_component(checks: Sequence[CheckResult]) -> Dict[str, List[CheckResult]]:
@@ -294,7 +315,7 @@ def _not_listening(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         paragraphs.append(f"{start}; then {_firewall(group)}.")
     if scene.phase is Phase.RUNNING:
         paragraphs.append("If this host has not joined yet, use --phase join.")
-    return Advice(tuple(paragraphs))
+    return Advice(tuple(paragraphs) + firewall_also(checks))
 
 
 def _loopback_only(checks: Sequence[CheckResult], scene: Scene) -> Advice:
@@ -303,7 +324,7 @@ def _loopback_only(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         component = group[0].target.component
         bind = component.bind if component else "bind it to 0.0.0.0 or the node IP"
         paragraphs.append(f"Make {name or 'the process'} listen on the node's address: {bind}; then {_firewall(group)}.")
-    return Advice(tuple(paragraphs))
+    return Advice(tuple(paragraphs) + firewall_also(checks))
 
 
 # ----------------------------------------------------------------------------------------- tools
@@ -343,6 +364,30 @@ def _component(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     return Advice(tuple(dict.fromkeys(paragraphs)))
 
 
+# --------------------------------------------------------------------------- this host's filter
+def _host_firewall(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    paragraphs, command = firewall_advice(checks)
+    return Advice(paragraphs, command)
+
+
+# ---------------------------------------------------------------------------------------- kernel
+def _kernel_setting(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    fixes = [ev for ev in (c.evidence.find(KernelEvidence) for c in checks) if ev is not None]
+    commands = list(dict.fromkeys(ev.command for ev in fixes if ev.command))
+    persist = list(dict.fromkeys(ev.persist for ev in fixes if ev.persist))
+    if not commands:
+        return Advice(("Set the kernel setting the check names (as root: `sysctl -w NAME=VALUE`, or `modprobe "
+                       "MODULE`) and make it persistent in /etc/sysctl.d/ or /etc/modules-load.d/.",))
+    paragraphs: List[str] = []
+    if scene.phase is Phase.JOIN and any(c.status is Status.WARN and "installer" in c.target.why for c in checks):
+        paragraphs.append("The installer sets the forwarding and bridge settings during the join too; setting them "
+                          "now does no harm and shows early if something on this host resets them.")
+    if persist:
+        paragraphs.append(f"To keep {'it' if len(commands) == 1 else 'them'} after a reboot: {'; '.join(persist)}.")
+    paragraphs.append("Set it now (as root):" if len(commands) == 1 else "Set them now (as root):")
+    return Advice(tuple(paragraphs), " && ".join(commands))
+
+
 # ----------------------------------------------------------------------------------- the engine
 def _deadline(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     return Advice(("Something hangs longer than --timeout allows: rerun with -v to see where, or with fewer "
@@ -377,6 +422,10 @@ ADVICE: Dict[Reason, Adviser] = {
     Reason.LOOPBACK_ONLY: _loopback_only,
     Reason.TOOL_MISSING: _tool_missing,
     Reason.COMPONENT_UNHEALTHY: _component,
+
+
+    Reason.HOST_FIREWALL: _host_firewall,
+    Reason.KERNEL_SETTING: _kernel_setting,
     Reason.DEADLINE_EXCEEDED: _deadline,
     Reason.INTERNAL_ERROR: _internal,
     Reason.MISSING_INPUT: _nothing,

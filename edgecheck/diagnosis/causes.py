@@ -12,18 +12,20 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import failed_addresses, nameservers, resolver_source
-from edgecheck.evidence import AddressBlocks, InboundEvidence, ProxyRoute, TlsResult, ToolEvidence
-from edgecheck.model import CheckResult, Reason
+from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, ProxyRoute, TlsResult,
+                                ToolEvidence)
+from edgecheck.model import CheckResult, Kind, Reason
 
 # Presentation order: the ACK troubleshooting page says DNS first, then network policies and
 # firewalls, then security groups; a proxy sits in front of all of those; TLS problems only show
-# once TCP works; then this host itself.
+# once TCP works; then this host itself. This host's own packet filter is the first firewall on
+# every path, so it comes before the network's; kernel settings go with the other host checks.
 ORDER: Tuple[Reason, ...] = (
     Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR, Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR,
-    Reason.PROXY_ERROR, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED, Reason.NO_RESPONSE,
-    Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE, Reason.PORT_NOT_LISTENING,
-    Reason.LOOPBACK_ONLY, Reason.COMPONENT_UNHEALTHY, Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED,
-    Reason.CLOCK_OFFSET,
+    Reason.PROXY_ERROR, Reason.HOST_FIREWALL, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED,
+    Reason.NO_RESPONSE, Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE,
+    Reason.PORT_NOT_LISTENING, Reason.LOOPBACK_ONLY, Reason.COMPONENT_UNHEALTHY, Reason.KERNEL_SETTING,
+    Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED, Reason.CLOCK_OFFSET,
     Reason.DEADLINE_EXCEEDED, Reason.MISSING_INPUT, Reason.NOT_APPLICABLE, Reason.INTERNAL_ERROR,
 )
 RANK: Dict[Reason, int] = {r: i for i, r in enumerate(ORDER)}
@@ -66,8 +68,37 @@ def cause_of(check: CheckResult) -> Cause:
     if reason is Reason.TLS_VERIFY_FAILED:
         tls = check.evidence.find(TlsResult)
         return Cause(reason, (("issuer", tls.issuer if tls else ""),))
+    if reason is Reason.HOST_FIREWALL:
+        return Cause(reason, firewall_scope(check))
     # Everything else: one cause per reason (all missing tools, all busy ports, ...).
     return Cause(reason)
+
+
+def firewall_scope(check: CheckResult) -> Tuple[Tuple[str, str], ...]:
+    """One rule or chain of one manager that blocks five ports is one cause: direction, verdict,
+    manager (and firewalld zone), and the base chain that decided."""
+    fw = check.evidence.find(FirewallVerdict)
+    if fw is None:
+        return (("direction", "in" if check.kind is Kind.INBOUND else "out"),)
+    scope = [("direction", fw.direction), ("verdict", fw.verdict)]
+    if fw.manager is not None and fw.manager.name != "none":
+        scope.append(("manager", fw.manager.name))
+        if fw.manager.zone:
+            scope.append(("zone", fw.manager.zone))
+    if fw.base is not None:
+        scope.append(("chain", f"{fw.base.family}:{fw.base.table}:{fw.base.chain}"))
+    return tuple(scope)
+
+
+def _firewall_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
+    verdict, direction = cause.get("verdict"), "inbound" if cause.get("direction") == "in" else "outbound"
+    manager = cause.get("manager")
+    by = f" ({manager}{', zone ' + cause.get('zone') if cause.get('zone') else ''})" if manager else ""
+    if verdict == "unknown":
+        return f"This host's packet filter has {direction} rules edgecheck cannot evaluate{by}"
+    if verdict == "partial":
+        return f"This host's packet filter lets {direction} traffic through from only some sources{by}"
+    return f"This host's packet filter blocks {direction} traffic{by}"
 
 
 def _ns_text(ns: str) -> str:
@@ -106,6 +137,8 @@ _TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
     Reason.PORT_IN_USE: lambda c, _: "Ports the node needs are already in use",
     Reason.PORT_NOT_LISTENING: lambda c, _: "Ports a joined node serves are not listening",
     Reason.LOOPBACK_ONLY: lambda c, _: "Ports listen on loopback only, unreachable from the cloud",
+    Reason.HOST_FIREWALL: _firewall_title,
+    Reason.KERNEL_SETTING: lambda c, _: "Kernel settings the node needs are wrong",
     Reason.TOOL_MISSING: lambda c, _: "System tools the installer needs are missing",
     Reason.COMPONENT_UNHEALTHY: lambda c, checks: f"{checks[0].target.entry} on this node does not work",
     Reason.CLOCK_UNSYNCHRONISED: lambda c, _: "The local clock is not synchronised",
@@ -135,11 +168,25 @@ def detail_of(check: CheckResult) -> str:
         return tls.verify_error or "" if tls else ""
     if reason in (Reason.PORT_IN_USE, Reason.LOOPBACK_ONLY):
         return _held_by(check)
+    if reason is Reason.HOST_FIREWALL:
+        fw = ev.find(FirewallVerdict)
+        return _firewall_detail(fw) if fw is not None else ""
+    if reason is Reason.KERNEL_SETTING:
+        kernel = ev.find(KernelEvidence)
+        return kernel.command if kernel is not None else ""
     if reason is Reason.TOOL_MISSING:
         tool = ev.find(ToolEvidence)
         wanted = list(tool.executables_wanted) if tool else []
         return "needs " + " or ".join(wanted) if wanted and wanted != [check.id.split(":", 1)[-1]] else ""
     return ""
+
+
+def _firewall_detail(fw: FirewallVerdict) -> str:
+    if fw.verdict == "unknown":
+        return f"cannot evaluate `{fw.rule}`" if fw.rule else ""
+    peers = ", ".join(fw.blocked)
+    via = f" by `{fw.rule}`" if fw.rule else ""
+    return (f"from {peers}" if fw.direction == "in" else f"to {peers}") + via if peers else via.strip()
 
 
 def _held_by(check: CheckResult) -> str:

@@ -17,8 +17,11 @@ TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
 
 
 def reason_for_errno(code: Optional[int]) -> Reason:
-    """Refused and timed out are told apart; every other errno (no route, EPERM from this host's
-    own filter, ...) means the packet found no way out: unreachable."""
+    """Refused and timed out are told apart; EPERM/EACCES is this host's own filter refusing the
+    packet as it is sent (nf_hook returns -EPERM to the sender on NF_DROP); every other errno (no
+    route, ...) means the packet found no way out: unreachable."""
+    if code in (errno.EPERM, errno.EACCES):
+        return Reason.HOST_FIREWALL
     if code in REFUSED_ERRNOS:
         return Reason.REFUSED
     if code in TIMEOUT_ERRNOS:
@@ -30,7 +33,7 @@ def describe_errno(code: Optional[int]) -> str:
     if code is None:
         return "no answer within the timeout"
     if code in (errno.EPERM, errno.EACCES):
-        return f"blocked by this host's firewall ({errno.errorcode.get(code, code)})"
+        return f"this host's packet filter refused to send it ({errno.errorcode.get(code, code)})"
     return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
 
 

@@ -209,7 +209,7 @@ class IkeVerdict:
 def judge_ike(outcomes: Sequence[IkeOutcome]) -> IkeVerdict:
     answered = [o for o in outcomes if o.answered]
     failing = [o for o in outcomes if not o.answered]
-    for reason in (Reason.REFUSED, Reason.UNREACHABLE):
+    for reason in (Reason.HOST_FIREWALL, Reason.REFUSED, Reason.UNREACHABLE):
         if any(o.reason is reason for o in failing):
             return IkeVerdict(Status.FAIL, reason, answered, failing)
     if failing:

@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from edgecheck.evidence import IcmpError
 from edgecheck.model import Reason
+from edgecheck.probes import icmperr
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.classify import describe_errno, reason_for_errno
 
@@ -28,6 +30,7 @@ class UdpExchange:
     sends: int = 0
     ms: int = 0
     local: Optional[Tuple[str, int]] = None
+    icmp: Optional[IcmpError] = None  # the ICMP error that ended it, and who sent it
 
 
 def exchange(address: str, port: int, make_request: Callable[[Optional[Tuple[str, int]]], bytes], budget: Budget,
@@ -66,7 +69,12 @@ def exchange(address: str, port: int, make_request: Callable[[Optional[Tuple[str
                 out.reply = data
                 break
     except OSError as exc:
-        out.reason, out.error = reason_for_errno(exc.errno), describe_errno(exc.errno)
+        # The ICMP error stays on the error queue after recv/send reported it: who sent it decides
+        # between this host's own filter, a firewall elsewhere and the network.
+        reason, words, out.icmp = icmperr.attribute_failure(exc.errno, icmperr.read_error_queue(sock),
+                                                            icmperr.local_addresses)
+        out.reason = reason or reason_for_errno(exc.errno)
+        out.error = describe_errno(exc.errno) + (f": {words}" if words else "")
     finally:
         sock.close()
     out.ms = int(round((time.monotonic() - start) * 1000))

@@ -21,7 +21,7 @@ INDENT = "   "
 
 _RESET = "\033[0m"
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_KIND_ORDER = (Kind.ENDPOINT, Kind.INBOUND, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
+_KIND_ORDER = (Kind.ENDPOINT, Kind.INBOUND, Kind.SYSTEM, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
 
 
 class _Style:
@@ -207,9 +207,11 @@ def _passed(report: Report, st: _Style, verbose: bool) -> List[str]:
     # ports, tools and the clock collapse into one wrapped line per kind unless -v.
     listed = checks if verbose else [c for c in checks if c.kind is Kind.ENDPOINT or c.remediation]
     width = min(max((len(label(c)) for c in listed), default=0), WIDTH - 2 - 2 - 7)
-    for c in listed:
+    for i, c in enumerate(listed):
         lines.append(_passed_row(c, width, st))
-        lines.extend(_wrap("note: " + c.remediation, "      ", "        ") if c.remediation else [])
+        # Consecutive checks with the same note (e.g. every port's unread firewall) show it once.
+        repeated = not verbose and i + 1 < len(listed) and listed[i + 1].remediation == c.remediation
+        lines.extend(_wrap("note: " + c.remediation, "      ", "        ") if c.remediation and not repeated else [])
         lines.extend(st(x, "dim") for x in (_evidence_lines(c, "      ") if verbose else []))
     others: Dict[Kind, List[str]] = {}
     for c in checks:

@@ -14,7 +14,7 @@ from edgecheck.model import Kind, Mode, Phase, Reason, Status
 from edgecheck.runcontext import RunContext
 from edgecheck.plan import Selection, build_plan
 
-LOCAL = ("inbound", "tool", "clock")
+LOCAL = ("inbound", "kernel", "tool", "clock")
 
 
 def _local_plan(**selection):
@@ -40,6 +40,9 @@ def test_every_local_target_gets_a_result_from_the_host_checks():
         fix = remediation(kubelet, Scene(Mode.DEDICATED, Phase.RUNNING))
         assert "kubelet" in fix and "VPC CIDR block" in fix
     assert by_id["clock:local"].evidence.to_json()["kernel"]
+    kernel = [r for r in results if r.kind is Kind.SYSTEM]
+    assert {r.id for r in kernel} == {t.id for t in targets if t.kind is Kind.SYSTEM} and len(kernel) >= 8
+    assert all(r.reason in (Reason.OK, Reason.KERNEL_SETTING, Reason.NOT_APPLICABLE) for r in kernel)
 
 
 def test_flannel_port_only_with_flannel():

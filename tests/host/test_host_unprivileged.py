@@ -105,6 +105,11 @@ def test_nobody_sees_a_root_socket_but_not_its_owner(root_listener):
     # Listening is what phase running needs: proven without root.
     assert (running["status"], running["reason"]) == ("pass", "ok")
     assert "owner_note" in running["evidence"]
+    # Without CAP_NET_ADMIN the packet filter is not read: the port's own verdict stands and the
+    # check says what it could not do and how to let it (SPEC 7.2).
+    assert running["evidence"]["firewall"]["verdict"] == "not-evaluated"
+    assert "not evaluated (needs CAP_NET_ADMIN: run as root or install the firewall-read.conf drop-in)" in running["message"]
+    assert "firewall-read.conf" in running["remediation"]
 
     # The same socket seen as root: the owner is named.
     as_root = check_inbound(inbound_target(port, "tcp", "free"), RunContext())

@@ -65,6 +65,7 @@ REQUIRED_BINARIES = {
     # binary -> Debian package that ships it (what CI must install)
     "ip": "iproute2",
     "iptables": "iptables",
+    "nft": "nftables",
     "openssl": "openssl",
     "dnsmasq": "dnsmasq-base",
     "nginx": "nginx (nginx-light pulls it in)",

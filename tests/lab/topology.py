@@ -183,6 +183,8 @@ class Topology:
             ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
         # The cloud owns the endpoint addresses itself; it must never route anything onwards.
         self.cloud.sysctl("net.ipv4.ip_forward", "0")
+        # The node as the installer leaves it (system:net.ipv4.ip_forward); nothing is behind it.
+        self.node.sysctl("net.ipv4.ip_forward", "1")
         # Own hosts file so the root /etc/hosts never answers a lab name.
         for ns in self.namespaces:
             ns.write_etc("hosts", "127.0.0.1 localhost\n")

@@ -57,7 +57,8 @@ def test_deb_metadata_and_contents(dist, arch):
     for path in ("./usr/bin/edgecheck", "./usr/lib/edgecheck/edgecheck.pyz", "./lib/systemd/system/edgecheck.service",
                  "./lib/systemd/system/edgecheck.timer", "./etc/default/edgecheck", "./usr/lib/sysusers.d/edgecheck.conf",
                  "./usr/lib/tmpfiles.d/edgecheck.conf", "./usr/share/doc/edgecheck/copyright",
-                 "./usr/share/doc/edgecheck/examples/edgecheck.rules.yml", "./usr/share/man/man1/edgecheck.1.gz"):
+                 "./usr/share/doc/edgecheck/examples/edgecheck.rules.yml", "./usr/share/man/man1/edgecheck.1.gz",
+                 "./usr/share/doc/edgecheck/examples/firewall-read.conf"):
         assert f" {path}\n" in listing, path
     assert "-rwxr-xr-x root/root" in next(l for l in listing.splitlines() if l.endswith("./usr/bin/edgecheck"))
     assert sh("dpkg-deb", "-f", str(deb(dist, arch)), "Package").strip() == "edgecheck"
@@ -148,7 +149,7 @@ def test_rpm_metadata_contents_and_scripts(dist, arch):
     files = sh("rpm", "-qlp", pkg).split()
     for path in ("/usr/bin/edgecheck", "/usr/lib/edgecheck/edgecheck.pyz", "/usr/lib/systemd/system/edgecheck.service",
                  "/usr/lib/systemd/system/edgecheck.timer", "/etc/sysconfig/edgecheck", "/usr/lib/sysusers.d/edgecheck.conf",
-                 "/usr/lib/tmpfiles.d/edgecheck.conf"):
+                 "/usr/lib/tmpfiles.d/edgecheck.conf", "/usr/share/doc/edgecheck/examples/firewall-read.conf"):
         assert path in files, path
     # %config(noreplace): an admin's edits survive upgrades
     flags = dict(l.split(" ", 1) for l in sh("rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]", pkg).splitlines())

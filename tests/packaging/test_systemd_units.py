@@ -78,15 +78,16 @@ def test_security_exposure(installed_root):
     assert score <= MAX_EXPOSURE
 
 
-def test_security_exposure_with_port_owner_dropin(installed_root):
+@pytest.mark.parametrize("example", ["port-owners.conf", "firewall-read.conf"])
+def test_security_exposure_with_an_opt_in_dropin(installed_root, example):
     dropin = installed_root / "etc" / "systemd" / "system" / "edgecheck.service.d"
     dropin.mkdir(parents=True)
-    shutil.copy(installed_root / "usr/share/doc/edgecheck/examples/port-owners.conf", dropin)
+    shutil.copy(installed_root / "usr/share/doc/edgecheck/examples" / example, dropin)
     try:
         proc = analyze("verify", "--man=no", f"--root={installed_root}", "edgecheck.service")
         assert proc.returncode == 0 and proc.stderr == ""
         score = exposure(installed_root)
-        print(f"\nedgecheck.service + port-owners.conf exposure: {score}")
+        print(f"\nedgecheck.service + {example} exposure: {score}")
         assert score <= MAX_EXPOSURE
     finally:
         shutil.rmtree(dropin)

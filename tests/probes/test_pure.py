@@ -28,8 +28,10 @@ def _a(addr, ok=True, code=None):
 def test_errno_classification():
     assert reason_for_errno(errno.ECONNREFUSED) is Reason.REFUSED
     assert reason_for_errno(errno.ETIMEDOUT) is Reason.TIMEOUT
-    for code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPERM):
+    for code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         assert reason_for_errno(code) is Reason.UNREACHABLE
+    # EPERM: this host's own filter refused the packet as it was sent (SPEC 7.2).
+    assert reason_for_errno(errno.EPERM) is Reason.HOST_FIREWALL
 
 
 def test_judge_connects():

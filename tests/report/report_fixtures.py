@@ -9,9 +9,11 @@ from typing import Dict, List, Optional, Sequence
 
 from edgecheck.catalog import load_catalog
 from edgecheck.diagnosis import diagnose
-from edgecheck.evidence import (Certificate, ClockEvidence, ConnectAttempt, Connects, DirectRoute,
-                                Distribution, HttpResult, InboundEvidence, KernelClock, Measurement, PortHolder,
-                                ProxyRoute, Resolution, TlsResult, ToolEvidence, TrustSource)
+from edgecheck.evidence import (BLOCKED, Certificate, ClockEvidence, ConnectAttempt, Connects, DirectRoute,
+                                Distribution, FirewallVerdict, HttpResult, InboundEvidence, KernelClock,
+                                KernelEvidence, Measurement, PortHolder, ProxyRoute, Resolution, TlsResult,
+                                ToolEvidence, TrustSource)
+from edgecheck.firewall import BaseChainRef, Manager
 from edgecheck.model import CheckResult, Evidence, Mode, Reason, Report, Status, Target
 from edgecheck.plan import HostPort, Selection, build_plan
 from edgecheck.probes.ike import IkeEvidence, IkeOutcome
@@ -88,6 +90,36 @@ def inbound(t: Target, holders: Sequence[PortHolder] = (), expect: str = "free")
                        evidence, 1)
 
 
+def kernel(t: Target, value: str = "1") -> CheckResult:
+    setting = t.id.split(":", 1)[1]
+    if value == "1":
+        return CheckResult(t, Status.PASS, Reason.OK, f"{setting} = 1.", Evidence(KernelEvidence(setting, {"value": "1"})), 1)
+    fix = KernelEvidence(setting, {"value": value}, f"sysctl -w {setting}=1",
+                         f"`echo '{setting} = 1' >> /etc/sysctl.d/90-ack-edge.conf && sysctl --system`")
+    return CheckResult(t, Status.WARN, Reason.KERNEL_SETTING,
+                       f"IPv4 forwarding is off ({setting} = {value}): pod traffic (flannel) and the Raven gateway "
+                       "cannot be forwarded. The installer sets this during the join.", Evidence(fix), 1)
+
+
+# firewalld's default zone on a RHEL-family node: everything not allowed ends in the zone's reject.
+FIREWALLD_PUBLIC = FirewallVerdict(
+    "in", "tcp", 9100, BLOCKED, peers=("10.20.0.0/24",), peers_origin="this host's own subnets, public mode",
+    blocked=("10.20.0.0/24",), action="reject (icmpx admin-prohibited)",
+    rule="reject with icmpx admin-prohibited", where="inet firewalld chain filter_IN_public handle 212",
+    path=("inet firewalld filter_INPUT", "filter_INPUT_ZONES", "filter_IN_public"),
+    manager=Manager("firewalld", "public", "nftables"),
+    base=BaseChainRef("nftables", "inet", "firewalld", "filter_INPUT", "input", 10),
+    local_address="10.20.0.17", interface="eth0", distro_family="rhel", rules=96, ms=4, read_ms=31)
+
+
+def firewalled(t: Target) -> CheckResult:
+    return CheckResult(t, Status.FAIL, Reason.HOST_FIREWALL,
+                       "TCP 9100 is free, but this host's packet filter rejects new TCP connections to port 9100 from "
+                       "10.20.0.0/24: `reject with icmpx admin-prohibited` (inet firewalld chain filter_IN_public "
+                       "handle 212, firewalld zone public).",
+                       Evidence(InboundEvidence("free", "psutil", True, ()), FIREWALLD_PUBLIC), 5)
+
+
 def tools(targets: Dict[str, Target], missing: Sequence[str] = (), command: str = "") -> List[CheckResult]:
     out = []
     for t in (t for t in targets.values() if t.tool is not None):
@@ -157,6 +189,8 @@ def _by_probe(t: Target) -> CheckResult:
         return inbound(t)
     if t.probe == "clock":
         return clock(t)
+    if t.probe == "kernel":
+        return kernel(t)
     raise AssertionError(t.id)
 
 
@@ -283,6 +317,8 @@ def mixed_report() -> Report:
         "endpoint:cn.ntp.org.cn:123/udp": lambda t: ntp_result(t, "114.118.7.163", -72.40),
         "inbound:10250/tcp": lambda t: inbound(t, [replace(KUBELET, port=10250)]),
         "inbound:10255/tcp": lambda t: inbound(t, [replace(KUBELET, port=10255)]),
+        "inbound:9100/tcp": firewalled,
+        "system:net.ipv4.ip_forward": lambda t: kernel(t, "0"),
         "clock:local": lambda t: clock(t, -72.41, synchronised=False),
     }
     checks = []

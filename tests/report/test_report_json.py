@@ -40,7 +40,7 @@ def test_top_level_and_check_key_order_is_the_contract():
         ]
         assert list(c["target"]) == [k for k in ("host", "port", "protocol") if k in c["target"]]
     assert obj["ready"] is False
-    assert obj["summary"] == {"pass": 15, "warn": 5, "fail": 10, "skip": 0}
+    assert obj["summary"] == {"pass": 22, "warn": 6, "fail": 11, "skip": 0}
     for f in obj["findings"]:
         assert list(f) == ["cause", "status", "reason", "title", "checks", "advice", "command"]
 

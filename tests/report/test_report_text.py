@@ -105,11 +105,11 @@ def test_longest_real_endpoint_id_fits():
 
 def test_verdict_first_then_plan_warnings_then_failures():
     lines = render_text(mixed_report()).splitlines()
-    assert lines[0].startswith("NOT READY  10 failed, 5 warnings, 15 passed, 0 skipped in 3.1 s")
+    assert lines[0].startswith("NOT READY  11 failed, 6 warnings, 22 passed, 0 skipped in 3.1 s")
     text = "\n".join(lines)
-    assert text.index("PLAN WARNINGS") < text.index("FAILED") < text.index("WARNINGS: 5")
-    assert text.index("WARNINGS: 5") < text.index("PASSED (15)")
-    assert render_text(ready_report()).startswith("READY  0 failed, 0 warnings, 23 passed, 3 skipped")
+    assert text.index("PLAN WARNINGS") < text.index("FAILED") < text.index("WARNINGS: 6")
+    assert text.index("WARNINGS: 6") < text.index("PASSED (22)")
+    assert render_text(ready_report()).startswith("READY  0 failed, 0 warnings, 32 passed, 3 skipped")
 
 
 def test_one_dns_forwarder_is_one_finding_listing_all_eight_endpoints():
@@ -127,8 +127,8 @@ def test_one_dns_forwarder_is_one_finding_listing_all_eight_endpoints():
 def test_mixed_failures_group_by_shared_cause():
     r = mixed_report()
     reasons = [f.reason.value for f in _fails(r)]
-    # Troubleshooting order: proxy, then firewall (timeout, refused), TLS, host, clock.
-    assert reasons == ["proxy-error", "timeout", "refused", "tls-verify-failed", "port-in-use", "clock-offset"]
+    # Troubleshooting order: proxy, this host's own filter, then the network (timeout, refused), TLS, host, clock.
+    assert reasons == ["proxy-error", "host-firewall", "timeout", "refused", "tls-verify-failed", "port-in-use", "clock-offset"]
     by = {f.reason: f for f in _fails(r)}
     assert len(by[Reason.TIMEOUT].checks) == 2  # same port, same cause: one firewall rule to fix
     assert len(by[Reason.CLOCK_OFFSET].checks) == 3  # both NTP servers and the local clock: one clock
