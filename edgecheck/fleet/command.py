@@ -102,7 +102,7 @@ def fleet_command(paths: Tuple[str, ...], fmt: str, outputs: Tuple[str, ...], st
     Exit 0 when every node is ready, 1 otherwise (also when a file was skipped), 2 when no input
     is a valid report. Invalid files are named on stderr and skipped.
     """
-    from edgecheck.fleet import render, schema, summarise
+    from edgecheck.fleet.summarise import render, schema, summarise
 
     if print_schema:
         click.echo(json.dumps(schema(), indent=2))
@@ -133,7 +133,7 @@ def _check_outputs(outputs: Sequence[str]) -> None:
 
 
 def _write_outputs(outputs: Sequence[str], fmt: str, summary, verbose: bool) -> List[str]:
-    from edgecheck.fleet import render
+    from edgecheck.fleet.summarise import render
 
     failed: List[str] = []
     for path in outputs:

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import jsonschema
 
 from bench.fleet_reports import make_report
-from edgecheck.fleet import schema as fleet_schema
+from edgecheck.fleet.summarise import schema as fleet_schema
 from edgecheck.report import schema as report_schema
 
 NOW = 1_800_000_000.0  # a fixed "now" (2027-01-15T08:00:00Z) so staleness is deterministic

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.fleet_reports import FAULTS, NAMESERVER, make_report
-from edgecheck.fleet import summarise
+from edgecheck.fleet.summarise import summarise
 from edgecheck.fleet.aggregate import FleetAggregator
 from edgecheck.fleet.reportfile import node_from_document
 

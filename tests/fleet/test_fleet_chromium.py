@@ -18,7 +18,7 @@ from typing import Any, Dict
 import pytest
 
 from bench.fleet_reports import plan_fleet, write_fleet
-from edgecheck.fleet import render, summarise
+from edgecheck.fleet.summarise import render, summarise
 
 from tests.fleet.cdp import Browser
 from tests.fleet.fleetfixtures import NOW

@@ -9,7 +9,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from edgecheck.fleet import render, render_html, summarise
+from edgecheck.fleet import render_html
+from edgecheck.fleet.summarise import render, summarise
 
 from tests.fleet.fleetfixtures import NOW, write
 

@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import pytest
 
 from bench.fleet_reports import make_report
-from edgecheck.fleet import summarise
+from edgecheck.fleet.summarise import summarise
 from edgecheck.fleet.model import InvalidInput
 from edgecheck.fleet.reportfile import iter_inputs, load_node
 
