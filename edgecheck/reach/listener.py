@@ -38,7 +38,7 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _IN_PKTINFO = struct.Struct("@i4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("@16sI")  # addr, ifindex
 
-MAX_CONNECTIONS = 256  # TCP connections being read at once; more are accepted and closed at once
+MAX_CONNECTIONS = 256  # TCP connections being read at once; beyond it the oldest is closed
 CONNECTION_TIMEOUT_S = 5.0  # a prober sends its request right after connecting
 MAX_SOURCES_PER_PORT = 64
 UDP_BATCH = 64  # datagrams read per wake-up per socket: one flooded port cannot starve the others
@@ -163,15 +163,22 @@ class RateLimiter:
 LOG_RATES = {"probe": (50.0, 100.0), "noise": (10.0, 20.0)}
 
 
-def host_has_ipv6(if_inet6: str = "/proc/net/if_inet6") -> bool:
-    """An IPv6 address is configured (with disable_ipv6=1 the file is empty: no ::1 either)."""
+def host_has_ipv6(if_inet6: Optional[str] = None) -> bool:
+    """An IPv6 address is configured (with disable_ipv6=1 the file is empty: no ::1 either).
+
+    /proc/thread-self/net: the calling thread's network namespace (/proc/net follows the main
+    thread's, which differs when this thread entered another namespace with setns).
+    """
     if not socket.has_ipv6:
         return False
-    try:
-        with open(if_inet6) as fh:
-            return any(line.strip() for line in fh)
-    except OSError:
-        return False
+    paths = [if_inet6] if if_inet6 else ["/proc/thread-self/net/if_inet6", "/proc/net/if_inet6"]
+    for path in paths:
+        try:
+            with open(path) as fh:
+                return any(line.strip() for line in fh)
+        except OSError:
+            continue
+    return False
 
 
 def local_addresses() -> List[str]:
@@ -527,10 +534,11 @@ class Listener:
                 sock.close()
                 continue
             if len(self._conns) >= self.max_connections:
-                sock.close()
-                self._record(bound.spec, "connection-limit", source, destination,
-                             f"more than {self.max_connections} connections open; closed at once")
-                continue
+                # Evict the oldest (dicts keep accept order): idle holders lose their slot, while a
+                # prober, which sends its request in the same round trip as the handshake, keeps it.
+                oldest = next(iter(self._conns.values()))
+                self._finish_conn(oldest, "connection-limit",
+                                  f"evicted: more than {self.max_connections} connections open at once")
             sock.setblocking(False)
             conn = _Conn(sock, bound.spec, source, destination, time.monotonic() + self.connection_timeout)
             self._conns[sock.fileno()] = conn

@@ -105,9 +105,10 @@ class IcmpError:
     def port_unreachable(self) -> bool:
         return (self.version, self.type, self.code) in ((4, 3, 3), (6, 1, 4))
 
-    def to_json(self, target: str) -> Dict[str, Any]:
+    def to_json(self, target: str, local: Optional[str] = None) -> Dict[str, Any]:
         return {"type": self.type, "code": self.code, "version": self.version, "description": self.description,
-                "from": self.sender, "from_target": self.sender is not None and self.sender == target}
+                "from": self.sender, "from_target": self.sender is not None and self.sender == target,
+                "from_self": self.sender is not None and self.sender == local}
 
 
 @dataclass
@@ -139,6 +140,14 @@ class ProbeResult:
         return self.outcome in (Outcome.OK, Outcome.CLOCK_SKEW)
 
     @property
+    def blocked_locally(self) -> bool:
+        """This host's own packet filter stopped the probe: EPERM/EACCES (a DROP in OUTPUT), or an
+        ICMP error sent by one of our own addresses (a REJECT in OUTPUT). SPEC 7.1 `host-firewall`."""
+        if self.errno in (errno.EPERM, errno.EACCES):
+            return True
+        return bool(self.icmp and self.icmp.sender and self.local and self.icmp.sender == self.local.address)
+
+    @property
     def nat(self) -> Optional[str]:
         """"none" | "port" | "address" when the listener said what it saw, else None."""
         return wire.nat_kind(self.local, self.seen_source)
@@ -158,7 +167,8 @@ class ProbeResult:
         if self.errno is not None:
             ev["errno"] = errno.errorcode.get(self.errno, str(self.errno))
         if self.icmp is not None:
-            ev["icmp"] = self.icmp.to_json(wire.normalise_address(self.address))
+            ev["icmp"] = self.icmp.to_json(wire.normalise_address(self.address),
+                                           self.local.address if self.local else None)
         if self.local is not None:
             ev["local"] = self.local.to_json()
         if self.seen_source is not None:
@@ -186,10 +196,13 @@ def outcome_for_errno(code: Optional[int]) -> Outcome:
     return Outcome.UNREACHABLE
 
 
-def describe_failure(code: Optional[int], icmp: Optional[IcmpError], target: str, protocol: str) -> str:
+def describe_failure(code: Optional[int], icmp: Optional[IcmpError], target: str, protocol: str,
+                     local: Optional[str] = None) -> str:
     """One clause naming who said no, e.g. "rejected by 10.0.0.1 (not the node) with ICMP port unreachable"."""
     if code in (errno.EPERM, errno.EACCES):
         return f"this host's own packet filter blocked the packet ({errno.errorcode[code]})"
+    if icmp is not None and icmp.sender and icmp.sender == local:
+        return f"this host's own packet filter rejected the packet (ICMP {icmp.description} from our own address)"
     if icmp is not None and icmp.sender:
         who = "the node itself" if icmp.sender == target else f"{icmp.sender}, on the path (not the node)"
         clause = f"rejected by {who} with ICMP {icmp.description}"
@@ -348,7 +361,10 @@ class Job:
 
     def fail_errno(self, code: Optional[int]) -> None:
         icmp = read_icmp_error(self.sock) if self.sock is not None else None
-        self.finish(outcome_for_errno(code), describe_failure(code, icmp, self.target, self.protocol),
+        if self.local is None:
+            self._record_local()
+        local = self.local.address if self.local else None
+        self.finish(outcome_for_errno(code), describe_failure(code, icmp, self.target, self.protocol, local),
                     errno=code, icmp=icmp)
 
     def _record_local(self) -> None:
@@ -370,6 +386,7 @@ class TcpConnectJob(Job):
         sock = self.new_socket(socket.SOCK_STREAM)
         self.state = self.CONNECTING
         code = sock.connect_ex((self.address, self.port))
+        self._record_local()  # bound by connect: names us in "rejected by our own address"
         if code == 0:
             self._connected()
         elif code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):

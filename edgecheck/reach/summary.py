@@ -253,12 +253,12 @@ def suggest_verdict(r: ProbeResult, *, listener_proven_on_node: bool = False) ->
                                 f"{port}: {r.detail}. `edgecheck listen` answered on other ports of this node, "
                                 "so the datagrams are dropped on the way or by the node's filter.")
         return ReachVerdict("warn", "no-response", f"{port}: {r.detail}.")
+    if r.outcome in (Outcome.REFUSED, Outcome.UNREACHABLE) and r.blocked_locally:
+        return ReachVerdict("fail", "host-firewall", f"{port}: {r.detail}.")  # SPEC 7.1
+    if r.outcome is Outcome.UNREACHABLE:
+        return ReachVerdict("fail", "unreachable", f"{port}: {r.detail}.")
     if r.outcome in (Outcome.REFUSED, Outcome.TIMEOUT):
         return ReachVerdict("fail", r.outcome.value, f"{port}: {r.detail}.")
-    if r.outcome is Outcome.UNREACHABLE:
-        if r.errno is not None and r.errno in (1, 13):  # EPERM, EACCES: this host's own filter (SPEC 7.1)
-            return ReachVerdict("fail", "host-firewall", f"{port}: {r.detail}.")
-        return ReachVerdict("fail", "unreachable", f"{port}: {r.detail}.")
     if r.outcome in (Outcome.DEADLINE, Outcome.NOT_STARTED):
         return ReachVerdict("fail", "deadline-exceeded", f"{port}: {r.detail}.")
     return ReachVerdict("fail", "internal-error", f"{port}: {r.detail}.")
@@ -281,8 +281,9 @@ def remediation(r: ProbeResult, *, mode: str, node: str) -> str:
         return f"Check the component serving {port} on {node} (its logs and configuration)."
     if r.outcome in (Outcome.DEADLINE, Outcome.NOT_STARTED, Outcome.LOCAL_ERROR):
         return "Rerun with fewer nodes or a longer --timeout; this is about this run, not the network."
-    if r.outcome is Outcome.UNREACHABLE and r.errno in (1, 13):
-        return f"This host's own packet filter blocks outbound {port} to {node}: allow it (iptables/nftables)."
+    if r.blocked_locally:
+        return (f"This host's own packet filter blocks outbound {port} to {node}: allow it in the OUTPUT chain "
+                "(iptables/nftables, or the firewalld/ufw rules that load them).")
     first = ""
     if r.icmp is not None and r.icmp.sender:
         if r.icmp.sender == normalise_address(r.address):
