@@ -997,7 +997,9 @@ class ProbeLoop:
             job.loop = self
             job.started = time.monotonic()
             job.queued_ms = int((job.started - t0) * 1000)
-            job.deadline = min(job.started + self.timeout, deadline)
+            # Not capped by the run's deadline: a probe cut short there is DEADLINE, never a
+            # "timeout" that did not get its full time.
+            job.deadline = job.started + self.timeout
             self._active[id(job)] = job
             try:
                 job.begin()
