@@ -253,52 +253,57 @@ def test_port_forwarding_is_visible_in_the_destination(reach_lab: ReachLab, list
 
 
 class _Impostor:
-    """What a middlebox can do without the token: complete handshakes, echo, or keep quiet."""
+    """What a middlebox can do without the token: complete handshakes, echo, or keep quiet.
+
+    Short socket timeouts and joined threads: a socket closed while another thread is blocked
+    in recv on it stays bound until that call returns, and would still hold the port next test.
+    """
 
     def __init__(self) -> None:
         self.tcp_echo = socket.create_server((NODE4, 10250))
         self.tcp_silent = socket.create_server((NODE4, 9100))
         self.udp_echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp_echo.bind((NODE4, 8472))
+        for s in (self.tcp_echo, self.tcp_silent, self.udp_echo):
+            s.settimeout(0.1)
         self.held: List[socket.socket] = []
         self.stopped = False
-        for fn in (self._echo_tcp, self._hold_tcp, self._echo_udp):
-            threading.Thread(target=fn, daemon=True).start()
+        self.threads = [threading.Thread(target=fn, daemon=True) for fn in (self._echo_tcp, self._hold_tcp,
+                                                                             self._echo_udp)]
+        for t in self.threads:
+            t.start()
+
+    def _loop(self, step) -> None:
+        while not self.stopped:
+            try:
+                step()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
 
     def _echo_tcp(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.tcp_echo.accept()
+        def step() -> None:
+            conn, _ = self.tcp_echo.accept()
+            with conn:
+                conn.settimeout(1.0)
                 conn.sendall(conn.recv(4096))
-                conn.close()
-            except OSError:
-                return
+        self._loop(step)
 
     def _hold_tcp(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.tcp_silent.accept()
-                self.held.append(conn)
-            except OSError:
-                return
+        self._loop(lambda: self.held.append(self.tcp_silent.accept()[0]))
 
     def _echo_udp(self) -> None:
-        while not self.stopped:
-            try:
-                data, peer = self.udp_echo.recvfrom(4096)
-                if peer is None:  # shut down
-                    return
-                self.udp_echo.sendto(data, peer)
-            except OSError:
-                return
+        def step() -> None:
+            data, peer = self.udp_echo.recvfrom(4096)
+            self.udp_echo.sendto(data, peer)
+        self._loop(step)
 
     def close(self) -> None:
         self.stopped = True
+        for t in self.threads:
+            t.join(5)
         for s in (self.tcp_echo, self.tcp_silent, self.udp_echo, *self.held):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
 
@@ -320,6 +325,7 @@ def test_a_middlebox_without_the_token_cannot_pass(reach_lab: ReachLab) -> None:
 def test_clock_skew_is_named_not_timed_out(reach_lab: ReachLab) -> None:
     bl = BackgroundListener(reach_lab.node, PLAN_PORTS, TOKEN, wall_clock=lambda: time.time() + 1000)
     try:
+        assert all(b.state == "bound" for b in bl.bindings), bl.bindings
         results = probe(reach_lab, NODE4)
     finally:
         summary = bl.stop()
