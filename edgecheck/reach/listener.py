@@ -218,6 +218,7 @@ class _Conn:
     source: Endpoint
     destination: Endpoint
     deadline: float
+    serial: int = 0  # tells a reused descriptor's new connection from the old one
     buf: bytearray = field(default_factory=bytearray)
 
 
@@ -270,7 +271,8 @@ class Listener:
         self._bound: List[_Bound] = []
         self._reports: Dict[Tuple[int, str], PortReport] = {}
         self._conns: Dict[int, _Conn] = {}
-        self._conn_deadlines: List[Tuple[float, int, int]] = []  # (deadline, fd, id(conn))
+        self._conn_deadlines: List[Tuple[float, int, int]] = []  # (deadline, fd, conn serial)
+        self._serial = 0
         self._sel: Optional[selectors.BaseSelector] = None
         self._wake_r, self._wake_w = -1, -1
         self._stop_reason: Optional[str] = None
@@ -290,7 +292,10 @@ class Listener:
         self.close()
 
     def open(self) -> List[Binding]:
-        """Bind every spec that is free; returns one Binding per spec (also kept in .bindings)."""
+        """Bind every spec that is free; returns one Binding per spec (also kept in .bindings).
+        Idempotent: a second call returns the first call's bindings."""
+        if self.bindings:
+            return list(self.bindings)
         if self._wake_r < 0:
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_r, False)
@@ -540,9 +545,11 @@ class Listener:
                 self._finish_conn(oldest, "connection-limit",
                                   f"evicted: more than {self.max_connections} connections open at once")
             sock.setblocking(False)
-            conn = _Conn(sock, bound.spec, source, destination, time.monotonic() + self.connection_timeout)
+            self._serial += 1
+            conn = _Conn(sock, bound.spec, source, destination, time.monotonic() + self.connection_timeout,
+                         self._serial)
             self._conns[sock.fileno()] = conn
-            heapq.heappush(self._conn_deadlines, (conn.deadline, sock.fileno(), id(conn)))
+            heapq.heappush(self._conn_deadlines, (conn.deadline, sock.fileno(), conn.serial))
             assert self._sel is not None
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -594,18 +601,18 @@ class Listener:
 
     def _next_conn_deadline(self) -> float:
         while self._conn_deadlines:
-            deadline, fd, ident = self._conn_deadlines[0]
+            deadline, fd, serial = self._conn_deadlines[0]
             conn = self._conns.get(fd)
-            if conn is not None and id(conn) == ident:
+            if conn is not None and conn.serial == serial:
                 return deadline
             heapq.heappop(self._conn_deadlines)
         return float("inf")
 
     def _expire_conns(self, now: float) -> None:
         while self._conn_deadlines and self._conn_deadlines[0][0] <= now:
-            _deadline, fd, ident = heapq.heappop(self._conn_deadlines)
+            _deadline, fd, serial = heapq.heappop(self._conn_deadlines)
             conn = self._conns.get(fd)
-            if conn is not None and id(conn) == ident:
+            if conn is not None and conn.serial == serial:
                 self._finish_conn(conn, Verdict.TRUNCATED,
                                   f"{len(conn.buf)} of {wire.REQUEST_SIZE} bytes after {self.connection_timeout:g} s")
 

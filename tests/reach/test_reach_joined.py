@@ -135,3 +135,24 @@ def test_plain_tcp_connects_many_at_once(reach_lab: ReachLab, components: None) 
     results = reach_lab.far.run(tcp_connect_many, [(NODE4, 10250), (NODE4, 9100), (NODE4, 10256)], TIMEOUT)
     assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK, Outcome.REFUSED]
     assert all(r.connect_ms is not None for r in results[:2])
+
+
+def test_token_probe_to_a_real_vxlan_device_is_harmless(reach_lab: ReachLab) -> None:
+    """On a joined node UDP 8472 is flannel's kernel VXLAN socket: our probe must be dropped there,
+    never decapsulated into the overlay, and `reach` says it cannot confirm (no-response)."""
+    node = reach_lab.node
+    add = subprocess.run(["ip", "-n", node.name, "link", "add", "ecrvx0", "type", "vxlan", "id", "1", "dstport",
+                          "8472", "local", NODE4, "dev", reach_lab.node_if], capture_output=True, text=True)
+    if add.returncode != 0:
+        pytest.skip(f"no VXLAN support in this kernel: {add.stderr.strip()}")
+    try:
+        subprocess.run(["ip", "-n", node.name, "link", "set", "ecrvx0", "up"], check=True)
+        r = reach_lab.far.run(reach_many, [ReachTarget(NODE4, 8472, "udp", "token")], "some-token-value", 1.5)[0]
+        stats = subprocess.run(["ip", "-n", node.name, "-s", "link", "show", "ecrvx0"], capture_output=True,
+                               text=True).stdout.splitlines()
+    finally:
+        subprocess.run(["ip", "-n", node.name, "link", "del", "ecrvx0"], capture_output=True)
+    assert r.outcome is Outcome.NO_RESPONSE and r.sends >= 2, r.detail
+    assert suggest_verdict(r).status == "warn"
+    rx = stats[stats.index(next(line for line in stats if "RX:" in line)) + 1].split()
+    assert rx[1] == "0", stats  # not one packet entered the overlay

@@ -144,3 +144,11 @@ def test_remediation_follows_the_seeds() -> None:
     assert "host CIDR block of the edge node" in public and "TCP 10250" in public
     assert remediation(_r(Outcome.OK), mode="public", node="n") == ""
     assert "same token" in remediation(_r(Outcome.UNPROVEN), mode="public", node="n")
+
+
+def test_method_for_each_port() -> None:
+    from edgecheck.reach.prober import method_for
+    assert [method_for(p, "tcp", listener=False) for p in (10250, 10255, 9100, 9445, 1234)] == \
+        ["tls", "http", "http", "http", "tcp"]
+    assert method_for(8472, "udp", listener=False) == "token"
+    assert {method_for(p, "tcp", listener=True) for p in (10250, 9100)} == {"token"}
