@@ -103,7 +103,7 @@ def main() -> int:
     s = out["stats"]
     print(f"reach ({args.method}) against {args.nodes} black-holed nodes: {out['probes']} probes in {out['wall_s']:.2f} s "
           f"with --timeout {args.timeout:g} s (overhead {over:+.2f} s; goal: timeout + 1 s)")
-    print(f"   outcomes: " + ", ".join(f"{k} x{v}" for k, v in sorted(out["outcomes"].items())))
+    print("   outcomes: " + ", ".join(f"{k} x{v}" for k, v in sorted(out["outcomes"].items())))
     print(f"   every probe made: started {s['started']}/{s['jobs']}, not started {s['not_started']}, "
           f"abandoned {s['abandoned']}; per-probe time {out['min_ms']}-{out['max_ms']} ms")
     print(f"   one thread, window {s['window']} sockets (peak {s['peak_open']}), RLIMIT_NOFILE soft {s['fd_soft_limit']}"

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List
 
 import jsonschema
 import pytest
