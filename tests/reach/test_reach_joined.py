@@ -1,0 +1,157 @@
+"""A joined node: no `listen`, the real components answer. nginx in the node namespace plays the
+kubelet (TLS on 10250, its read-only plain-HTTP port 10255) and node-exporter (HTTP on 9100,
+HTTPS on 9445), with a certificate from a CA `reach` does not have (openssl CLI)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from typing import Iterator
+
+import pytest
+
+from edgecheck.reach.probeloop import TLS_NOT_VERIFIED, Outcome
+from edgecheck.reach.prober import ReachTarget, http_answers, reach_many, tcp_connect_many, tls_reachable
+from edgecheck.reach.summary import reach_evidence, suggest_verdict
+from tests.reach.topo import NODE4, NODE6, ReachLab
+
+TIMEOUT = 2.0
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def components(reach_lab: ReachLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    missing = [t for t in ("openssl", "nginx") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"the joined-node case needs {', '.join(missing)} (Debian: openssl nginx-light)")
+    d = tmp_path_factory.mktemp("joined")
+    (d / "logs").mkdir()
+    ca_key, ca_crt, key, csr, crt, ext = (d / n for n in ("ca.key", "ca.crt", "node.key", "node.csr", "node.crt",
+                                                          "node.ext"))
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *curve, "-days", "2", "-subj", "/CN=cluster-ca", "-keyout", str(ca_key),
+             "-out", str(ca_crt), "-addext", "basicConstraints=critical,CA:TRUE")
+    ext.write_text(f"subjectAltName=IP:{NODE4}\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", *curve, "-subj", "/CN=edge-node-kubelet", "-keyout", str(key), "-out", str(csr))
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    body = 'location / { default_type text/plain; return 200 "ok\\n"; }'
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {d / 'nginx.pid'};
+error_log {d / 'logs' / 'error.log'} warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log {d / 'logs' / 'access.log'};
+  client_body_temp_path {d / 'body'};
+  ssl_certificate {crt};
+  ssl_certificate_key {key};
+  server {{ listen {NODE4}:10250 ssl; listen [{NODE6}]:10250 ssl; {body} }}
+  server {{ listen {NODE4}:10255; {body} }}
+  server {{ listen {NODE4}:9100; {body} }}
+  server {{ listen {NODE4}:9445 ssl; {body} }}
+}}
+""")
+    proc = reach_lab.node.spawn(["nginx", "-p", str(d), "-c", str(conf), "-e", str(d / "logs" / "error.log"),
+                                 "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not all(f":{p} " in reach_lab.listening(reach_lab.node) for p in (10250, 10255, 9100, 9445)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_kubelet_tls_reachable_without_trusting_it(reach_lab: ReachLab, components: None) -> None:
+    r = reach_lab.far.run(tls_reachable, NODE4, 10250, TIMEOUT)
+    assert r.outcome is Outcome.OK, r.detail
+    assert r.tls["version"] in ("TLSv1.2", "TLSv1.3") and r.tls["verified"] is False
+    assert r.tls["verification"] == TLS_NOT_VERIFIED and "reachability, not trust" in r.tls["verification"]
+    assert "edge-node-kubelet" in str(r.tls["peer_certificate"])
+    v = suggest_verdict(r)
+    assert (v.status, v.reason) == ("pass", "ok") and "not verified" in v.message
+    assert reach_evidence(r)["tls"]["verified"] is False
+    r6 = reach_lab.far.run(tls_reachable, NODE6, 10250, TIMEOUT)
+    assert r6.outcome is Outcome.OK, r6.detail
+
+
+def test_node_exporter_http_answers(reach_lab: ReachLab, components: None) -> None:
+    r = reach_lab.far.run(http_answers, NODE4, 9100, TIMEOUT)
+    assert r.outcome is Outcome.OK and r.http["status"] == 200, r.detail
+    s = reach_lab.far.run(http_answers, NODE4, 9445, TIMEOUT, tls=True)
+    assert s.outcome is Outcome.OK and s.method == "https" and s.http["status"] == 200, s.detail
+    assert s.tls["verified"] is False
+
+
+def test_wrong_protocol_is_named(reach_lab: ReachLab, components: None) -> None:
+    # The kubelet's 10255 is plain HTTP: a TLS hello gets an HTTP error back, and is named as such.
+    plain = reach_lab.far.run(tls_reachable, NODE4, 10255, TIMEOUT)
+    assert plain.outcome is Outcome.UNPROVEN and "plain HTTP, not TLS" in plain.detail, plain.detail
+    assert suggest_verdict(plain).reason == "tls-handshake-failed"
+    # Plain HTTP to a TLS port still gets an HTTP answer (400): the server is there and speaks HTTP.
+    http_to_tls = reach_lab.far.run(http_answers, NODE4, 10250, TIMEOUT)
+    assert http_to_tls.outcome is Outcome.OK and http_to_tls.http["status"] == 400
+
+
+def test_joined_node_probes_run_together_with_faults(reach_lab: ReachLab, components: None) -> None:
+    targets = [ReachTarget(NODE4, 10250, "tcp", "tls", node="edge-1"),
+               ReachTarget(NODE4, 10255, "tcp", "http", node="edge-1"),
+               ReachTarget(NODE4, 9100, "tcp", "http", node="edge-1"),
+               ReachTarget(NODE4, 9445, "tcp", "https", node="edge-1"),
+               ReachTarget(NODE4, 8472, "udp", "token", node="edge-1")]
+    with reach_lab.rules(reach_lab.router, ["FORWARD", "-p", "tcp", "--dport", "9100", "-j", "DROP"]):
+        t0 = time.monotonic()
+        results = reach_lab.far.run(reach_many, targets, "some-token-value", TIMEOUT)
+        took = time.monotonic() - t0
+    got = {t.check_id: r for t, r in zip(targets, results)}
+    assert took < TIMEOUT + 1.0
+    assert got["reach:edge-1:10250/tcp"].outcome is Outcome.OK
+    assert got["reach:edge-1:10255/tcp"].outcome is Outcome.OK
+    assert got["reach:edge-1:9100/tcp"].outcome is Outcome.TIMEOUT
+    assert got["reach:edge-1:9445/tcp"].outcome is Outcome.OK
+    # No listener, and flannel's kernel socket is not there in this lab: ICMP port unreachable.
+    assert got["reach:edge-1:8472/udp"].outcome is Outcome.REFUSED
+
+
+def test_tls_to_a_closed_port_and_to_silence(reach_lab: ReachLab, components: None) -> None:
+    closed = reach_lab.far.run(tls_reachable, NODE4, 10256, TIMEOUT)
+    assert closed.outcome is Outcome.REFUSED
+    with reach_lab.rules(reach_lab.node, ["INPUT", "-p", "tcp", "--dport", "10250", "-j", "DROP"]):
+        dropped = reach_lab.far.run(tls_reachable, NODE4, 10250, 1.0)
+    assert dropped.outcome is Outcome.TIMEOUT and 900 <= dropped.ms < 2000
+
+
+def test_plain_tcp_connects_many_at_once(reach_lab: ReachLab, components: None) -> None:
+    results = reach_lab.far.run(tcp_connect_many, [(NODE4, 10250), (NODE4, 9100), (NODE4, 10256)], TIMEOUT)
+    assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK, Outcome.REFUSED]
+    assert all(r.connect_ms is not None for r in results[:2])
+
+
+def test_token_probe_to_a_real_vxlan_device_is_harmless(reach_lab: ReachLab) -> None:
+    """On a joined node UDP 8472 is flannel's kernel VXLAN socket: our probe must be dropped there,
+    never decapsulated into the overlay, and `reach` says it cannot confirm (no-response)."""
+    node = reach_lab.node
+    add = subprocess.run(["ip", "-n", node.name, "link", "add", "ecrvx0", "type", "vxlan", "id", "1", "dstport",
+                          "8472", "local", NODE4, "dev", reach_lab.node_if], capture_output=True, text=True)
+    if add.returncode != 0:
+        pytest.skip(f"no VXLAN support in this kernel: {add.stderr.strip()}")
+    try:
+        subprocess.run(["ip", "-n", node.name, "link", "set", "ecrvx0", "up"], check=True)
+        r = reach_lab.far.run(reach_many, [ReachTarget(NODE4, 8472, "udp", "token")], "some-token-value", 1.5)[0]
+        stats = subprocess.run(["ip", "-n", node.name, "-s", "link", "show", "ecrvx0"], capture_output=True,
+                               text=True).stdout.splitlines()
+    finally:
+        subprocess.run(["ip", "-n", node.name, "link", "del", "ecrvx0"], capture_output=True)
+    assert r.outcome is Outcome.NO_RESPONSE and r.sends >= 2, r.detail
+    assert suggest_verdict(r).status == "warn"
+    rx = stats[stats.index(next(line for line in stats if "RX:" in line)) + 1].split()
+    assert rx[1] == "0", stats  # not one packet entered the overlay
