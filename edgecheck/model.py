@@ -48,6 +48,7 @@ class Reason(str, enum.Enum):
     INTERNAL_ERROR = "internal-error"
     LOOPBACK_ONLY = "loopback-only"  # inbound: listening, but only on 127.0.0.1/::1 (unreachable from the cloud)
     COMPONENT_UNHEALTHY = "component-unhealthy"  # a local component (YurtHub) is down or says it does not work
+    UNPROVEN = "unproven"  # reach: something accepted the connection but did not prove to be the listener
 
     def __str__(self) -> str:
         return self.value
@@ -61,6 +62,7 @@ class Kind(str, enum.Enum):
     TOOL = "tool"  # an executable the installer needs
     CLOCK = "clock"  # the local clock
     COMPONENT = "component"  # a node component found running here (YurtHub)
+    REACH = "reach"  # a node's inbound port, probed from the other side (`edgecheck reach`)
 
     def __str__(self) -> str:
         return self.value
@@ -153,6 +155,8 @@ class Target:
     allowed_from: str = ""  # inbound only: who must reach the port (from the catalog, per mode)
     component: Optional[Component] = None  # inbound only: what serves the port
     leftovers: Tuple[str, ...] = ()  # inbound only: processes an earlier installation leaves on it
+    answers: str = ""  # inbound: what the joined node's component speaks on the port ("tls", "http";
+    #                    catalog); reach: how the probe proves the port ("token", "tls", "http", "tcp")
     tool: Optional[ToolSpec] = None  # tool only
     skip: Optional[Skip] = None  # decided at plan time: no packet is sent
     notes: Tuple[str, ...] = ()  # special cases the documentation states for this endpoint
@@ -267,7 +271,7 @@ class Finding:
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
     nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
-             Kind.COMPONENT: "component"}
+             Kind.COMPONENT: "component", Kind.REACH: "node port"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

@@ -118,6 +118,7 @@ class RunContext:
     phase: Phase = Phase.JOIN
     mode: Mode = Mode.PUBLIC
     targets: Tuple[Target, ...] = ()  # the whole plan
+    reach_token: Optional[str] = field(default=None, repr=False)  # reach: `edgecheck listen`'s token (never reported)
     facts: RunFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

@@ -303,6 +303,7 @@ class Job:
         self.local: Optional[Endpoint] = None
         self.connect_ms: Optional[int] = None
         self.queued_ms = 0  # waited for a descriptor slot before starting
+        self.timeout: Optional[float] = None  # this job's own timeout; None: the loop's
         self._gen = 0
 
     # -- called by the loop --
@@ -877,6 +878,14 @@ def open_descriptor_count() -> int:
         return 16
 
 
+def reachable_window(wanted: int, reserve: int = FD_RESERVE) -> int:
+    """Jobs a loop could hold open at once once it has raised RLIMIT_NOFILE to the hard limit (for
+    planning a run's deadline before any socket is opened; nothing is changed)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = (1 << 30) if hard == resource.RLIM_INFINITY else hard - open_descriptor_count() - reserve
+    return max(1, min(wanted, DEFAULT_MAX_OPEN, room))
+
+
 def descriptor_window(wanted: int, *, raise_limit: bool = True, reserve: int = FD_RESERVE) -> Tuple[int, int, Optional[int]]:
     """(jobs that may be open at once, soft limit now, soft limit before raising or None)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -971,7 +980,7 @@ class ProbeLoop:
                 for key, mask in self._sel.select(max(0.0, wait)):
                     job = key.data
                     if job.result is None:
-                        self._guard(job, lambda j=job, m=mask: j.on_io(m))
+                        self._guard(job, job.on_io, mask)
                 self._fire_timers(time.monotonic())
         finally:
             now = time.monotonic()
@@ -999,7 +1008,7 @@ class ProbeLoop:
             job.queued_ms = int((job.started - t0) * 1000)
             # Not capped by the run's deadline: a probe cut short there is DEADLINE, never a
             # "timeout" that did not get its full time.
-            job.deadline = job.started + self.timeout
+            job.deadline = job.started + (self.timeout if job.timeout is None else job.timeout)
             self._active[id(job)] = job
             try:
                 job.begin()
@@ -1022,11 +1031,11 @@ class ProbeLoop:
         while self._timers and self._timers[0][0] <= now:
             _when, _seq, gen, job = heapq.heappop(self._timers)
             if job.result is None and gen == job._gen:
-                self._guard(job, lambda j=job: j.on_timer(now))
+                self._guard(job, job.on_timer, now)
 
     @staticmethod
-    def _guard(job: Job, call: Callable[[], None]) -> None:
+    def _guard(job: Job, call: Callable[[Any], None], arg: Any) -> None:
         try:
-            call()
+            call(arg)
         except Exception as exc:  # noqa: BLE001 - a bug in one job is that job's result, not a crash
             job.finish(Outcome.LOCAL_ERROR, f"internal error in the {job.method} probe: {type(exc).__name__}: {exc}")

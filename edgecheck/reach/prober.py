@@ -1,11 +1,11 @@
 """`edgecheck reach`: the probes, single or many at once, over one non-blocking loop (probeloop.py).
 
-Which probe applies to a port is the caller's decision (from the catalog):
+Which probe applies to a port is the caller's decision, from the catalog (the inbound entries'
+`answers`, edgecheck/reach/targets.py):
 - `edgecheck listen` on the node (before the join): the token probe, TCP or UDP;
-- a joined node: the kubelet's TLS handshake on 10250 (verification off: reachability, not trust,
-  and the evidence says so), node-exporter's HTTP answer on 9100/9445. Note: the kubelet's 10255
-  is its *read-only plain-HTTP* port (`--read-only-port`, kubelet docs), so `http_answers` fits it;
-  `tls_reachable` on it reports "the port speaks plain HTTP, not TLS".
+- a joined node: a TLS handshake with verification off (reachability, not trust, and the evidence
+  says so), or an HTTP answer. A TLS probe to a plain-HTTP port reports "the port speaks plain
+  HTTP, not TLS".
 
 Targets are IP literals: resolving NODE names is the caller's job (the run's resolver).
 """
@@ -37,22 +37,6 @@ class ReachTarget:
     @property
     def check_id(self) -> str:
         return f"reach:{self.node or self.address}:{self.port}/{self.protocol}"
-
-
-# What answers on a joined node (seed 001/003 inbound table; kubelet's 10255 is its plain-HTTP
-# read-only port). UDP 8472 belongs to the kernel's VXLAN device, which answers nothing: the token
-# probe goes there anyway and ends "no-response" (SPEC 7.3: warn). Read as a VXLAN header, the
-# probe carries reserved flag bits and VNI 0x010100 (flannel uses VNI 1): the driver drops it
-# before the device counts a packet (tests/reach/test_reach_joined.py sends it to a real one).
-JOINED_METHODS = {(10250, "tcp"): "tls", (10255, "tcp"): "http", (9100, "tcp"): "http", (9445, "tcp"): "http"}
-
-
-def method_for(port: int, protocol: str, listener: bool) -> str:
-    """The probe for one inbound port: the token when `edgecheck listen` runs on the node, otherwise
-    what the joined node's component speaks (a plain TCP connect for ports the table does not know)."""
-    if listener or protocol == "udp":
-        return "token"
-    return JOINED_METHODS.get((port, protocol), "tcp")
 
 
 def make_job(target: ReachTarget, key: Optional[bytes]) -> Job:
@@ -128,4 +112,4 @@ def tcp_connect_many(endpoints: Sequence[tuple], timeout: float, *, deadline: Op
 
 
 __all__ = ["ReachTarget", "reach_many", "probe_token", "tls_reachable", "http_answers", "tcp_connect_many",
-           "make_job", "method_for", "JOINED_METHODS", "UdpExchangeJob", "METHODS"]
+           "make_job", "UdpExchangeJob", "METHODS"]

@@ -1,0 +1,179 @@
+"""reach: one inbound port of a node, probed from this side (`edgecheck reach NODE...`).
+
+Every reach target of a run is probed at once (the registry's batch, checks/batch.py): NODE names
+on the run's resolver, then one socket per port on one non-blocking loop. How a port is proven
+is the target's `answers` (edgecheck/reach/targets.py, from the catalog): the token challenge of
+`edgecheck listen`, a TLS handshake or an HTTP answer of a joined node's component.
+
+Like every check it states what it found; what to do is the diagnosis layer's (advice.py):
+- pass / ok: the listener proved the token (the source it saw is in the message and evidence:
+  when it differs from this host's own address, the path is NATed), or the component answered;
+- warn / clock-offset: the listener proved the token but the clocks differ beyond its window;
+- fail / timeout, refused, unreachable: the packets did not get there, naming who rejected them;
+- fail / unproven: something accepted the connection but did not prove to be the listener (a
+  middlebox completing handshakes, another service, another token) or the expected component;
+- fail / tls-handshake-failed: the kubelet's port accepts connections but no TLS handshake;
+- warn / no-response: UDP silence that cannot be told from an ignoring peer (no listener proven on
+  that node); fail once `edgecheck listen` answered on another port of the same node.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
+
+from edgecheck.evidence import ReachProbe
+from edgecheck.model import CheckResult, Reason, Status, Target
+from edgecheck.runcontext import RunContext
+
+if TYPE_CHECKING:
+    from edgecheck.checks.batch import Named
+    from edgecheck.reach.probeloop import ProbeResult
+
+Verdict = Tuple[Status, Reason, str]
+
+
+def check_reach(target: Target, ctx: RunContext) -> CheckResult:
+    return check_reach_many([target], ctx)[0]
+
+
+def check_reach_many(targets: Sequence[Target], ctx: RunContext) -> List[CheckResult]:
+    from edgecheck.checks.batch import COLLECT_MARGIN_S, resolve_all, run_jobs
+    from edgecheck.reach import protocol as wire
+
+    named = resolve_all(targets, ctx, ctx.deadline - COLLECT_MARGIN_S)
+    # Without a token only a listener with that same (random) token could answer: none will, so a
+    # port that only `edgecheck listen` proves stays unconfirmed instead of being guessed at.
+    key = wire.derive_key(ctx.reach_token or wire.new_token())
+    fingerprint = wire.key_fingerprint(key) if ctx.reach_token else None
+    jobs, owners = _jobs(named, key)
+    results: Dict[int, "ProbeResult"] = dict(zip(owners, run_jobs(jobs, ctx)))
+    proven = {named[i].target.host for i, r in results.items() if r.method == "token" and r.answered}
+    return [_result(n, results.get(i), proven, fingerprint) for i, n in enumerate(named)]
+
+
+def _jobs(named: Sequence["Named"], key: bytes) -> Tuple[list, List[int]]:
+    from edgecheck.reach.prober import ReachTarget, make_job
+
+    jobs, owners = [], []
+    for i, n in enumerate(named):
+        if n.failure is not None or n.probing is None or not n.probing.addresses:
+            continue
+        t = n.target
+        job = make_job(ReachTarget(n.probing.addresses[0], int(t.port or 0), t.protocol or "tcp",
+                                   t.answers or "token", node=t.host or ""), key)
+        job.timeout = n.job_timeout()
+        jobs.append(job)
+        owners.append(i)
+    return jobs, owners
+
+
+def _result(n: "Named", r: Optional["ProbeResult"], proven: Set[Optional[str]],
+            fingerprint: Optional[str]) -> CheckResult:
+    from edgecheck.checks.batch import cut_short
+
+    if n.failure is not None or n.probing is None:
+        assert n.failure is not None
+        return n.failure
+    if r is None:
+        return n.probing.result(Status.FAIL, Reason.DNS_ERROR, f"{n.target.host} resolved to no address.")
+    cut = cut_short(n.target, n.probing, [r])
+    if cut is not None:
+        return cut
+    n.probing.add(probe_evidence(r, fingerprint))
+    status, reason, message = judge(n.target, r, listener_on_node=n.target.host in proven)
+    return CheckResult(n.target, status, reason, message, evidence=n.probing.evidence,
+                       duration_ms=n.dns_ms + r.ms)
+
+
+def probe_evidence(r: "ProbeResult", fingerprint: Optional[str]) -> ReachProbe:
+    data = r.evidence()
+    if r.method == "token" and fingerprint:
+        data["token_fingerprint"] = fingerprint
+    sender = r.icmp.sender if r.icmp is not None else None
+    return ReachProbe(
+        data=data, method=r.method, outcome=r.outcome.value, detail=r.detail,
+        local=r.local.address if r.local else None,
+        seen_source=r.seen_source.address if r.seen_source else None, nat=r.nat,
+        rejected_by=sender, rejected_by_node=sender is not None and sender == r.address,
+        port_unreachable=bool(r.icmp and r.icmp.port_unreachable),
+        blocked_locally=r.blocked_locally, clock_offset_s=r.clock_offset_s)
+
+
+def nat_words(r: "ProbeResult") -> str:
+    """"" unless the node saw another source than the one this host sent from."""
+    if r.nat == "address" and r.seen_source and r.local:
+        return (f" The node saw the probe coming from {r.seen_source.address}, not from this host's "
+                f"{r.local.address}: the path is NATed (SNAT/masquerade), so allow-lists and security-group "
+                f"rules in front of the node must allow {r.seen_source.address}.")
+    if r.nat == "port" and r.seen_source and r.local:
+        return (f" The source port was rewritten on the way ({r.local.port} -> {r.seen_source.port}): "
+                "a NAT on the path translates ports only.")
+    return ""
+
+
+def _where(target: Target, r: "ProbeResult") -> str:
+    node = target.host or r.address
+    shown = node if node == r.address else f"{node} ({r.address})"
+    return f"{r.protocol.upper()} {r.port} of {shown}"
+
+
+def _component(target: Target) -> str:
+    return target.component.name if target.component else "the component"
+
+
+def judge(target: Target, r: "ProbeResult", *, listener_on_node: bool = False) -> Verdict:
+    """Status, reason and message for one probe result (pure). `listener_on_node`: another port of
+    the same node proved the token, so `edgecheck listen` runs there and UDP silence is a block."""
+    from edgecheck.reach.probeloop import Outcome
+
+    where = _where(target, r)
+    if r.outcome is Outcome.OK:
+        return Status.PASS, Reason.OK, _passed(target, r, where)
+    if r.outcome is Outcome.CLOCK_SKEW:
+        return (Status.WARN, Reason.CLOCK_OFFSET,
+                f"{where} reaches `edgecheck listen` (token proven), but the node's clock differs from this host's "
+                f"by {r.clock_offset_s or 0:+.0f} s, beyond the listener's replay window: {r.detail}." + nat_words(r))
+    if r.outcome is Outcome.UNPROVEN:
+        if r.method == "tls":
+            return Status.FAIL, Reason.TLS_HANDSHAKE_FAILED, f"{where} accepts connections, but {r.detail}."
+        return Status.FAIL, Reason.UNPROVEN, f"{where}: {r.detail}."
+    if r.outcome is Outcome.NO_RESPONSE:
+        return _silence(where, r, listener_on_node)
+    return _blocked(where, r)
+
+
+def _passed(target: Target, r: "ProbeResult", where: str) -> str:
+    if r.method == "token":
+        seen = f", which saw it coming from {r.seen_source}" if r.seen_source else ""
+        return f"{where} reaches `edgecheck listen` (token proven){seen}." + nat_words(r)
+    if r.method == "tls":
+        return (f"{where}: {_component(target)} completed a TLS handshake ({r.tls.get('version') or 'TLS'}); "
+                "its certificate was not verified: this checks reachability, not trust.")
+    if r.method in ("http", "https"):
+        return f"{where}: {_component(target)} answered over HTTP (status {r.http.get('status')})."
+    return f"{where}: TCP connection established ({r.connect_ms} ms)."
+
+
+def _silence(where: str, r: "ProbeResult", listener_on_node: bool) -> Verdict:
+    if r.method == "token" and listener_on_node:
+        return (Status.FAIL, Reason.NO_RESPONSE,
+                f"{where}: {r.detail}. `edgecheck listen` answered on other ports of this node, so these "
+                "datagrams are dropped on the way or by the node's own filter.")
+    if r.method == "token":
+        return (Status.WARN, Reason.NO_RESPONSE,
+                f"{where}: {r.detail}. Without `edgecheck listen` answering on this node, UDP silence cannot be "
+                "told from a port nothing answers on (a joined node's VXLAN socket stays silent): unconfirmed.")
+    return Status.FAIL, Reason.NO_RESPONSE, f"{where} accepts connections, but {r.detail}."
+
+
+def _blocked(where: str, r: "ProbeResult") -> Verdict:
+    from edgecheck.reach.probeloop import Outcome
+
+    reasons = {Outcome.REFUSED: Reason.REFUSED, Outcome.TIMEOUT: Reason.TIMEOUT,
+               Outcome.UNREACHABLE: Reason.UNREACHABLE}
+    reason = reasons.get(r.outcome)
+    if reason is None:
+        return Status.FAIL, Reason.INTERNAL_ERROR, f"{where}: the probe could not be made: {r.detail}."
+    # This host's own filter keeps the reason of what it did (refused / unreachable); the message
+    # and the evidence (blocked_locally) say whose filter it was.
+    return Status.FAIL, reason, f"{where}: {r.detail}."
