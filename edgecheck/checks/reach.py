@@ -69,16 +69,11 @@ def _jobs(named: Sequence["Named"], key: bytes) -> Tuple[list, List[int]]:
 
 def _result(n: "Named", r: Optional["ProbeResult"], proven: Set[Optional[str]],
             fingerprint: Optional[str]) -> CheckResult:
-    from edgecheck.checks.batch import cut_short
-
     if n.failure is not None or n.probing is None:
         assert n.failure is not None
         return n.failure
     if r is None:
         return n.probing.result(Status.FAIL, Reason.DNS_ERROR, f"{n.target.host} resolved to no address.")
-    cut = cut_short(n.target, n.probing, [r])
-    if cut is not None:
-        return cut
     n.probing.add(probe_evidence(r, fingerprint))
     status, reason, message = judge(n.target, r, listener_on_node=n.target.host in proven)
     return CheckResult(n.target, status, reason, message, evidence=n.probing.evidence,
@@ -139,6 +134,9 @@ def judge(target: Target, r: "ProbeResult", *, listener_on_node: bool = False) -
         return Status.FAIL, Reason.UNPROVEN, f"{where}: {r.detail}."
     if r.outcome is Outcome.NO_RESPONSE:
         return _silence(where, r, listener_on_node)
+    if r.outcome in (Outcome.DEADLINE, Outcome.NOT_STARTED):
+        return (Status.FAIL, Reason.DEADLINE_EXCEEDED,
+                f"{where}: {r.detail} (this is about the run, not the network).")
     return _blocked(where, r)
 
 

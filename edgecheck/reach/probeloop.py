@@ -694,7 +694,8 @@ class TlsJob(StreamExchangeJob):
         if der:
             try:
                 from edgecheck.probes.x509 import describe_certificate
-                info["peer_certificate"] = describe_certificate(der)
+                cert = describe_certificate(der)
+                info["peer_certificate"] = cert.to_json() if cert is not None else {}
             except Exception:  # noqa: BLE001 - a certificate we cannot parse is still a handshake
                 info["peer_certificate"] = {}
         return info

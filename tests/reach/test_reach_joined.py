@@ -13,7 +13,7 @@ import pytest
 
 from edgecheck.reach.probeloop import TLS_NOT_VERIFIED, Outcome
 from edgecheck.reach.prober import ReachTarget, http_answers, reach_many, tcp_connect_many, tls_reachable
-from edgecheck.reach.summary import reach_evidence, suggest_verdict
+from tests.reach.verdicts import reach_evidence, suggest_verdict
 from tests.reach.topo import NODE4, NODE6, ReachLab
 
 TIMEOUT = 2.0
