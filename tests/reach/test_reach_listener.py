@@ -9,28 +9,24 @@ import pwd
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import List
 
-import jsonschema
 import pytest
 
 from edgecheck.reach import protocol as wire
-from edgecheck.reach.listener import BindState, Listener, PortSpec
+from edgecheck.reach.listener import MAX_CONNECTIONS, BindState, Listener, PortSpec
 from edgecheck.reach.probeloop import Outcome
 from edgecheck.reach.prober import ReachTarget, reach_many
 from tests.probes.netns import Netns
+from tests.reach.cli import ListenProcess
 from tests.reach.conftest import TOKEN
 from tests.reach.topo import FAR4, NODE4, PLAN_PORTS, BackgroundListener, ReachLab
 
-HERE = Path(__file__).resolve().parent
-LISTEN_SCHEMA = json.loads((HERE.parents[1] / "edgecheck" / "reach" / "listen_schema.json").read_text())
 RSS_GOAL_KIB = 40 * 1024
+IDLE_CONNECTIONS = MAX_CONNECTIONS + 44
 
 
 def _reach(lab: ReachLab, specs, token: str = TOKEN, timeout: float = 2.0):
@@ -114,59 +110,20 @@ def test_no_ipv6_on_the_host_means_ipv4_only() -> None:
 
 # --- a real process: signals, privileges, floods ------------------------------------------------
 
-class ListenProcess:
-    """tests/reach/listen_main.py inside the node namespace, its stdout collected on a thread."""
-
-    def __init__(self, ns: Netns, tmp: Path, ports: List[str], *extra: str, duration: float = 120) -> None:
-        self.summary_path = tmp / "listen-summary.json"
-        argv = [sys.executable, str(HERE / "listen_main.py"), "--token", TOKEN, "--duration", str(duration),
-                "--summary", str(self.summary_path), "--node", NODE4, *extra, *ports]
-        self.proc = ns.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: List[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(15):
-            self.proc.kill()
-            raise AssertionError("listener did not start:\n" + "\n".join(self.lines))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if line.strip() == "READY":
-                self.ready.set()
-        self.ready.set()
-
-    def peak_rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmHWM")
-
-    def signal_and_wait(self, sig: int, limit: float = 10.0) -> dict:
-        self.proc.send_signal(sig)
-        rc = self.proc.wait(limit)
-        assert rc == 0, "\n".join(self.lines[-30:])
-        doc = json.loads(self.summary_path.read_text())
-        jsonschema.validate(doc, LISTEN_SCHEMA)
-        return doc
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_the_session_with_a_summary(reach_lab: ReachLab, tmp_path: Path, sig: int) -> None:
-    lp = ListenProcess(reach_lab.node, tmp_path, ["10250/tcp", "8472/udp"])
-    banner = "\n".join(lp.lines)
-    assert TOKEN in banner and f"edgecheck reach --token {TOKEN} {NODE4}" in banner
-    results = _reach(reach_lab, [PortSpec(10250, "tcp"), PortSpec(8472, "udp")])
-    assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
+def test_a_signal_ends_the_session_with_a_summary(reach_lab: ReachLab, sig: int) -> None:
+    lp = ListenProcess(reach_lab.node, address=NODE4)
+    assert TOKEN in "\n".join(lp.lines)
+    assert lp.command == f"edgecheck reach --region cn-hangzhou --token {TOKEN} {NODE4}"
+    results = _reach(reach_lab, PLAN_PORTS)
+    assert [r.outcome for r in results] == [Outcome.OK] * len(PLAN_PORTS), [r.detail for r in results]
     t0 = time.monotonic()
-    doc = lp.signal_and_wait(sig)
-    assert time.monotonic() - t0 < 3.0
+    doc = lp.finish(sig)
+    assert time.monotonic() - t0 < 3.0 and lp.returncode == 0  # every opened port was reached
     assert doc["stop_reason"] == signal.Signals(sig).name
-    assert doc["summary"]["reached"] == 2 and doc["token_fingerprint"] == wire.key_fingerprint(wire.derive_key(TOKEN))
-    assert TOKEN not in lp.summary_path.read_text()  # the token itself is never written down
-    assert [p["sources"][0]["address"] for p in doc["ports"]] == [FAR4, FAR4]
+    assert doc["summary"]["reached"] == 5 and doc["token_fingerprint"] == wire.key_fingerprint(wire.derive_key(TOKEN))
+    assert TOKEN not in lp.stdout  # the token itself is never written down
+    assert [p["sources"][0]["address"] for p in doc["ports"]] == [FAR4] * 5
     assert any("valid token, answered" in line and f"from {FAR4}:" in line for line in lp.lines)
     ss = reach_lab.listening(reach_lab.node)
     assert ":10250 " not in ss and ":8472 " not in ss, ss
@@ -249,7 +206,7 @@ def _flood(address: str, seconds: float) -> dict:
             time.sleep(0.001)
     udp.close()
     idle: List[socket.socket] = []
-    for i in range(150):  # slow readers holding connections, a partial header each
+    for i in range(IDLE_CONNECTIONS):  # slow readers holding connections, a partial header each
         s = socket.create_connection((address, 10250), timeout=2)
         s.send(wire.MAGIC[:3])
         idle.append(s)
@@ -273,28 +230,27 @@ def _flood(address: str, seconds: float) -> dict:
     return {"datagrams": sent, "idle": idle, "tcp": kinds}
 
 
-def test_garbage_truncation_and_floods_are_noise(reach_lab: ReachLab, tmp_path: Path) -> None:
-    ports = ["10250/tcp", "9100/tcp", "8472/udp"]
-    lp = ListenProcess(reach_lab.node, tmp_path, ports, "--max-connections", "64")
+def test_garbage_truncation_and_floods_are_noise(reach_lab: ReachLab) -> None:
+    lp = ListenProcess(reach_lab.node, address=NODE4)
     banner_lines = len(lp.lines)
     flood = reach_lab.far.run(_flood, NODE4, 3.0)
     try:
         assert lp.proc.poll() is None, "the listener died:\n" + "\n".join(lp.lines[-20:])
-        # The 150 idle connections are still open: a real prober must still get through.
+        # The idle connections are still open: a real prober must still get through.
         results = _reach(reach_lab, [PortSpec(10250, "tcp"), PortSpec(9100, "tcp"), PortSpec(8472, "udp")])
         assert [r.outcome for r in results] == [Outcome.OK] * 3, [r.detail for r in results]
         peak = lp.peak_rss_kib()
     finally:
         for s in flood["idle"]:
             s.close()
-    doc = lp.signal_and_wait(signal.SIGTERM)
+    doc = lp.finish(signal.SIGTERM)
     counts = {p["id"]: p["counts"] for p in doc["ports"]}
     udp, kubelet, exporter = counts["listen:8472/udp"], counts["listen:10250/tcp"], counts["listen:9100/tcp"]
     assert flood["datagrams"] > 1000
     for kind in ("truncated", "oversized", "garbage", "invalid-token", "unsupported-version", "wrong-protocol"):
         assert udp.get(kind, 0) > 0, (kind, udp)
     assert udp["valid"] >= 1 and udp.get("replay", 0) == 0
-    assert kubelet.get("connection-limit", 0) >= 150 - 64, kubelet  # the oldest idle ones were evicted
+    assert kubelet.get("connection-limit", 0) >= IDLE_CONNECTIONS - MAX_CONNECTIONS, kubelet  # oldest evicted
     assert kubelet["valid"] == 1
     for kind in ("truncated", "connect-only", "garbage", "invalid-token", "replay"):
         assert exporter.get(kind, 0) > 0, (kind, exporter)
