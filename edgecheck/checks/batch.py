@@ -14,16 +14,16 @@ import ipaddress
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
-from edgecheck.checks.base import Probing
 from edgecheck.evidence import Resolution
-from edgecheck.model import CheckResult, Reason, Status, Target
+from edgecheck.model import CheckResult, Evidence, Reason, Status, Target
 from edgecheck.runcontext import RunContext
 
 if TYPE_CHECKING:
-    from edgecheck.reach.probeloop import Job, ProbeResult
+    from edgecheck.checks.base import Probing
+    from edgecheck.reach.probeloop import Feed, Job, ProbeResult
 
 RESOLVE_IN_FLIGHT = 32  # name lookups at once (each is a blocking dnspython call on its own thread)
 COLLECT_MARGIN_S = 0.3  # the loop ends this long before the run's deadline: the engine gets every result
@@ -51,51 +51,129 @@ def waves_needed(targets: Sequence[Target]) -> int:
 
 @dataclass
 class Named:
-    """One target after its DNS layer: the probing (budget, evidence, addresses), or its result."""
+    """One target after its DNS layer: its addresses and evidence so far, or its result.
+
+    `probing` (checks/base.py: the budget and the DNS layer of a single check) exists for names,
+    and for every target when the caller asked for it; an IP literal needs none, so a run of IP
+    targets never imports the resolver (dnspython)."""
 
     target: Target
-    probing: Optional[Probing] = None
+    start: float = 0.0
+    addresses: List[str] = field(default_factory=list)
+    evidence: Evidence = field(default_factory=Evidence)
+    probing: Optional["Probing"] = None
     failure: Optional[CheckResult] = None
     dns_ms: int = 0
+    jobs: Optional[List["Job"]] = None  # its sockets on the loop (results on job.result)
 
-    def job_timeout(self) -> float:
-        """What is left of this target's own budget for its sockets."""
-        assert self.probing is not None
-        return self.probing.budget.left()
+    def job_timeout(self, timeout: float) -> float:
+        """What is left of this target's own timeout for its sockets once its DNS lookup is done
+        (time spent waiting for a slot or for other targets is not taken from it)."""
+        return max(0.01, timeout - self.dns_ms / 1000.0)
 
 
 def _not_started(target: Target) -> CheckResult:
     return CheckResult(target, Status.FAIL, Reason.DEADLINE_EXCEEDED, NOT_STARTED)
 
 
-def _resolve(named: Named, ctx: RunContext, deadline: float) -> None:
-    if time.monotonic() + ctx.timeout > deadline:
+def _resolve(named: Named, ctx: RunContext, deadline: float, probing: bool) -> None:
+    now = time.monotonic()
+    if now + ctx.timeout > deadline:
         named.failure = _not_started(named.target)
         return
-    probing = named.probing = Probing(named.target, ctx)
+    named.start = now
     host = named.target.host or ""
     literal = literal_address(host)
     if literal is not None and not named.target.expected_cidrs:
-        probing.add(Resolution(host=host, addresses=[literal], literal=True))
-        probing.addresses = [literal]
+        named.evidence.add(Resolution(host=host, addresses=[literal], literal=True))
+        named.addresses = [literal]
+        if probing:
+            named.probing = _probing(named.target, ctx)
+            named.probing.evidence, named.probing.addresses = named.evidence, named.addresses
         return
-    named.failure = probing.resolve()
-    named.dns_ms = int((time.monotonic() - probing.start) * 1000)
+    p = named.probing = _probing(named.target, ctx)
+    named.failure = p.resolve()
+    named.evidence, named.addresses = p.evidence, p.addresses
+    named.dns_ms = int((time.monotonic() - p.start) * 1000)
 
 
-def resolve_all(targets: Sequence[Target], ctx: RunContext, deadline: float) -> List[Named]:
-    """Every target's DNS layer; literals at once, names RESOLVE_IN_FLIGHT at a time (the shared
-    resolver asks for a name once however many targets share it)."""
-    out = [Named(t) for t in targets]
-    names = [n for n in out if literal_address(n.target.host or "") is None or n.target.expected_cidrs]
-    for n in out:
-        if n not in names:
-            _resolve(n, ctx, deadline)
-    _in_parallel(names, lambda n: _resolve(n, ctx, deadline), deadline)
-    for n in names:
-        if n.probing is None and n.failure is None:  # its worker did not finish by the deadline
-            n.failure = _not_started(n.target)
-    return out
+def _probing(target: Target, ctx: RunContext) -> "Probing":
+    from edgecheck.checks.base import Probing
+
+    return Probing(target, ctx)
+
+
+JobMaker = Callable[[Named], List["Job"]]
+
+
+def _needs_lookup(target: Target) -> bool:
+    return literal_address(target.host or "") is None or bool(target.expected_cidrs)
+
+
+def probe_all(targets: Sequence[Target], ctx: RunContext, make_jobs: JobMaker, *,
+              probing: bool = False) -> List[Named]:
+    """Every target's DNS layer, then its sockets, all on one loop: IP literals' jobs start at
+    once; a name's jobs join the running loop as soon as its own lookup ends (names
+    RESOLVE_IN_FLIGHT at a time; the shared resolver asks once per name). Each Named ends with
+    .jobs (their results on job.result) or .failure. `probing`: give every target a checks/base.py
+    Probing (the tcp check ends through it). The loop ends COLLECT_MARGIN_S before the deadline."""
+    from edgecheck.reach.probeloop import Feed, ProbeLoop
+
+    deadline = ctx.deadline - COLLECT_MARGIN_S
+    named = [Named(t) for t in targets]
+    names = [n for n in named if _needs_lookup(n.target)]
+    first: List["Job"] = []
+    for n in named:
+        if not _needs_lookup(n.target):
+            _resolve(n, ctx, deadline, probing)
+            n.jobs = make_jobs(n) if n.failure is None else []
+            first.extend(n.jobs)
+    feed = Feed(expected=len(names)) if names else None
+    lookups = _Lookups(names, ctx, deadline, probing, make_jobs, feed)
+    try:
+        ProbeLoop(ctx.timeout, deadline=deadline).run(first, feed)
+    finally:
+        lookups.end()
+        if feed is not None:
+            feed.release()
+    return named
+
+
+class _Lookups:
+    """The name targets' lookups on worker threads; each publishes its result (and hands its jobs
+    to the running loop) unless the loop has already ended (end()): then it was not started."""
+
+    def __init__(self, names: List[Named], ctx: RunContext, deadline: float, probing: bool,
+                 make_jobs: JobMaker, feed: Optional["Feed"]) -> None:
+        self.names, self.ctx, self.deadline, self.probing = names, ctx, deadline, probing
+        self.make_jobs, self.feed = make_jobs, feed
+        self.lock = threading.Lock()
+        self.over = False
+        if names:
+            threading.Thread(target=self._run, daemon=True, name="edgecheck-lookups").start()
+
+    def _run(self) -> None:
+        _in_parallel(self.names, self._one, self.deadline)
+        if self.feed is not None:
+            self.feed.close()
+
+    def _one(self, n: Named) -> None:
+        scratch = Named(n.target)
+        _resolve(scratch, self.ctx, self.deadline, self.probing)
+        scratch.jobs = self.make_jobs(scratch) if scratch.failure is None else []
+        with self.lock:
+            if self.over:
+                return
+            n.__dict__.update(scratch.__dict__)
+        if self.feed is not None:
+            self.feed.put(scratch.jobs)
+
+    def end(self) -> None:
+        with self.lock:
+            self.over = True
+            for n in self.names:
+                if n.jobs is None and n.failure is None:
+                    n.failure = _not_started(n.target)
 
 
 def _in_parallel(items: Sequence[Named], call: Callable[[Named], None], deadline: float) -> None:
@@ -118,15 +196,7 @@ def _in_parallel(items: Sequence[Named], call: Callable[[Named], None], deadline
         t.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_jobs(jobs: Sequence["Job"], ctx: RunContext) -> List["ProbeResult"]:
-    """Every job on one loop, ending COLLECT_MARGIN_S before the run's deadline."""
-    from edgecheck.reach.probeloop import ProbeLoop
-
-    loop = ProbeLoop(ctx.timeout, deadline=ctx.deadline - COLLECT_MARGIN_S)
-    return loop.run(jobs)
-
-
-def cut_short(target: Target, probing: Probing, results: Sequence["ProbeResult"]) -> Optional[CheckResult]:
+def cut_short(target: Target, evidence: Evidence, results: Sequence["ProbeResult"]) -> Optional[CheckResult]:
     """deadline-exceeded when a probe of this target never started or was abandoned by the loop:
     what it found is about this run, not the network."""
     from edgecheck.reach.probeloop import Outcome
@@ -137,4 +207,4 @@ def cut_short(target: Target, probing: Probing, results: Sequence["ProbeResult"]
     detail = waited[0].detail
     return CheckResult(target, Status.FAIL, Reason.DEADLINE_EXCEEDED,
                        f"{detail[:1].upper()}{detail[1:]} (this is about the run, not the network).",
-                       evidence=probing.evidence, duration_ms=max(r.ms for r in results))
+                       evidence=evidence, duration_ms=max(r.ms for r in results))

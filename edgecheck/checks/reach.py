@@ -19,7 +19,7 @@ Like every check it states what it found; what to do is the diagnosis layer's (a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import ReachProbe
 from edgecheck.model import CheckResult, Reason, Status, Target
@@ -37,47 +37,42 @@ def check_reach(target: Target, ctx: RunContext) -> CheckResult:
 
 
 def check_reach_many(targets: Sequence[Target], ctx: RunContext) -> List[CheckResult]:
-    from edgecheck.checks.batch import COLLECT_MARGIN_S, resolve_all, run_jobs
+    from edgecheck.checks.batch import probe_all
     from edgecheck.reach import protocol as wire
 
-    named = resolve_all(targets, ctx, ctx.deadline - COLLECT_MARGIN_S)
     # Without a token only a listener with that same (random) token could answer: none will, so a
     # port that only `edgecheck listen` proves stays unconfirmed instead of being guessed at.
     key = wire.derive_key(ctx.reach_token or wire.new_token())
     fingerprint = wire.key_fingerprint(key) if ctx.reach_token else None
-    jobs, owners = _jobs(named, key)
-    results: Dict[int, "ProbeResult"] = dict(zip(owners, run_jobs(jobs, ctx)))
-    proven = {named[i].target.host for i, r in results.items() if r.method == "token" and r.answered}
-    return [_result(n, results.get(i), proven, fingerprint) for i, n in enumerate(named)]
+    named = probe_all(targets, ctx, lambda n: _job(n, key, ctx.timeout))
+    results = [n.jobs[0].result if n.failure is None and n.jobs else None for n in named]
+    proven = {n.target.host for n, r in zip(named, results) if r is not None and r.method == "token" and r.answered}
+    return [_result(n, r, proven, fingerprint) for n, r in zip(named, results)]
 
 
-def _jobs(named: Sequence["Named"], key: bytes) -> Tuple[list, List[int]]:
+def _job(n: "Named", key: bytes, timeout: float) -> list:
+    """The one probe of a node port, to the node's first address."""
     from edgecheck.reach.prober import ReachTarget, make_job
 
-    jobs, owners = [], []
-    for i, n in enumerate(named):
-        if n.failure is not None or n.probing is None or not n.probing.addresses:
-            continue
-        t = n.target
-        job = make_job(ReachTarget(n.probing.addresses[0], int(t.port or 0), t.protocol or "tcp",
-                                   t.answers or "token", node=t.host or ""), key)
-        job.timeout = n.job_timeout()
-        jobs.append(job)
-        owners.append(i)
-    return jobs, owners
+    if not n.addresses:
+        return []
+    t = n.target
+    job = make_job(ReachTarget(n.addresses[0], int(t.port or 0), t.protocol or "tcp", t.answers or "token",
+                               node=t.host or ""), key)
+    job.timeout = n.job_timeout(timeout)
+    return [job]
 
 
 def _result(n: "Named", r: Optional["ProbeResult"], proven: Set[Optional[str]],
             fingerprint: Optional[str]) -> CheckResult:
-    if n.failure is not None or n.probing is None:
-        assert n.failure is not None
+    if n.failure is not None:
         return n.failure
     if r is None:
-        return n.probing.result(Status.FAIL, Reason.DNS_ERROR, f"{n.target.host} resolved to no address.")
-    n.probing.add(probe_evidence(r, fingerprint))
+        return CheckResult(n.target, Status.FAIL, Reason.DNS_ERROR, f"{n.target.host} resolved to no address.",
+                           evidence=n.evidence, duration_ms=n.dns_ms)
+    n.evidence.add(probe_evidence(r, fingerprint))
     status, reason, message = judge(n.target, r, listener_on_node=n.target.host in proven)
-    return CheckResult(n.target, status, reason, message, evidence=n.probing.evidence,
-                       duration_ms=n.dns_ms + r.ms)
+    return CheckResult(n.target, status, reason, message, evidence=n.evidence, duration_ms=n.dns_ms + r.ms)
 
 
 def probe_evidence(r: "ProbeResult", fingerprint: Optional[str]) -> ReachProbe:

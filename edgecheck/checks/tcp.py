@@ -8,7 +8,7 @@ endpoints cost five hundred sockets, not sixteen waves of worker threads. Both e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
 from edgecheck.checks.base import Probing
 from edgecheck.evidence import ConnectAttempt, Connects, DirectRoute
@@ -63,30 +63,25 @@ def attempt_of(result: "ProbeResult") -> ConnectAttempt:
 
 def check_tcp_many(targets: Sequence[Target], ctx: RunContext) -> List[CheckResult]:
     """Every tcp target at once: names on the shared resolver, every connect on one loop."""
-    from edgecheck.checks.batch import COLLECT_MARGIN_S, cut_short, resolve_all, run_jobs
+    from edgecheck.checks.batch import Named, cut_short, probe_all
     from edgecheck.reach.probeloop import TcpConnectJob
 
-    named = resolve_all(targets, ctx, ctx.deadline - COLLECT_MARGIN_S)
-    jobs, owners = [], []
-    for i, n in enumerate(named):
-        if n.failure is None and n.probing is not None:
-            n.probing.add(DirectRoute())
-            for address in dict.fromkeys(n.probing.addresses):
-                job = TcpConnectJob(address, int(n.target.port or 0))
-                job.timeout = n.job_timeout()
-                jobs.append(job)
-                owners.append(i)
-    mine: Dict[int, List["ProbeResult"]] = {}
-    for owner, result in zip(owners, run_jobs(jobs, ctx)):
-        mine.setdefault(owner, []).append(result)
+    def connects(n: Named) -> list:
+        assert n.probing is not None
+        n.probing.add(DirectRoute())
+        jobs = [TcpConnectJob(address, int(n.target.port or 0)) for address in dict.fromkeys(n.addresses)]
+        for job in jobs:
+            job.timeout = n.job_timeout(ctx.timeout)
+        return jobs
+
     out: List[CheckResult] = []
-    for i, n in enumerate(named):
-        if n.probing is None or n.failure is not None:
+    for n in probe_all(targets, ctx, connects, probing=True):
+        if n.failure is not None or n.probing is None or n.jobs is None:
             assert n.failure is not None
             out.append(n.failure)
             continue
-        results = mine.get(i, [])
-        out.append(cut_short(n.target, n.probing, results) or _concluded(n.probing, results))
+        results = [job.result for job in n.jobs if job.result is not None]
+        out.append(cut_short(n.target, n.probing.evidence, results) or _concluded(n.probing, results))
     return out
 
 

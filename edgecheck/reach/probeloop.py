@@ -30,14 +30,16 @@ import re
 import resource
 import selectors
 import socket
-import ssl
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.protocol import Endpoint
+
+if TYPE_CHECKING:
+    import ssl  # imported where a TLS probe needs it: a token-only run never loads OpenSSL's TLS
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
@@ -45,6 +47,7 @@ SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 _SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")  # linux/errqueue.h: errno, origin, type, code, pad, info, data
 
 DEFAULT_MAX_OPEN = 4096
+ADDRESSES_PER_NAME = 4  # room kept for each name a Feed will hand over (beyond it: waves, said as such)
 FD_RESERVE = 64  # descriptors left for the rest of the process (logs, resolver, report file)
 DEADLINE_SLACK_S = 1.0
 UDP_RESEND_S = 1.0  # UDP is lossy: resend within the timeout instead of waiting once
@@ -304,6 +307,7 @@ class Job:
         self.connect_ms: Optional[int] = None
         self.queued_ms = 0  # waited for a descriptor slot before starting
         self.timeout: Optional[float] = None  # this job's own timeout; None: the loop's
+        self.ready_at: Optional[float] = None  # handed to a running loop (Feed) at this time
         self._gen = 0
 
     # -- called by the loop --
@@ -594,11 +598,13 @@ def _judge_http(job: Job, data: bytes) -> None:
         job.finish(Outcome.OK, f"HTTP answered with status {status}", http=http)
 
 
-_UNVERIFIED: Optional[ssl.SSLContext] = None
+_UNVERIFIED: Optional["ssl.SSLContext"] = None
 
 
-def unverified_context() -> ssl.SSLContext:
+def unverified_context() -> "ssl.SSLContext":
     """Reachability only: the kubelet's certificate is from the cluster CA, which `reach` need not have."""
+    import ssl
+
     global _UNVERIFIED
     if _UNVERIFIED is None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -632,6 +638,8 @@ class TlsJob(StreamExchangeJob):
         self.raw_seen = 0
 
     def connected(self) -> None:
+        import ssl
+
         self.inbuf = bytearray()
         self.out = b""
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -647,6 +655,8 @@ class TlsJob(StreamExchangeJob):
         self.flush()
 
     def step(self) -> None:
+        import ssl
+
         if not self.handshaken:
             try:
                 self.tls.do_handshake()
@@ -683,6 +693,8 @@ class TlsJob(StreamExchangeJob):
         self._pump()
 
     def _describe(self) -> Dict[str, Any]:
+        import ssl
+
         info: Dict[str, Any] = {"version": self.tls.version(), "verified": False, "verification": TLS_NOT_VERIFIED}
         cipher = self.tls.cipher()
         if cipher:
@@ -905,8 +917,59 @@ def descriptor_window(wanted: int, *, raise_limit: bool = True, reserve: int = F
     return max(1, min(wanted, room)), soft, raised_from
 
 
+class Feed:
+    """Jobs handed to a running loop from other threads (the name-lookup workers of a batched
+    check): put() as soon as a target's addresses are known, close() once every lookup is done.
+    A socketpair wakes the loop; deque appends and pops are atomic."""
+
+    def __init__(self, expected: int = 0) -> None:
+        self.expected = expected  # jobs likely to come (sizes the descriptor window)
+        self.closed = False
+        self._jobs: Deque[Job] = collections.deque()
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def put(self, jobs: Sequence[Job]) -> None:
+        now = time.monotonic()
+        for job in jobs:
+            job.ready_at = now
+        self._jobs.extend(jobs)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except OSError:
+            pass  # full (already woken) or released
+
+    def take(self) -> List[Job]:
+        try:
+            while self._r.recv(4096):
+                pass
+        except OSError:
+            pass
+        out = []
+        while self._jobs:
+            out.append(self._jobs.popleft())
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self.closed and not self._jobs
+
+    def release(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
 class ProbeLoop:
-    """Run jobs concurrently: each gets `timeout` from its own start; nothing runs past `deadline`.
+    """Run jobs concurrently: each gets `timeout` (or its own job.timeout) from its own start;
+    nothing runs past `deadline`. More jobs may arrive while it runs (a Feed).
 
     Without a deadline the loop sets one: enough for every wave the descriptor window forces,
     plus DEADLINE_SLACK_S.
@@ -956,57 +1019,69 @@ class ProbeLoop:
         self._active.pop(id(job), None)
 
     # -- running --
-    def run(self, jobs: Sequence[Job]) -> List[ProbeResult]:
+    def run(self, jobs: Sequence[Job], feed: Optional[Feed] = None) -> List[ProbeResult]:
+        """The results of `jobs` in order; jobs from `feed` end with their .result set too."""
         t0 = time.monotonic()
         jobs = list(jobs)
-        window, soft, raised_from = descriptor_window(min(len(jobs), self.max_open) or 1,
-                                                      raise_limit=self.raise_fd_limit)
+        wanted = len(jobs) + (feed.expected * ADDRESSES_PER_NAME if feed else 0)
+        window, soft, raised_from = descriptor_window(min(wanted, self.max_open) or 1, raise_limit=self.raise_fd_limit)
         window = min(window, self.max_open)
-        waves = max(1, math.ceil(len(jobs) / window)) if jobs else 1
+        waves = max(1, math.ceil(wanted / window)) if wanted else 1
         deadline = self.deadline if self.deadline is not None else t0 + self.timeout * waves + DEADLINE_SLACK_S
         self.stats = LoopStats(jobs=len(jobs), window=window, fd_soft_limit=soft, fd_limit_raised_from=raised_from)
         pending: Deque[Job] = collections.deque(jobs)
         self._sel = selectors.DefaultSelector()
+        if feed is not None:
+            self._sel.register(feed._r, selectors.EVENT_READ, None)
         try:
             while True:
                 now = time.monotonic()
                 if now >= deadline:
                     break
+                if feed is not None:
+                    arrived = feed.take()
+                    self.stats.jobs += len(arrived)
+                    pending.extend(arrived)
                 window = self._start_jobs(pending, window, t0, now, deadline)
-                if not pending and not self._active:
+                if not pending and not self._active and (feed is None or feed.done):
                     break
                 wait = deadline - now
                 if self._timers:
                     wait = min(wait, self._timers[0][0] - now)
                 for key, mask in self._sel.select(max(0.0, wait)):
                     job = key.data
-                    if job.result is None:
+                    if job is not None and job.result is None:
                         self._guard(job, job.on_io, mask)
                 self._fire_timers(time.monotonic())
         finally:
-            now = time.monotonic()
-            for job in list(self._active.values()):
-                job.finish(Outcome.DEADLINE, f"still running at the run's overall deadline, "
-                                             f"{now - job.started:.1f} s after it started; abandoned")
-                self.stats.abandoned += 1
-            for job in pending:
-                job.loop = self
-                job.started = now
-                job.result = ProbeResult(job.address, job.port, job.protocol, job.method, Outcome.NOT_STARTED,
-                                         "never started: it waited for a free descriptor until the run's deadline",
-                                         queued_ms=int((now - t0) * 1000))
-                self.stats.not_started += 1
-            self._sel.close()
-            self._sel = None
-            self.stats.wall_s = round(time.monotonic() - t0, 3)
+            self._close_out(list(pending) + (feed.take() if feed is not None else []), t0)
         return [job.result for job in jobs]  # type: ignore[misc]
+
+    def _close_out(self, pending: Sequence[Job], t0: float) -> None:
+        """At the end: what still runs is abandoned (DEADLINE), what never got a socket NOT_STARTED."""
+        now = time.monotonic()
+        for job in list(self._active.values()):
+            job.finish(Outcome.DEADLINE, f"still running at the run's overall deadline, "
+                                         f"{now - job.started:.1f} s after it started; abandoned")
+            self.stats.abandoned += 1
+        for job in pending:
+            job.loop = self
+            job.started = now
+            job.result = ProbeResult(job.address, job.port, job.protocol, job.method, Outcome.NOT_STARTED,
+                                     "never started: it waited for a free descriptor until the run's deadline",
+                                     queued_ms=int((now - t0) * 1000))
+            self.stats.not_started += 1
+        if self._sel is not None:
+            self._sel.close()
+        self._sel = None
+        self.stats.wall_s = round(time.monotonic() - t0, 3)
 
     def _start_jobs(self, pending: Deque[Job], window: int, t0: float, now: float, deadline: float) -> int:
         while pending and len(self._active) < window:
             job = pending.popleft()
             job.loop = self
             job.started = time.monotonic()
-            job.queued_ms = int((job.started - t0) * 1000)
+            job.queued_ms = int((job.started - (job.ready_at or t0)) * 1000)
             # Not capped by the run's deadline: a probe cut short there is DEADLINE, never a
             # "timeout" that did not get its full time.
             job.deadline = job.started + (self.timeout if job.timeout is None else job.timeout)
