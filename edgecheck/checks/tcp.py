@@ -81,7 +81,10 @@ def check_tcp_many(targets: Sequence[Target], ctx: RunContext) -> List[CheckResu
             out.append(n.failure)
             continue
         results = [job.result for job in n.jobs if job.result is not None]
-        out.append(cut_short(n.target, n.probing.evidence, results) or _concluded(n.probing, results))
+        result = cut_short(n.target, n.probing.evidence, results) or _concluded(n.probing, results)
+        # Its own time (lookup, then its connects), not the time the batch took around it.
+        result.duration_ms = n.dns_ms + max((r.ms for r in results), default=0)
+        out.append(result)
     return out
 
 

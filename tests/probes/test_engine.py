@@ -174,3 +174,31 @@ def test_black_holed_plan_ends_in_about_one_timeout(ns, zone, ctx):
     reasons = {r.reason for r in results}
     assert reasons <= {Reason.TIMEOUT, Reason.NO_RESPONSE, Reason.DNS_TIMEOUT}, reasons
     assert Reason.DEADLINE_EXCEEDED not in reasons
+
+
+def test_a_batched_kind_starts_each_target_when_it_can(ns, zone, ctx):
+    """IP targets connect at once; a name connects as soon as its own lookup ends (it joins the
+    running loop), with what is left of its own timeout; a name whose lookup hangs is a DNS
+    timeout. Nothing waits for anything else: the whole batch takes about one timeout."""
+    zone["quick.test"] = {"A": [DROPPED]}
+    zone["stuck.test"] = "DROP"
+    targets = [target("tcp", DROPPED, 21000), target("tcp", "quick.test", 21001), target("tcp", "stuck.test", 21002),
+               target("tcp", "10.77.0.1", 1)]  # a real peer address with nothing on port 1: refused at once
+    c = dataclasses.replace(ctx, timeout=1.0)
+    c = dataclasses.replace(c, deadline=time.monotonic() + hard_deadline(targets, c.timeout))
+    t0 = time.monotonic()
+    literal, quick, stuck, refused = ns.run(run_checks, targets, c)
+    wall = time.monotonic() - t0
+    assert wall < c.timeout + 0.7, wall
+    assert (literal.reason, quick.reason, stuck.reason, refused.reason) == (
+        Reason.TIMEOUT, Reason.TIMEOUT, Reason.DNS_TIMEOUT, Reason.REFUSED)
+    assert refused.duration_ms < 500 and 950 <= literal.duration_ms < 1500
+    assert 950 <= quick.duration_ms < 1500  # lookup plus connect within its one timeout
+    assert quick.evidence.to_json()["addresses"] == [DROPPED] and "connect" in quick.evidence.to_json()
+
+
+def test_a_batched_target_that_cannot_get_its_timeout_is_not_started(ns, zone, ctx):
+    zone["late.test"] = {"A": [DROPPED]}
+    c = dataclasses.replace(ctx, timeout=1.0, deadline=time.monotonic() + 0.9)  # less than one timeout left
+    (result,) = ns.run(run_checks, [target("tcp", "late.test", 21003)], c)
+    assert result.reason is Reason.DEADLINE_EXCEEDED and "did not start" in result.message

@@ -214,3 +214,27 @@ def test_a_joined_node_answers_with_its_components(reach_lab: ReachLab, componen
     else:  # no VXLAN in this kernel: nothing holds 8472 and the node says port unreachable
         assert (flannel["status"], flannel["reason"]) == ("fail", "refused")
     assert f"reach:{NODE4}:10250/tcp" in text.stdout.split("PASSED")[1]  # the same run, for a person
+
+
+def test_listen_leaves_held_ports_alone_and_ends_after_its_duration(reach_lab: ReachLab) -> None:
+    """A port already held (on a joined node: node-exporter) is reported and left alone; the
+    session ends by itself after --duration, with the text summary, and nothing stays bound."""
+    import socket
+    import time
+
+    holder = reach_lab.node.run(socket.create_server, (NODE4, 9100))
+    try:
+        argv = ["ip", "netns", "exec", reach_lab.node.name, sys.executable, "-m", "edgecheck", "listen", "--region",
+                "cn-hangzhou", "--duration", "1.5", "--address", NODE4]
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO), env=clean_env(), timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        holder.close()
+    out = proc.stdout
+    assert proc.returncode == 1 and took < 10, (proc.returncode, took, proc.stderr)  # nothing reached it
+    token = next(line.split()[1] for line in out.splitlines() if line.startswith("token: "))
+    assert f"edgecheck reach --region cn-hangzhou --token {token} {NODE4}" in out  # a fresh token, printed
+    assert "9100/tcp   held: already in use" in out and "--phase running" in out
+    assert "stopped by duration" in out and "10250/tcp  NOT REACHED" in out and "9100/tcp   HELD" in out
+    assert ":10250 " not in reach_lab.listening(reach_lab.node)

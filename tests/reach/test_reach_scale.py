@@ -101,3 +101,28 @@ def test_a_hard_descriptor_limit_means_waves_not_lies(reach_lab: ReachLab) -> No
     assert out["outcomes"] == {"timeout": 200, "no-response": 50}, out  # every probe made, in waves
     assert out["stats"]["not_started"] == 0 and out["stats"]["peak_open"] <= window
     assert 0.5 * (waves - 1) <= out["wall"] < 0.5 * waves + 1.5, (out["wall"], waves)
+
+
+def test_reach_checks_through_the_engine_take_one_timeout(reach_lab: ReachLab) -> None:
+    """What `edgecheck reach` runs: the plan's reach targets, batched by the engine on one loop;
+    the deadline is one wave however many nodes (sockets are cheap), and no probe waits."""
+    from edgecheck.catalog import load_catalog
+    from edgecheck.engine import hard_deadline, run_checks
+    from edgecheck.model import Phase, Reason
+    from edgecheck.plan import Selection, build_plan
+    from edgecheck.reach.targets import reach_targets
+    from edgecheck.runcontext import RunContext
+
+    plan = build_plan(load_catalog(), Selection(region="cn-hangzhou"))
+    hosts = ipaddress.ip_network(BLACKHOLE_NET).hosts()
+    targets = reach_targets(plan.targets, [str(next(hosts)) for _ in range(200)], Phase.JOIN, "public")
+    assert len(targets) == 1000 and hard_deadline(targets, 1.5) == 1.5 * 2 + 2.0
+    ctx = RunContext(timeout=1.5, deadline=time.monotonic() + hard_deadline(targets, 1.5), reach_token="scale-test-token")
+    t0 = time.monotonic()
+    results = reach_lab.far.run(run_checks, targets, ctx)
+    wall = time.monotonic() - t0
+    assert wall < 1.5 + 1.0, wall
+    reasons = collections.Counter(r.reason for r in results)
+    assert reasons == {Reason.TIMEOUT: 800, Reason.NO_RESPONSE: 200}, reasons
+    assert min(r.duration_ms for r in results) >= 1450  # each waited its whole timeout: really made
+    assert [r.id for r in results] == [t.id for t in targets]
