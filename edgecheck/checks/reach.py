@@ -150,8 +150,9 @@ def _passed(target: Target, r: "ProbeResult", where: str) -> str:
 def _silence(where: str, r: "ProbeResult", listener_on_node: bool) -> Verdict:
     if r.method == "token" and listener_on_node:
         return (Status.FAIL, Reason.NO_RESPONSE,
-                f"{where}: {r.detail}. `edgecheck listen` answered on other ports of this node, so these "
-                "datagrams are dropped on the way or by the node's own filter.")
+                f"{where}: no answer to {r.sends} datagram(s) and no ICMP error, while `edgecheck listen` answered "
+                "on this node's other ports with the same token: the datagrams are dropped on the way or by the "
+                "node's own filter.")
     if r.method == "token":
         return (Status.WARN, Reason.NO_RESPONSE,
                 f"{where}: {r.detail}. Without `edgecheck listen` answering on this node, UDP silence cannot be "
