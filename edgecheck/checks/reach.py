@@ -19,6 +19,7 @@ Like every check it states what it found; what to do is the diagnosis layer's (a
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import ReachProbe
@@ -46,21 +47,43 @@ def check_reach_many(targets: Sequence[Target], ctx: RunContext) -> List[CheckRe
     fingerprint = wire.key_fingerprint(key) if ctx.reach_token else None
     named = probe_all(targets, ctx, lambda n: _job(n, key, ctx.timeout))
     results = [n.jobs[0].result if n.failure is None and n.jobs else None for n in named]
+    if ctx.reach_token:
+        _listener_instead(named, results, key, ctx)
     proven = {n.target.host for n, r in zip(named, results) if r is not None and r.method == "token" and r.answered}
     return [_result(n, r, proven, fingerprint) for n, r in zip(named, results)]
 
 
-def _job(n: "Named", key: bytes, timeout: float) -> list:
+def _job(n: "Named", key: bytes, timeout: float, method: str = "") -> list:
     """The one probe of a node port, to the node's first address."""
     from edgecheck.reach.prober import ReachTarget, make_job
 
     if not n.addresses:
         return []
     t = n.target
-    job = make_job(ReachTarget(n.addresses[0], int(t.port or 0), t.protocol or "tcp", t.answers or "token",
-                               node=t.host or ""), key)
+    job = make_job(ReachTarget(n.addresses[0], int(t.port or 0), t.protocol or "tcp",
+                               method or t.answers or "token", node=t.host or ""), key)
     job.timeout = n.job_timeout(timeout)
     return [job]
+
+
+def _listener_instead(named: Sequence["Named"], results: List[Optional["ProbeResult"]], key: bytes,
+                      ctx: RunContext) -> None:
+    """On a joined node `edgecheck listen` holds the ports its components leave free: a port whose
+    component probe found something else gets the token probe too, and keeps its proof if that
+    answers (its first result otherwise)."""
+    from edgecheck.checks.batch import COLLECT_MARGIN_S
+    from edgecheck.reach.probeloop import Outcome, ProbeLoop
+
+    again = [i for i, r in enumerate(results)
+             if r is not None and r.method != "token" and r.outcome is Outcome.UNPROVEN]
+    jobs = [job for i in again for job in _job(named[i], key, ctx.timeout, "token")]
+    if not jobs or time.monotonic() + ctx.timeout > ctx.deadline - COLLECT_MARGIN_S:
+        return
+    for job in jobs:
+        job.timeout = ctx.timeout
+    for i, second in zip(again, ProbeLoop(ctx.timeout, deadline=ctx.deadline - COLLECT_MARGIN_S).run(jobs)):
+        if second.answered:
+            results[i] = second
 
 
 def _result(n: "Named", r: Optional["ProbeResult"], proven: Set[Optional[str]],
@@ -138,7 +161,8 @@ def judge(target: Target, r: "ProbeResult", *, listener_on_node: bool = False) -
 def _passed(target: Target, r: "ProbeResult", where: str) -> str:
     if r.method == "token":
         seen = f", which saw it coming from {r.seen_source}" if r.seen_source else ""
-        return f"{where} reaches `edgecheck listen` (token proven){seen}." + nat_words(r)
+        instead = f" It holds the port instead of {_component(target)}." if target.answers not in ("", "token") else ""
+        return f"{where} reaches `edgecheck listen` (token proven){seen}.{instead}" + nat_words(r)
     if r.method == "tls":
         return (f"{where}: {_component(target)} completed a TLS handshake ({r.tls.get('version') or 'TLS'}); "
                 "its certificate was not verified: this checks reachability, not trust.")

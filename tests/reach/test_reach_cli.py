@@ -1,8 +1,9 @@
 """Both sides through the real CLIs: `edgecheck listen` in the node namespace, `edgecheck reach` in
 the far one, a router between them. Every case of issue 13: all ports reached (NODE by name,
 through the resolver); a drop and a reject in the far side's forward path and in the node's input
-chain; a wrong token; nothing listening; a NAT in between (SNAT in the far namespace); a joined
-node with real TLS and HTTP servers. Both commands' JSON validates against the shipped schemas.
+chain; a wrong token; nothing listening; a NAT in between (SNAT in the far namespace). The joined
+node with real TLS and HTTP servers is in test_reach_joined.py (it shares their nginx). Both
+commands' JSON validates against the shipped schemas.
 """
 
 from __future__ import annotations
@@ -188,34 +189,6 @@ def test_snat_in_the_far_namespace_is_detected(reach_lab: ReachLab, listener: Li
     assert all(p["sources"][0]["address"] == SNAT_SOURCE for p in doc["ports"])
 
 
-def test_a_joined_node_answers_with_its_components(reach_lab: ReachLab, components: None) -> None:
-    """--phase running: kubelet's TLS on 10250 and HTTP on 10255, node-exporter's HTTP on 9100/9445
-    (real nginx servers); UDP 8472 is flannel's kernel VXLAN socket, which answers nothing."""
-    node = reach_lab.node
-    vxlan = subprocess.run(["ip", "-n", node.name, "link", "add", "ecrvx1", "type", "vxlan", "id", "1", "dstport",
-                            "8472", "local", NODE4, "dev", reach_lab.node_if], capture_output=True, text=True)
-    try:
-        if vxlan.returncode == 0:
-            subprocess.run(["ip", "-n", node.name, "link", "set", "ecrvx1", "up"], check=True)
-        run = run_reach(reach_lab.far, [NODE4], "--phase", "running", token=None, timeout=TIMEOUT)
-        text = run_reach(reach_lab.far, [NODE4], "--phase", "running", token=None, timeout=TIMEOUT, fmt="text")
-    finally:
-        subprocess.run(["ip", "-n", node.name, "link", "del", "ecrvx1"], capture_output=True)
-    kubelet = run.check(f"reach:{NODE4}:10250/tcp")
-    assert (kubelet["status"], kubelet["evidence"]["method"]) == ("pass", "tls")
-    assert "reachability, not trust" in kubelet["message"] and kubelet["evidence"]["tls"]["verified"] is False
-    for port in ("10255/tcp", "9100/tcp", "9445/tcp"):
-        c = run.check(f"reach:{NODE4}:{port}")
-        assert (c["status"], c["evidence"]["method"]) == ("pass", "http") and "answered over HTTP" in c["message"]
-    flannel = run.check(f"reach:{NODE4}:8472/udp")
-    if vxlan.returncode == 0:
-        assert (flannel["status"], flannel["reason"]) == ("warn", "no-response") and "unconfirmed" in flannel["message"]
-        assert run.returncode == 0 and text.returncode == 0 and "READY" in text.stdout
-    else:  # no VXLAN in this kernel: nothing holds 8472 and the node says port unreachable
-        assert (flannel["status"], flannel["reason"]) == ("fail", "refused")
-    assert f"reach:{NODE4}:10250/tcp" in text.stdout.split("PASSED")[1]  # the same run, for a person
-
-
 def test_listen_leaves_held_ports_alone_and_ends_after_its_duration(reach_lab: ReachLab) -> None:
     """A port already held (on a joined node: node-exporter) is reported and left alone; the
     session ends by itself after --duration, with the text summary, and nothing stays bound."""
@@ -238,3 +211,18 @@ def test_listen_leaves_held_ports_alone_and_ends_after_its_duration(reach_lab: R
     assert "9100/tcp   held: already in use" in out and "--phase running" in out
     assert "stopped by duration" in out and "10250/tcp  NOT REACHED" in out and "9100/tcp   HELD" in out
     assert ":10250 " not in reach_lab.listening(reach_lab.node)
+
+
+def test_running_phase_with_listen_on_the_free_ports(reach_lab: ReachLab, listener: ListenProcess) -> None:
+    """On a joined node `listen` holds what the components leave free: with the token,
+    `reach --phase running` still proves those ports (the component probe finds the listener,
+    then the token proves it), and says that the listener answered in place of the component."""
+    run = run_reach(reach_lab.far, [NODE4], "--phase", "running", timeout=TIMEOUT)
+    assert run.returncode == 0, run.stdout
+    for c in run.report["checks"]:
+        assert c["status"] == "pass" and c["evidence"]["method"] == "token", c
+    kubelet = run.check(f"reach:{NODE4}:10250/tcp")
+    assert "holds the port instead of kubelet" in kubelet["message"]
+    doc = listener.finish(signal.SIGTERM)
+    assert all(p["reached"] for p in doc["ports"])
+    assert any(p["counts"].get("garbage", 0) for p in doc["ports"])  # the component probes, logged as noise

@@ -1,6 +1,7 @@
 """A joined node: no `listen`, the real components answer. nginx in the node namespace plays the
 kubelet (TLS on 10250, its read-only plain-HTTP port 10255) and node-exporter (HTTP on 9100,
-HTTPS on 9445), with a certificate from a CA `reach` does not have (openssl CLI)."""
+HTTPS on 9445), with a certificate from a CA `reach` does not have (openssl CLI). The last test
+runs the real `edgecheck reach --phase running` CLI against them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from edgecheck.reach.probeloop import TLS_NOT_VERIFIED, Outcome
 from edgecheck.reach.prober import ReachTarget, http_answers, reach_many, tcp_connect_many, tls_reachable
+from tests.reach.cli import run_reach
 from tests.reach.verdicts import reach_evidence, suggest_verdict
 from tests.reach.topo import NODE4, NODE6, ReachLab
 
@@ -101,3 +103,31 @@ def test_token_probe_to_a_real_vxlan_device_is_harmless(reach_lab: ReachLab) -> 
     assert suggest_verdict(r).status == "warn"
     rx = stats[stats.index(next(line for line in stats if "RX:" in line)) + 1].split()
     assert rx[1] == "0", stats  # not one packet entered the overlay
+
+
+def test_a_joined_node_answers_with_its_components(reach_lab: ReachLab, components: None) -> None:
+    """--phase running: kubelet's TLS on 10250 and HTTP on 10255, node-exporter's HTTP on 9100/9445
+    (real nginx servers); UDP 8472 is flannel's kernel VXLAN socket, which answers nothing."""
+    node = reach_lab.node
+    vxlan = subprocess.run(["ip", "-n", node.name, "link", "add", "ecrvx1", "type", "vxlan", "id", "1", "dstport",
+                            "8472", "local", NODE4, "dev", reach_lab.node_if], capture_output=True, text=True)
+    try:
+        if vxlan.returncode == 0:
+            subprocess.run(["ip", "-n", node.name, "link", "set", "ecrvx1", "up"], check=True)
+        run = run_reach(reach_lab.far, [NODE4], "--phase", "running", token=None, timeout=TIMEOUT)
+        text = run_reach(reach_lab.far, [NODE4], "--phase", "running", token=None, timeout=TIMEOUT, fmt="text")
+    finally:
+        subprocess.run(["ip", "-n", node.name, "link", "del", "ecrvx1"], capture_output=True)
+    kubelet = run.check(f"reach:{NODE4}:10250/tcp")
+    assert (kubelet["status"], kubelet["evidence"]["method"]) == ("pass", "tls")
+    assert "reachability, not trust" in kubelet["message"] and kubelet["evidence"]["tls"]["verified"] is False
+    for port in ("10255/tcp", "9100/tcp", "9445/tcp"):
+        c = run.check(f"reach:{NODE4}:{port}")
+        assert (c["status"], c["evidence"]["method"]) == ("pass", "http") and "answered over HTTP" in c["message"]
+    flannel = run.check(f"reach:{NODE4}:8472/udp")
+    if vxlan.returncode == 0:
+        assert (flannel["status"], flannel["reason"]) == ("warn", "no-response") and "unconfirmed" in flannel["message"]
+        assert run.returncode == 0 and text.returncode == 0 and "READY" in text.stdout
+    else:  # no VXLAN in this kernel: nothing holds 8472 and the node says port unreachable
+        assert (flannel["status"], flannel["reason"]) == ("fail", "refused")
+    assert f"reach:{NODE4}:10250/tcp" in text.stdout.split("PASSED")[1]  # the same run, for a person
