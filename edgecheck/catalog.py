@@ -107,6 +107,7 @@ class InboundEntry:
     component: Optional[str] = None
     allowed_from: Mapping[str, str] = field(default_factory=dict)  # mode -> who must reach the port
     notes: Tuple[str, ...] = ()
+    answers: Mapping[int, str] = field(default_factory=dict)  # port -> what the joined component speaks
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,24 @@ def _per_mode(value: Any) -> Mapping[str, str]:
     return dict(value)
 
 
+# What a joined node's component can prove on an inbound port to `edgecheck reach`
+# (edgecheck/reach/prober.py): a TLS handshake, an HTTP(S) answer, or a plain TCP connect.
+INBOUND_ANSWERS = ("tls", "http", "https", "tcp")
+
+
+def _answers(value: Any) -> Mapping[int, str]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError("must be a table of port = probe")
+    out: Dict[int, str] = {}
+    for port, answer in value.items():
+        try:
+            number = _port(int(port))
+        except (TypeError, ValueError):
+            raise ValueError(f"{port!r} is not a port number") from None
+        out[number] = _choice(INBOUND_ANSWERS)(answer)
+    return out
+
+
 _INBOUND_READERS: Dict[str, Callable[[Any], Any]] = {
     "id": _str,
     "name": _str,
@@ -328,6 +347,7 @@ _INBOUND_READERS: Dict[str, Callable[[Any], Any]] = {
     "plugins": _plugins,
     "component": _str,
     "allowed_from": _per_mode,
+    "answers": _answers,
     "notes": _str_list,
     "source": _str,
 }
@@ -430,6 +450,9 @@ def _read_inbound(path: str, index: int, raw: Any, *, default_source: Optional[s
     source = v.get("source", default_source)
     if source is None:
         raise table.fail("missing required key 'source' (the documentation page the entry comes from)")
+    stray = sorted(set(v.get("answers", {})) - set(v["ports"]))
+    if stray:
+        raise table.fail(f"answers: port {stray[0]} is not one of the entry's ports")
     return InboundEntry(
         id=v["id"],
         name=v["name"],
@@ -442,6 +465,7 @@ def _read_inbound(path: str, index: int, raw: Any, *, default_source: Optional[s
         component=v.get("component"),
         allowed_from=v.get("allowed_from", {}),
         notes=v.get("notes", ()),
+        answers=v.get("answers", {}),
     )
 
 

@@ -81,19 +81,75 @@ def _warn(message: str) -> None:
 @click.option("--output", "outputs", envvar="EDGECHECK_OUTPUT", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Also write the report to PATH, atomically (format from --format or the extension; once per format).")
 def run(fmt: str, outputs: Tuple[str, ...], **options: Any) -> None:
     """Probe everything the plan lists and report what is blocked."""
+    from edgecheck import runner
+
+    _report(runner.prepare(options), fmt, outputs, options["verbose"])
+
+
+def _report(prepared: Any, fmt: str, outputs: Tuple[str, ...], verbose: bool) -> None:
+    """Run a prepared plan and render it: the same report, formats and exit codes for run and reach."""
     from edgecheck import report as reports
     from edgecheck import runner
 
-    prepared = runner.prepare(options)
     reports.check_outputs(outputs, fmt)
     report = runner.run(prepared)
     if fmt != "text":  # the text report shows plan warnings itself
         for warning in report.warnings:
             _warn(warning)
     color = fmt == "text" and reports.use_color(sys.stdout)
-    click.echo(reports.render(report, fmt, verbose=options["verbose"], color=color), nl=False)
-    reports.write_outputs(report, outputs, fmt, verbose=options["verbose"])
+    if fmt == "json":  # written as it is made: a report of a thousand checks is never held twice
+        from edgecheck.report.jsonreport import iter_json
+
+        for piece in iter_json(report):
+            click.echo(piece, nl=False)
+    else:
+        click.echo(reports.render(report, fmt, verbose=verbose, color=color), nl=False)
+    reports.write_outputs(report, outputs, fmt, verbose=verbose)
     sys.exit(exitcodes.for_verdict(report.passes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Both sides of the inbound path (SPEC 7.3): listen on the node, reach from the other side
+# ---------------------------------------------------------------------------------------------
+
+_TOKEN_HELP = ("The session token shared by `listen` and `reach` (12-128 characters: letters, digits and "
+               "- _ . ~ + / =); it never crosses the network. [listen default: a new one, printed]")
+
+
+@main.command()
+@selection_options
+@click.option("--token", envvar="EDGECHECK_TOKEN", metavar="TOKEN", help=_TOKEN_HELP)
+@click.option("--duration", envvar="EDGECHECK_DURATION", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True, metavar="SECONDS", help="Stop after this long (SIGINT or SIGTERM stop earlier); nothing stays bound.")
+@click.option("--address", "addresses", multiple=True, callback=_split_commas, metavar="ADDR", help="This node's address as the other side reaches it, for the printed `reach` command (repeatable). [default: this host's first address]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Summary format on stdout (json: edgecheck/listen/v1, and the banner and probe lines go to stderr).")
+def listen(fmt: str, addresses: Tuple[str, ...], **options: Any) -> None:
+    """On the node, before the join: open the plan's free inbound ports for a while and answer the
+    `edgecheck reach` probes that carry the token. Prints the exact `reach` command, one line per
+    probe received, and a summary. Exit 0 when every opened port was reached, 1 otherwise."""
+    from edgecheck.reach import session
+    from edgecheck.runner import host_info
+
+    setup = session.prepare_listen(options, addresses)
+    outcome = session.serve_listen(setup, fmt=fmt, out=sys.stdout, log=sys.stderr if fmt == "json" else sys.stdout,
+                                   agent_version=__version__, host=host_info())
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@selection_options
+@probe_options
+@click.option("--token", envvar="EDGECHECK_TOKEN", metavar="TOKEN", help=_TOKEN_HELP + " Needed before the join.")
+@click.option("--format", "fmt", envvar="EDGECHECK_FORMAT", type=click.Choice(["text", "json", "prometheus"]), default="text", show_default=True, help="Report format on stdout.")
+@click.option("--output", "outputs", envvar="EDGECHECK_OUTPUT", multiple=True, type=click.Path(dir_okay=False), metavar="PATH", help="Also write the report to PATH, atomically (format from --format or the extension; once per format).")
+@click.argument("nodes", nargs=-1, metavar="NODE...")
+def reach(fmt: str, outputs: Tuple[str, ...], nodes: Tuple[str, ...], **options: Any) -> None:
+    """From a host in the VPC (or another node): probe the plan's inbound ports on every NODE, all
+    at once. Before the join `edgecheck listen` on the node proves each port with the token; with
+    --phase running the node's own components answer (kubelet TLS, HTTP). Same report formats and
+    exit codes as `run`."""
+    from edgecheck import runner
+
+    _report(runner.prepare_reach(options, nodes), fmt, outputs, options["verbose"])
 
 
 @main.command()
@@ -207,10 +263,16 @@ main.add_command(fleet_command)
 
 
 @main.command("schema")
-def schema_command() -> None:
-    """Print the JSON Schema (draft 2020-12) of `run --format json` reports."""
+@click.option("--listen", "listen_summary", is_flag=True, default=False, help="The schema of `listen --format json` summaries (edgecheck/listen/v1) instead.")
+def schema_command(listen_summary: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of `run` and `reach` reports (`--format json`)."""
     import json as _json
 
     from edgecheck.report import schema as report_schema
 
+    if listen_summary:
+        from edgecheck.reach.summary import listen_schema
+
+        click.echo(_json.dumps(listen_schema(), indent=2))
+        return
     click.echo(_json.dumps(report_schema(), indent=2))

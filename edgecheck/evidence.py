@@ -497,3 +497,26 @@ class Crash:
 
     def to_json(self) -> Dict[str, Any]:
         return {"exception": self.exception, "error": self.error}
+
+
+# ---------------------------------------------------------------------------------------- reach
+@dataclass(frozen=True)
+class ReachProbe:
+    """What `edgecheck reach` found on one node port. The JSON is the probe's own (the reach
+    evidence schema in edgecheck/report/schema.json); the fields are what the diagnosis reads."""
+
+    data: Mapping[str, Any]  # edgecheck.reach.probeloop.ProbeResult.evidence(), plus the token fingerprint
+    method: str  # "token" | "tls" | "http" | "https" | "tcp"
+    outcome: str  # edgecheck.reach.probeloop.Outcome value
+    detail: str
+    local: Optional[str] = None  # this host's address the probe left from
+    seen_source: Optional[str] = None  # the source address the node saw (token probes only)
+    nat: Optional[str] = None  # "none" | "port" | "address" when the node said what it saw
+    rejected_by: Optional[str] = None  # who sent the ICMP error that ended the probe
+    rejected_by_node: bool = False  # ... and that was the node itself
+    port_unreachable: bool = False  # ... and it said "port unreachable" (UDP: nothing listens, or REJECT)
+    blocked_locally: bool = False  # this host's own packet filter stopped the probe
+    clock_offset_s: Optional[float] = None  # token probes: the node's clock minus this host's
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.data)

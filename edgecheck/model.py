@@ -51,6 +51,7 @@ class Reason(str, enum.Enum):
     # SPEC 7.1
     HOST_FIREWALL = "host-firewall"  # this host's own packet filter drops or rejects the traffic
     KERNEL_SETTING = "kernel-setting"  # a kernel setting this host needs for the node is wrong
+    UNPROVEN = "unproven"  # reach: something accepted the connection but did not prove to be the listener
 
     def __str__(self) -> str:
         return self.value
@@ -65,6 +66,7 @@ class Kind(str, enum.Enum):
     CLOCK = "clock"  # the local clock
     COMPONENT = "component"  # a node component found running here (YurtHub)
     SYSTEM = "system"  # a kernel setting of this host (SPEC 7.2)
+    REACH = "reach"  # a node's inbound port, probed from the other side (`edgecheck reach`)
 
     def __str__(self) -> str:
         return self.value
@@ -157,6 +159,8 @@ class Target:
     allowed_from: str = ""  # inbound only: who must reach the port (from the catalog, per mode)
     component: Optional[Component] = None  # inbound only: what serves the port
     leftovers: Tuple[str, ...] = ()  # inbound only: processes an earlier installation leaves on it
+    answers: str = ""  # inbound: what the joined node's component speaks on the port ("tls", "http";
+    #                    catalog); reach: how the probe proves the port ("token", "tls", "http", "tcp")
     tool: Optional[ToolSpec] = None  # tool only
     skip: Optional[Skip] = None  # decided at plan time: no packet is sent
     notes: Tuple[str, ...] = ()  # special cases the documentation states for this endpoint
@@ -271,7 +275,7 @@ class Finding:
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
     nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
-             Kind.COMPONENT: "component", Kind.SYSTEM: "kernel setting"}
+             Kind.COMPONENT: "component", Kind.SYSTEM: "kernel setting", Kind.REACH: "node port"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

@@ -353,6 +353,7 @@ def _inbound_targets(entry: InboundEntry, sel: Selection, catalog: Catalog) -> L
             component=catalog.components.get(entry.component or ""),
             leftovers=catalog.leftover_processes,
             notes=entry.notes,
+            answers=entry.answers.get(port, ""),
         )
         for port in entry.ports
     ]

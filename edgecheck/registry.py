@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.model import CheckResult, Kind, Target
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from edgecheck.runcontext import RunContext
 
 CheckFn = Callable[[Target, "RunContext"], CheckResult]
+BatchFn = Callable[[Sequence[Target], "RunContext"], List[CheckResult]]
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,14 @@ class ProbeKind:
     name: str  # the catalog's `probe` value and Target.probe
     kind: Kind
     check: str  # "module:function" taking (Target, RunContext) -> CheckResult
-    transport: Optional[str] = None  # "tcp" | "udp" for endpoint probes; None: looks at this host
+    transport: Optional[str] = None  # "tcp" | "udp" for endpoint probes, "any" when each target
+    #                                   says (reach); None: looks at this host
     default_ports: Tuple[int, ...] = ()  # the default probe for these ports of its transport
     fallback: bool = False  # the default for any other port of its transport
     after: Tuple[str, ...] = ()  # probe kinds whose results this one reads (RunFacts.results_of)
+    batch: str = ""  # "module:function" taking (targets, RunContext) -> their results in order: the
+    #                  engine hands it every target of the kind at once, probed together on one
+    #                  non-blocking loop instead of one worker thread each (cheap sockets, no queue)
 
     @property
     def network(self) -> bool:
@@ -40,11 +45,17 @@ class ProbeKind:
         fn: CheckFn = getattr(importlib.import_module(module), function)
         return fn
 
+    def load_batch(self) -> BatchFn:
+        module, _, function = self.batch.partition(":")
+        fn: BatchFn = getattr(importlib.import_module(module), function)
+        return fn
+
 
 PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("https", Kind.ENDPOINT, "edgecheck.checks.web:check_https", "tcp", (443, 6443)),
     ProbeKind("http", Kind.ENDPOINT, "edgecheck.checks.web:check_http", "tcp", (80,)),
-    ProbeKind("tcp", Kind.ENDPOINT, "edgecheck.checks.tcp:check_tcp", "tcp", fallback=True),
+    ProbeKind("tcp", Kind.ENDPOINT, "edgecheck.checks.tcp:check_tcp", "tcp", fallback=True,
+              batch="edgecheck.checks.tcp:check_tcp_many"),
     ProbeKind("ntp", Kind.ENDPOINT, "edgecheck.checks.ntp:check_ntp", "udp", (123,)),
     ProbeKind("ike", Kind.ENDPOINT, "edgecheck.checks.ike:check_ike", "udp", (4500,)),
     ProbeKind("inbound", Kind.INBOUND, "edgecheck.checks.inbound:check_inbound"),
@@ -52,6 +63,8 @@ PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
     ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
     ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),
+    ProbeKind("reach", Kind.REACH, "edgecheck.checks.reach:check_reach", "any",
+              batch="edgecheck.checks.reach:check_reach_many"),
 )
 
 BY_NAME: Dict[str, ProbeKind] = {p.name: p for p in PROBES}

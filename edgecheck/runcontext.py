@@ -144,6 +144,7 @@ class RunContext:
     mode: Mode = Mode.PUBLIC
     source_cidrs: Tuple[str, ...] = ()  # --source-cidr: who must reach the inbound ports (SPEC 7.2)
     targets: Tuple[Target, ...] = ()  # the whole plan
+    reach_token: Optional[str] = field(default=None, repr=False)  # reach: `edgecheck listen`'s token (never reported)
     facts: RunFacts = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

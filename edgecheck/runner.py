@@ -119,11 +119,44 @@ class Prepared:
 def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
             environ: Optional[Mapping[str, str]] = None) -> Prepared:
     """Validate every input and build the plan and the run's context; sends nothing."""
-    from edgecheck.engine import hard_deadline
-
-    environ = os.environ if environ is None else environ
     started_wall, started = time.time(), time.monotonic()
     plan, cluster = plan_from_options(options, default_phase)
+    return _prepared(options, plan, cluster, os.environ if environ is None else environ, started, started_wall)
+
+
+def prepare_reach(options: Mapping[str, Any], nodes: Sequence[str], *,
+                  environ: Optional[Mapping[str, str]] = None) -> Prepared:
+    """`edgecheck reach NODE...`: the plan's inbound ports on every node (reach:NODE:PORT/PROTO),
+    ready to probe through the same engine, diagnosis and renderers as `run`; sends nothing."""
+    from edgecheck.reach import protocol as wire
+    from edgecheck.reach.targets import needs_token, reach_targets
+
+    started_wall, started = time.time(), time.monotonic()
+    names = list(dict.fromkeys(parse_host(n, "NODE") for n in nodes))
+    if not names:
+        raise UsageError("give at least one NODE: the address or name of a node to probe")
+    token = options.get("token") or None
+    problem = wire.token_problem(token) if token else None
+    if problem:
+        raise UsageError(f"invalid --token: {problem}")
+    plan, cluster = plan_from_options(options)
+    sel = plan.selection
+    targets = reach_targets(plan.targets, names, sel.phase, sel.mode.value)
+    if not targets:
+        raise UsageError("the plan has no inbound port for these options: nothing to probe")
+    if token is None and sel.phase is Phase.JOIN and needs_token(targets):
+        raise UsageError("before the join `reach` proves each port with the token of `edgecheck listen` on the node: "
+                         "pass --token (the listener prints the whole command), or --phase running for a joined node")
+    prepared = _prepared(options, replace(plan, targets=targets), cluster, os.environ if environ is None else environ,
+                         started, started_wall)
+    prepared.params.update(nodes=names, token_fingerprint=wire.key_fingerprint(wire.derive_key(token)) if token else None)
+    return replace(prepared, ctx=replace(prepared.ctx, reach_token=token))
+
+
+def _prepared(options: Mapping[str, Any], plan: Plan, cluster: ClusterInputs, environ: Mapping[str, str],
+              started: float, started_wall: float) -> Prepared:
+    from edgecheck.engine import hard_deadline
+
     ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), environ)
     apiserver_ca = cluster.ca_file
     if options.get("apiserver_ca"):

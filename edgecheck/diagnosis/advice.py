@@ -20,7 +20,7 @@ from edgecheck.diagnosis.scene import (Scene, failed_addresses, hosts_text, list
                                        resolver_source, zone)
 from edgecheck.diagnosis.firewall import firewall_advice, firewall_also, not_evaluated_note, not_evaluated_outbound
 from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PortHolder, ProxyRoute,
-                                ToolEvidence, TrustSource)
+                                ReachProbe, ToolEvidence, TrustSource)
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
 from edgecheck.probes.yurthub import YurtHubProbe
 
@@ -98,6 +98,8 @@ def _where(checks: Sequence[CheckResult]) -> str:
 
 
 def _connect(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):
+        return _reach_path(checks, scene)
     proxy = checks[0].evidence.find(ProxyRoute)
     if proxy is not None:
         return Advice((
@@ -154,6 +156,8 @@ def _path_paragraphs(checks: Sequence[CheckResult], scene: Scene) -> Tuple[str, 
 
 
 def _no_response(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):
+        return _reach_path(checks, scene)
     paragraphs = [f"UDP cannot be confirmed without an answer: check that outbound {_where(checks)} is allowed on "
                   f"this host, the data-centre firewall and the security group, and that the address is the "
                   f"right one."]
@@ -190,6 +194,11 @@ def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 
 def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):
+        return Advice(tuple(
+            f"{ports_text(group)} of {_nodes(group)} accept connections, but {name or 'the component'} does not "
+            f"complete a TLS handshake there: check that it serves TLS on that port ({_logs(group)}) and that "
+            f"nothing on the path (DPI, a transparent proxy) intercepts it." for name, group in _by_component(checks).items()))
     return Advice((
         f"TCP works but TLS with {hosts_text(checks)} does not: something on the path (DPI firewall, SNI "
         f"filter, transparent proxy) interferes, or the address is not the real endpoint. Allow TLS to "
@@ -197,6 +206,8 @@ def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 
 def _passed(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):
+        return _reach_nat(checks)
     note = not_evaluated_note(checks)
     if note:
         return Advice((note,))
@@ -217,6 +228,11 @@ def _enable_chrony(clock: ClockEvidence) -> str:
 
 
 def _clock(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):
+        offsets = listed([f"{p.clock_offset_s:+.0f} s" for p in _probes(checks) if p.clock_offset_s is not None])
+        return Advice((f"The clocks of {_nodes(checks)} and this host differ{' by ' + offsets if offsets else ''}: "
+                       "synchronise both (chrony against the same NTP servers; `edgecheck run` on the node checks "
+                       "its clock). The cluster's certificates and tunnels fail the same way.",))
     local = next((c for c in checks if c.kind is Kind.CLOCK), None)
     clock = local.evidence.find(ClockEvidence) if local else None
     if local is None or clock is None:
@@ -327,6 +343,106 @@ def _loopback_only(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     return Advice(tuple(paragraphs) + firewall_also(checks))
 
 
+# ---------------------------------------------------------- reach: a node's ports, from outside
+# The path back to the node, in the order of the dedicated-connection page's device sections, or
+# the public-network page's inbound rule; who must get in is the targets' `allowed_from` (catalog).
+def _reach(checks: Sequence[CheckResult]) -> bool:
+    return all(c.kind is Kind.REACH for c in checks)
+
+
+def _probes(checks: Sequence[CheckResult]) -> List[ReachProbe]:
+    return [p for p in (c.evidence.find(ReachProbe) for c in checks) if p is not None]
+
+
+def _nodes(checks: Sequence[CheckResult]) -> str:
+    return listed([c.target.host or "" for c in checks])
+
+
+def _logs(checks: Sequence[CheckResult]) -> str:
+    """How to see whether the components of these ports run: one clause per component."""
+    components = list(dict.fromkeys(c.target.component for c in checks if c.target.component))
+    if len(components) == 1:
+        return components[0].check
+    return "; ".join(f"{c.name}: {c.check}" for c in components) or "its logs"
+
+
+def _who_stopped(checks: Sequence[CheckResult]) -> str:
+    ports, nodes, reason = ports_text(checks), _nodes(checks), checks[0].reason
+    probes = _probes(checks)
+    on_path = listed([p.rejected_by or "" for p in probes if not p.rejected_by_node and not p.blocked_locally])
+    if checks[0].target.protocol == "udp" and any(p.rejected_by_node and p.port_unreachable for p in probes):
+        return (f"Nothing listens on {ports} on {nodes} (the node answered ICMP port unreachable, as a REJECT rule "
+                f"would too): start `edgecheck listen` there before the join, or check the component on a joined "
+                f"node ({_logs(checks)}).")
+    if any(p.rejected_by_node for p in probes):
+        return (f"{nodes} itself rejects {ports} (the ICMP error came from the node: a REJECT rule in its packet "
+                "filter): allow these ports there; `edgecheck run` on the node names the rule.")
+    if on_path:
+        return f"The rejection came from {on_path}, on the path to {nodes} (not the node): start with that device."
+    if reason is Reason.REFUSED:
+        return (f"Nothing accepted {ports} on {nodes} (a TCP reset): start `edgecheck listen` there before the join, "
+                f"or check that the component runs on a joined node ({_logs(checks)}); a firewall answering with "
+                "resets looks the same.")
+    if reason is Reason.TIMEOUT:
+        return f"Packets for {ports} to {nodes} are dropped without an answer, on the way or by the node's own filter."
+    if reason is Reason.NO_RESPONSE and checks[0].target.protocol != "udp":
+        return f"{ports} of {nodes} accept connections but send no answer: check the component there ({_logs(checks)})."
+    if reason is Reason.NO_RESPONSE:
+        return (f"No answer on {ports} from {nodes}: with `edgecheck listen` running there the datagrams are dropped "
+                "on the way or by the node's filter; without it nothing can confirm UDP (run it on the node for a proof).")
+    return (f"This host has no route to {nodes}, or a router on the way cannot deliver: check `ip route get "
+            f"{checks[0].target.host}` here and the routes back from the node.")
+
+
+def _reach_devices(checks: Sequence[CheckResult], scene: Scene) -> str:
+    ports = ports_text(checks)
+    allowed = listed([c.target.allowed_from for c in checks]) or "the sources that must reach them"
+    if scene.dedicated:
+        return (f"Dedicated connection: the traffic comes from {allowed}. Check, in the order of the dedicated-"
+                f"connection page: 1) the data-centre firewall allows inbound {ports} from there to the node; 2) the "
+                "core switch and the VBR route the data-centre block back (the VBR's outbound route through the "
+                "Express Connect circuit and the firewall); 3) CEN/ECR: the transit router's outbound route to the "
+                "data-centre block through the VBR; 4) the VPC route table's outbound route to the data-centre block "
+                f"through CEN/ECR and the VBR; 5) the VPC security group allows outbound {ports} to the data-centre block.")
+    return (f"Public-network mode: allow inbound {ports} from {allowed} (the public-network page's inbound rule) on "
+            "the node's own firewall and on every firewall or security group in front of it.")
+
+
+def _reach_path(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    probes = _probes(checks)
+    if probes and all(p.blocked_locally for p in probes):
+        return Advice((f"This host's own packet filter stops outbound {ports_text(checks)} to {_nodes(checks)}: allow "
+                       "it in this host's OUTPUT chain (iptables/nftables, or the firewalld/ufw rules that load "
+                       "them), then probe again.",))
+    notes = tuple(dict.fromkeys(n for c in checks for n in c.target.notes))
+    return Advice((_who_stopped(checks), _reach_devices(checks, scene)) + notes)
+
+
+def _reach_nat(checks: Sequence[CheckResult]) -> Advice:
+    seen = listed([p.seen_source or "" for p in _probes(checks) if p.nat == "address"])
+    if not seen:
+        return Advice()
+    return Advice((f"The node sees these probes coming from {seen}, not from this host: the path is NATed. Allow "
+                   f"{seen} wherever the node's inbound rules name sources (its own firewall, the data-centre "
+                   "firewall, security groups).",))
+
+
+def _unproven(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if not _reach(checks):
+        return Advice((f"Something accepted {ports_text(checks)} of {hosts_text(checks)} but did not answer as "
+                       "expected: another service, or a middlebox answering in its place.",))
+    token = [c for c in checks if c.target.answers == "token"]
+    paragraphs = [
+        f"Something accepted {ports_text(token)} on {_nodes(token)} but did not prove to be `edgecheck listen` with "
+        "this token: check that it runs there with the same token (compare the fingerprints both sides print) and "
+        "that nothing else holds or answers for these ports (another service, or a proxy, load balancer or NAT "
+        "device in between)."] if token else []
+    for name, group in _by_component([c for c in checks if c not in token]).items():
+        paragraphs.append(f"{ports_text(group)} of {_nodes(group)} accept connections, but {name or 'the component'} "
+                          f"did not answer as expected: check it ({_logs(group)}).")
+    return Advice(tuple(paragraphs))
+
+
 # ----------------------------------------------------------------------------------------- tools
 def _tool_missing(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     ev = checks[0].evidence.find(ToolEvidence)
@@ -366,6 +482,8 @@ def _component(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 # --------------------------------------------------------------------------- this host's filter
 def _host_firewall(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    if _reach(checks):  # `reach` from this host: its OUTPUT chain stopped the probes
+        return _reach_path(checks, scene)
     paragraphs, command = firewall_advice(checks)
     return Advice(paragraphs, command)
 
@@ -413,6 +531,7 @@ ADVICE: Dict[Reason, Adviser] = {
     Reason.REFUSED: _connect,
     Reason.UNREACHABLE: _connect,
     Reason.NO_RESPONSE: _no_response,
+    Reason.UNPROVEN: _unproven,
     Reason.TLS_VERIFY_FAILED: _tls_verify,
     Reason.TLS_HANDSHAKE_FAILED: _tls_handshake,
     Reason.CLOCK_OFFSET: _clock,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import failed_addresses, nameservers, resolver_source
-from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, ProxyRoute, TlsResult,
-                                ToolEvidence)
+from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, ProxyRoute, ReachProbe,
+                                TlsResult, ToolEvidence)
 from edgecheck.model import CheckResult, Kind, Reason
 
 # Presentation order: the ACK troubleshooting page says DNS first, then network policies and
@@ -23,7 +23,7 @@ from edgecheck.model import CheckResult, Kind, Reason
 ORDER: Tuple[Reason, ...] = (
     Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR, Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR,
     Reason.PROXY_ERROR, Reason.HOST_FIREWALL, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED,
-    Reason.NO_RESPONSE, Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE,
+    Reason.NO_RESPONSE, Reason.UNPROVEN, Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE,
     Reason.PORT_NOT_LISTENING, Reason.LOOPBACK_ONLY, Reason.COMPONENT_UNHEALTHY, Reason.KERNEL_SETTING,
     Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED, Reason.CLOCK_OFFSET,
     Reason.DEADLINE_EXCEEDED, Reason.MISSING_INPUT, Reason.NOT_APPLICABLE, Reason.INTERNAL_ERROR,
@@ -51,11 +51,17 @@ class Cause:
 
 
 def _route(check: CheckResult) -> str:
+    if check.kind is Kind.REACH:
+        return "inbound"  # from this host to a node's port (`edgecheck reach`)
     return "proxy" if check.evidence.find(ProxyRoute) else "direct"
 
 
 def cause_of(check: CheckResult) -> Cause:
     reason, t = check.reason, check.target
+    if check.kind is Kind.REACH and (reason in CONNECT_REASONS or reason is Reason.NO_RESPONSE):
+        # Every blocked port of the nodes in one cause per protocol: one firewall rule, one route,
+        # or nothing listening on the node explains them together (the advice names each port).
+        return Cause(reason, (("protocol", t.protocol or "tcp"), ("route", "inbound")))
     if reason in DNS_REASONS:
         return Cause(reason, (("nameservers", ",".join(nameservers(check))),))
     if reason in CONNECT_REASONS:
@@ -116,7 +122,10 @@ def _dns_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
 
 
 def _connect_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
-    verb = {Reason.TIMEOUT: "times out", Reason.REFUSED: "is refused", Reason.UNREACHABLE: "is unreachable"}
+    verb = {Reason.TIMEOUT: "times out", Reason.REFUSED: "is refused", Reason.UNREACHABLE: "is unreachable",
+            Reason.NO_RESPONSE: "gets no answer"}
+    if cause.get("route") == "inbound":
+        return f"{cause.get('protocol').upper()} to the nodes' inbound ports {verb[cause.reason]}"
     via = " through the proxy" if cause.get("route") == "proxy" else ""
     return f"{cause.get('protocol').upper()} port {cause.get('port')}{via} {verb[cause.reason]}"
 
@@ -130,9 +139,11 @@ _TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
     Reason.UNREACHABLE: _connect_title,
     Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR: lambda c, _: "Names resolve outside the dedicated-connection routes",
     Reason.PROXY_ERROR: lambda c, _: f"Proxy {c.get('proxy') or 'the configured proxy'} failed",
-    Reason.NO_RESPONSE: lambda c, _: f"No answer on {c.get('protocol').upper()} port {c.get('port')}",
+    Reason.NO_RESPONSE: lambda c, checks: _connect_title(c, checks) if c.get("route") == "inbound" else (
+        f"No answer on {c.get('protocol').upper()} port {c.get('port')}"),
     Reason.TLS_VERIFY_FAILED: lambda c, _: "TLS certificates not trusted" + (
         f" (issuer: {c.get('issuer')})" if c.get("issuer") else ""),
+    Reason.UNPROVEN: lambda c, _: "Ports accept connections, but not the expected listener or component",
     Reason.TLS_HANDSHAKE_FAILED: lambda c, _: "TLS handshake fails after TCP connects",
     Reason.PORT_IN_USE: lambda c, _: "Ports the node needs are already in use",
     Reason.PORT_NOT_LISTENING: lambda c, _: "Ports a joined node serves are not listening",
@@ -157,6 +168,9 @@ def title_of(cause: Cause, checks: Sequence[CheckResult]) -> str:
 def detail_of(check: CheckResult) -> str:
     """What to show next to one check of a finding: the part that differs from its siblings."""
     reason, ev = check.reason, check.evidence
+    probe = ev.find(ReachProbe)
+    if probe is not None and reason is not Reason.OK:
+        return probe.detail
     if reason is Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR:
         blocks = ev.find(AddressBlocks)
         if blocks is not None:

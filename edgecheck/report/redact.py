@@ -9,6 +9,7 @@ carries credentials.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Dict
 
@@ -27,6 +28,7 @@ _SECRET_WORD = re.compile(
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
+@functools.lru_cache(maxsize=4096)  # a report repeats the same few dozen keys thousands of times
 def _is_secret_key(key: str) -> bool:
     norm = _CAMEL.sub(r"\1_\2", key).lower().replace("-", "_").replace(".", "_")
     return bool(_SECRET_WORD.search(norm))

@@ -21,7 +21,7 @@ INDENT = "   "
 
 _RESET = "\033[0m"
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_KIND_ORDER = (Kind.ENDPOINT, Kind.INBOUND, Kind.SYSTEM, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
+_KIND_ORDER = (Kind.ENDPOINT, Kind.REACH, Kind.INBOUND, Kind.SYSTEM, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
 
 
 class _Style:
@@ -203,9 +203,9 @@ def _passed(report: Report, st: _Style, verbose: bool) -> List[str]:
     if not checks:
         return []
     lines = _header(f"PASSED ({len(checks)})", st, "green")
-    # Endpoints one per line (slow-but-passing ones are worth seeing: the time is right-aligned);
+    # Endpoints and reached node ports one per line (the time is right-aligned);
     # ports, tools and the clock collapse into one wrapped line per kind unless -v.
-    listed = checks if verbose else [c for c in checks if c.kind is Kind.ENDPOINT or c.remediation]
+    listed = checks if verbose else [c for c in checks if c.kind in (Kind.ENDPOINT, Kind.REACH) or c.remediation]
     width = min(max((len(label(c)) for c in listed), default=0), WIDTH - 2 - 2 - 7)
     for i, c in enumerate(listed):
         lines.append(_passed_row(c, width, st))

@@ -92,12 +92,58 @@ def test_a_broken_check_module_only_fails_its_own_checks(monkeypatch):
     assert results[1].status is Status.PASS
 
 
-def test_the_deadline_grows_with_waves_of_network_probes_only():
+def test_the_deadline_grows_with_the_work_that_cannot_run_at_once():
     local = [_t(i, "tool") for i in range(40)]
-    network = [_t(i, "tcp") for i in range(40)]
-    assert hard_deadline(local, 3.0) == hard_deadline(network[:32], 3.0) == 3.0 * 2 + 2.0
-    assert hard_deadline(network, 3.0) == 3.0 * 3 + 2.0
-    assert hard_deadline(network + [_t(99, "tcp", skip=Skip(Reason.MISSING_INPUT, "x"))], 3.0) == 3.0 * 3 + 2.0
+    threaded = [_t(i, "https") for i in range(40)]  # one worker thread each, 32 at once
+    assert hard_deadline(local, 3.0) == hard_deadline(threaded[:32], 3.0) == 3.0 * 2 + 2.0
+    assert hard_deadline(threaded, 3.0) == 3.0 * 3 + 2.0
+    assert hard_deadline(threaded + [_t(99, "https", skip=Skip(Reason.MISSING_INPUT, "x"))], 3.0) == 3.0 * 3 + 2.0
+    # A batched kind opens every socket at once: five hundred IP targets are one wave...
+    literals = [dataclasses.replace(_t(i, "tcp"), host=f"10.0.{i // 250}.{i % 250}") for i in range(500)]
+    assert hard_deadline(literals, 3.0) == 3.0 * 2 + 2.0
+    # ...and only its name lookups come in waves (40 names: two waves of 32, then the sockets).
+    assert hard_deadline([_t(i, "tcp") for i in range(40)], 3.0) == 3.0 * 4 + 2.0
+    assert hard_deadline(literals + threaded, 3.0) == 3.0 * 3 + 2.0
+
+
+def test_a_probe_that_only_waited_is_never_a_network_result():
+    def slow(t, ctx):
+        time.sleep(0.4)
+        return CheckResult(t, Status.FAIL, Reason.TIMEOUT, "timed out after its full timeout")
+
+    targets = [_t(i, "https") for i in range(3)]
+    ctx = RunContext(timeout=0.5, deadline=time.monotonic() + 1.0)
+    t0 = time.monotonic()
+    results = run_checks(targets, ctx, max_in_flight=1, table={"https": slow})
+    took = time.monotonic() - t0
+    assert [r.reason for r in results] == [Reason.TIMEOUT, Reason.TIMEOUT, Reason.DEADLINE_EXCEEDED]
+    # The third would have had 0.2 s of its 0.5 s: left unstarted, said so, and not waited for.
+    assert "did not start" in results[2].message and "not the network" in results[2].message
+    assert took < 0.95, took
+
+
+def test_a_broken_batch_kind_only_fails_its_own_checks(monkeypatch):
+    broken = dataclasses.replace(registry.get("tcp"), batch="edgecheck.no_such_module:check_many")
+    monkeypatch.setitem(registry.BY_NAME, "tcp", broken)
+    monkeypatch.setattr(registry, "PROBES", tuple(broken if p.name == "tcp" else p for p in registry.PROBES))
+    results = run_checks([_t(0, "tcp"), _t(1, "tool")], RunContext(timeout=1),
+                         table={"tool": lambda t, c: CheckResult(t, Status.PASS, Reason.OK, "ok")})
+    assert results[0].reason is Reason.INTERNAL_ERROR and "ModuleNotFoundError" in results[0].message
+    assert results[1].status is Status.PASS
+
+
+def test_five_hundred_hanging_tcp_endpoints_take_one_timeout(ns, ctx):
+    """The tcp kind is batched: every connect at once on one loop, each given its full timeout."""
+    targets = [target("tcp", DROPPED, 20000 + i) for i in range(500)]
+    c = dataclasses.replace(ctx, timeout=1.0)
+    c = dataclasses.replace(c, deadline=time.monotonic() + hard_deadline(targets, c.timeout))
+    t0 = time.monotonic()
+    results = ns.run(run_checks, targets, c)
+    wall = time.monotonic() - t0
+    assert wall < c.timeout + 1.0, wall
+    assert {r.reason for r in results} == {Reason.TIMEOUT}
+    assert min(r.duration_ms for r in results) >= 950  # each waited its whole timeout: really made
+    assert all("no answer to the SYN" in r.message for r in results)
 
 
 def test_hostname_resolved_once_per_run(ns, zone, ctx, dns_server):
@@ -128,3 +174,31 @@ def test_black_holed_plan_ends_in_about_one_timeout(ns, zone, ctx):
     reasons = {r.reason for r in results}
     assert reasons <= {Reason.TIMEOUT, Reason.NO_RESPONSE, Reason.DNS_TIMEOUT}, reasons
     assert Reason.DEADLINE_EXCEEDED not in reasons
+
+
+def test_a_batched_kind_starts_each_target_when_it_can(ns, zone, ctx):
+    """IP targets connect at once; a name connects as soon as its own lookup ends (it joins the
+    running loop), with what is left of its own timeout; a name whose lookup hangs is a DNS
+    timeout. Nothing waits for anything else: the whole batch takes about one timeout."""
+    zone["quick.test"] = {"A": [DROPPED]}
+    zone["stuck.test"] = "DROP"
+    targets = [target("tcp", DROPPED, 21000), target("tcp", "quick.test", 21001), target("tcp", "stuck.test", 21002),
+               target("tcp", "10.77.0.1", 1)]  # a real peer address with nothing on port 1: refused at once
+    c = dataclasses.replace(ctx, timeout=1.0)
+    c = dataclasses.replace(c, deadline=time.monotonic() + hard_deadline(targets, c.timeout))
+    t0 = time.monotonic()
+    literal, quick, stuck, refused = ns.run(run_checks, targets, c)
+    wall = time.monotonic() - t0
+    assert wall < c.timeout + 0.7, wall
+    assert (literal.reason, quick.reason, stuck.reason, refused.reason) == (
+        Reason.TIMEOUT, Reason.TIMEOUT, Reason.DNS_TIMEOUT, Reason.REFUSED)
+    assert refused.duration_ms < 500 and 950 <= literal.duration_ms < 1500
+    assert 950 <= quick.duration_ms < 1500  # lookup plus connect within its one timeout
+    assert quick.evidence.to_json()["addresses"] == [DROPPED] and "connect" in quick.evidence.to_json()
+
+
+def test_a_batched_target_that_cannot_get_its_timeout_is_not_started(ns, zone, ctx):
+    zone["late.test"] = {"A": [DROPPED]}
+    c = dataclasses.replace(ctx, timeout=1.0, deadline=time.monotonic() + 0.9)  # less than one timeout left
+    (result,) = ns.run(run_checks, [target("tcp", "late.test", 21003)], c)
+    assert result.reason is Reason.DEADLINE_EXCEEDED and "did not start" in result.message
