@@ -9,15 +9,20 @@ have no `findings`: each failing or warning check then becomes its own cause, ke
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from edgecheck.diagnosis.causes import ORDER
 from edgecheck.fleet.model import STATUS_FAIL, STATUS_WARN, NodeCause
 
 # The single-node report's troubleshooting order (edgecheck/diagnosis/causes.py: DNS first, then
 # firewalls and routes, TLS once TCP works, then the host itself). Ties between causes on the
-# same number of nodes are broken by it, so the likely first fix comes first.
-_RANK = {reason.value: i for i, reason in enumerate(ORDER)}
+# same number of nodes are broken by it, so the likely first fix comes first. Imported on first
+# use: edgecheck.diagnosis pulls in the probe libraries, and `edgecheck --help` must not.
+@lru_cache(maxsize=1)
+def _rank() -> Dict[str, int]:
+    from edgecheck.diagnosis.causes import ORDER
+
+    return {reason.value: i for i, reason in enumerate(ORDER)}
 
 # What a reason means for one check, for the titles of fallback causes (count-free, like the
 # titles of `findings`).
@@ -49,7 +54,8 @@ REASON_PHRASES = {
 
 
 def reason_rank(reason: str) -> int:
-    return _RANK.get(reason, len(_RANK))
+    rank = _rank()
+    return rank.get(reason, len(rank))
 
 
 def fallback_cause_id(reason: str, check_id: str) -> str:
