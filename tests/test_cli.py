@@ -11,14 +11,12 @@ import time
 
 import pytest
 
+from tests import emptyns
+
 
 def edgecheck(*args: str, env: dict = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECHECK_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "edgecheck", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout,
-    )
+    """The real CLI in an empty network namespace: a regression into probing cannot leave the host."""
+    return emptyns.cli(*args, env=env, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

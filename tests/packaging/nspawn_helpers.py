@@ -155,6 +155,12 @@ def host_apt_sources() -> Dict[str, str]:
     return files
 
 
+def rootfs_cache(environ: Mapping[str, str]) -> Optional[Path]:
+    """$EDGECHECK_NSPAWN_CACHE: where built roots are kept across runs; None: a fresh one per session."""
+    value = environ.get(CACHE_ENV)
+    return Path(value) if value else None
+
+
 def host_debian_mirror(suite: str = SUITE) -> str:
     override = os.environ.get(MIRROR_ENV)
     if override:
