@@ -206,6 +206,7 @@ def _explain(runs: Runs, label: str) -> str:
 
 
 def test_nodes_have_their_own_hostname_over_ssh(site: SiteLab) -> None:
+    assert site.nodes
     for node in site.nodes:
         proc = site.ssh(node, "hostname")
         assert proc.returncode == 0 and proc.stdout.strip() == node.name, (proc.stderr, site.sshd_log(node))

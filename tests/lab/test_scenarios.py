@@ -58,7 +58,7 @@ def plan_ids(args: List[str]) -> List[str]:
 def test_healthy_lab_every_check_passes(runs: Runs, combo: Combo) -> None:
     result, _ = runs.healthy(combo)
     report = validated(result)
-    assert result.returncode == 0 and report["ready"], result.describe()
+    assert result.returncode == 0 and report["ready"] and report["checks"], result.describe()
     for check in report["checks"]:
         if check["kind"] == "clock":
             # The host clock's kernel sync flag is the CI machine's business, not the lab's; the
@@ -165,7 +165,9 @@ def test_fault_run_is_not_ready_and_untouched_checks_pass(lab: Lab, runs: Runs, 
     report = validated(result)
     assert result.returncode == 1 and not report["ready"], result.describe()
     faulted = set(info["hosts"].values())
-    for check in result.checks(lambda c: c["kind"] == "endpoint"):
+    endpoint_checks = result.checks(lambda c: c["kind"] == "endpoint")
+    assert endpoint_checks, result.describe()  # (some combos fault every host: then only the verdict is checked)
+    for check in endpoint_checks:
         if check["target"].get("host") not in faulted:
             assert (check["status"], check["reason"]) == ("pass", "ok"), f"collateral damage: {check}"
 
@@ -253,6 +255,7 @@ def test_dns_server_down_is_a_dns_error_not_a_timeout(lab: Lab, runs: Runs) -> N
             return lab.run_edgecheck(base_args(lab, ("public", "running", "1.24"))), {}
     result = runs.get("dns-down", run)[0]
     validated(result)
+    assert named_endpoint_checks(lab, result)
     for check in named_endpoint_checks(lab, result):
         assert (check["status"], check["reason"]) == ("fail", "dns-error"), check
         # Queries beyond the host's ICMP rate limit get silence; they are still named refused.
@@ -265,6 +268,7 @@ def test_clock_offset_against_a_skewed_ntp_server(lab: Lab, runs: Runs) -> None:
     """Both NTP names point at a real chronyd that serves time 300 s ahead."""
     lab.wait_ntp_skew()
     ntp_names = [h for h, r in lab.hosts.items() if "ntp" in r.probes]
+    assert ntp_names
 
     def run():
         with lab.dns({h: [NTP_SKEWED_ADDR] for h in ntp_names}):
@@ -338,7 +342,9 @@ def test_proxy_does_not_carry_raw_tcp_udp_and_the_report_says_direct(lab: Lab, p
     for check in raven + [proxy_run.check(f"endpoint:{TUNNEL_ADDR}:10262/tcp")]:
         assert (check["status"], check["reason"]) == ("fail", "timeout"), check
         assert check["evidence"].get("route") == "direct", check
-    for name in (h for h, r in lab.hosts.items() if "ntp" in r.probes):
+    ntp_names = [h for h, r in lab.hosts.items() if "ntp" in r.probes]
+    assert ntp_names
+    for name in ntp_names:
         check = proxy_run.check(f"endpoint:{name}:123/udp")
         assert (check["status"], check["reason"]) == ("fail", "timeout"), check
     ike = proxy_run.check(f"endpoint:{RAVEN_ADDR}:4500/udp")

@@ -13,10 +13,14 @@ def test_wheel_has_every_package_and_the_catalog(dist):
         names = set(zf.namelist())
         metadata = zf.read(f"edgecheck-{VERSION}.dist-info/METADATA").decode()
     # the catalog data (targets/*.toml at the top of the repo) ships as edgecheck/targets/
-    for toml in (REPO / "targets").glob("*.toml"):
+    tomls = sorted((REPO / "targets").glob("*.toml"))
+    assert len(tomls) >= 4, tomls
+    for toml in tomls:
         assert f"edgecheck/targets/{toml.name}" in names, toml.name
     # every Python package of the source tree is in the wheel (a forgotten one breaks the zipapp)
-    for init in (REPO / "edgecheck").rglob("__init__.py"):
+    inits = sorted((REPO / "edgecheck").rglob("__init__.py"))
+    assert len(inits) >= 5, inits
+    for init in inits:
         rel = init.relative_to(REPO).as_posix()
         assert rel in names, rel
     assert "edgecheck/report/schema.json" in names
