@@ -7,8 +7,6 @@ Every report is validated against the shipped JSON Schema, and the exit code aga
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from contextlib import ExitStack
 from typing import Any, Dict, List
 
@@ -16,11 +14,11 @@ import pytest
 
 from tests.lab.lab import (APISERVER_PUBLIC, DNS_ADDR, MUTE_TLS_ADDR, NTP_SKEW_SECONDS, NTP_SKEWED_ADDR, PROXY_ADDR, PROXY_PORT, DEAD_PROXY_PORT, RAVEN_ADDR,
                   REFUSING_DNS_ADDR, TUNNEL_ADDR, Lab, RunResult)
-from tests.lab.plan import REPO, edgecheck_env
 from tests.lab.scenarios import (COMBOS, INBOUND_TCP, REGION, Combo, Fault, Runs, all_inbound_listeners, base_args, checks_for, combo_id,
                         evidence_text, faults_for, host_matching)
 from tests.lab.topology import NODE_ADDR
 
+from tests import emptyns
 from tests.schema_check import assert_valid_report
 
 
@@ -46,8 +44,7 @@ def plan_ids(args: List[str]) -> List[str]:
         if opt in selection:
             i = selection.index(opt)
             del selection[i:i + 2]
-    proc = subprocess.run([sys.executable, "-m", "edgecheck", "targets", *selection, "--format", "json"],
-                          capture_output=True, text=True, cwd=REPO, env=edgecheck_env(), timeout=60)
+    proc = emptyns.cli("targets", *selection, "--format", "json", timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [t["id"] for t in json.loads(proc.stdout)["targets"]]
 
