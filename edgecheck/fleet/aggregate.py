@@ -156,16 +156,6 @@ class FleetAggregator:
                 on_every_failing_node=on_every(d),
             )
 
-        flags = FleetFlags(
-            stale=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts <= ? AND ts < ?",
-                                   (horizon, stale_before))) if stale_before is not None else 0,
-            clock_ahead=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts > ?", (horizon,))),
-            versions=_counts(store, "version"),
-            mixed={name: values for name in ("region", "mode", "phase", "k8s_version")
-                   for values in [_counts(store, name)] if len(values) > 1},
-            duplicates=int(store.scalar("SELECT count(DISTINCT hostname) FROM ignored")),
-            without_findings=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND has_findings = 0")),
-        )
         return FleetSummary(
             store=store,
             generated_at=rfc3339(now),
@@ -177,12 +167,25 @@ class FleetAggregator:
             ready_count=node_count - not_ready,
             failing=tuple(line(d, f"F{i + 1}") for i, d in enumerate(failing)),
             warnings=tuple(line(d, f"W{i + 1}") for i, d in enumerate(warnings)),
-            flags=flags,
+            flags=_flags(store, horizon, stale_before),
             invalid_count=int(store.scalar("SELECT count(*) FROM invalid")),
             files_read=self.files_read,
             horizon=horizon,
             stale_before=stale_before,
         )
+
+
+def _flags(store: NodeStore, horizon: float, stale_before: Optional[float]) -> FleetFlags:
+    return FleetFlags(
+        stale=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts <= ? AND ts < ?",
+                               (horizon, stale_before))) if stale_before is not None else 0,
+        clock_ahead=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND ts > ?", (horizon,))),
+        versions=_counts(store, "version"),
+        mixed={name: values for name in ("region", "mode", "phase", "k8s_version")
+               for values in [_counts(store, name)] if len(values) > 1},
+        duplicates=int(store.scalar("SELECT count(DISTINCT hostname) FROM ignored")),
+        without_findings=int(store.scalar("SELECT count(*) FROM nodes WHERE alive = 1 AND has_findings = 0")),
+    )
 
 
 def _counts(store: NodeStore, column: str) -> Dict[str, int]:
