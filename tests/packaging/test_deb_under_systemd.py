@@ -128,7 +128,7 @@ def rootfs() -> Iterator[Path]:
 
 
 def _lab_prerequisites() -> List[str]:
-    from lab.lab import missing_prerequisites as lab_missing
+    from tests.lab.lab import missing_prerequisites as lab_missing
 
     # Only the servers this module starts (DNS, web, NTP) and the tools the lab itself uses.
     wanted = ("ip", "iptables", "openssl", "dnsmasq", "nginx", "chronyd", "ss", "sysctl")
@@ -160,7 +160,7 @@ class Node:
         self.ct.write(CONFIG, "\n".join(lines) + "\n")
 
     def healthy_config(self) -> Dict[str, str]:
-        from lab.lab import APISERVER_PUBLIC
+        from tests.lab.lab import APISERVER_PUBLIC
 
         return {
             "EDGECHECK_REGION": REGION,
@@ -547,7 +547,7 @@ def test_metrics_pass_promtool(node: Node, timer_runs):
 
 
 def test_journal_has_one_line_per_run_and_one_when_readiness_changes(node: Node, timer_runs):
-    from lab.lab import CLOSED_ADDR
+    from tests.lab.lab import CLOSED_ADDR
 
     node.set_config(EDGECHECK_APISERVER=f"{CLOSED_ADDR}:6443")  # nothing listens there: refused
     failing = node.start_service()
@@ -587,7 +587,7 @@ def hung_run(node: Node, timer_runs) -> Dict[str, Any]:
     """A probe that cannot finish in time: the API server address is silently dropped by the
     lab's cloud firewall and the probe timeout is 60 s; TimeoutStartSec is cut to a few seconds
     with a drop-in. Started by the timer (short interval), observed while it hangs."""
-    from lab.lab import CLOSED_ADDR
+    from tests.lab.lab import CLOSED_ADDR
 
     ct = node.ct
     out: Dict[str, Any] = {}
@@ -684,7 +684,7 @@ def test_hung_run_is_killed_by_the_start_timeout_and_the_timer_runs_again(node: 
 def test_second_start_while_a_run_holds_the_lock_exits_75_and_counts_as_success(node: Node, hung_run):
     """A manual `edgecheck agent` (as the edgecheck user, slowed down by a dropped API server)
     holds the lock; the unit started meanwhile reports it and exits 75 = success."""
-    from lab.lab import CLOSED_ADDR
+    from tests.lab.lab import CLOSED_ADDR
 
     ct = node.ct
     with node.lab.cloud_firewall([["INPUT", "-d", CLOSED_ADDR, "-p", "tcp", "--dport", "6443", "-j", "DROP"]]):
