@@ -125,6 +125,8 @@ def _bad(**changes):
         ({"evidence": []}, "checks/0/evidence", "is not of type 'object'"),
         ({"duration_ms": -1}, "checks/0/duration_ms", "is less than the minimum of 0"),
     ],
+    ids=['reason-unknown', 'status-unknown', 'id-without-kind', 'id-of-another-kind', 'id-without-protocol',
+         'id-bad-port-range', 'id-ipv6-unbracketed', 'pass-needs-ok', 'skip-needs-na-or-missing-input', 'port-out-of-range', 'protocol-unknown', 'evidence-not-object', 'duration-negative'],
 )
 def test_schema_rejects_malformed_checks(changes, where, complaint):
     obj = _bad(**changes)
