@@ -17,6 +17,7 @@ from edgecheck.catalog import REGION_ID, Catalog, EndpointEntry, InboundEntry, R
 from edgecheck.errors import UsageError
 from edgecheck.host.kernel import SETTINGS
 from edgecheck.model import Component, Kind, Mode, Phase, Reason, Skip, Stage, Target
+from edgecheck.netloc import host_port
 
 DEFAULT_APISERVER_PORT = 6443
 # The public-mode page says edge nodes need NTP (or --self-host-ntp); the clock check cites it.
@@ -33,7 +34,7 @@ class HostPort:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,8 @@ INPUT_OPTIONS = {
 
 
 def endpoint_id(host: str, port: object, protocol: str) -> str:
-    return f"endpoint:{host}:{port}/{protocol}"
+    """'endpoint:HOST:PORT/PROTOCOL', an IPv6 host in brackets ('endpoint:[2001:db8::1]:7443/tcp')."""
+    return f"endpoint:{host_port(host, port)}/{protocol}"
 
 
 def _endpoint_targets(entry: EndpointEntry, sel: Selection, catalog: Catalog) -> List[Target]:

@@ -44,10 +44,11 @@ def test_oss_row_in_catalog(catalog, region):
     expected_dual = None if row.dual_stack == "Not supported" else row.dual_stack
     assert entry.oss_dual_stack_endpoint == expected_dual
     assert list(entry.oss_vip_cidrs) == row.cidrs
-    # Both OSS internal names the catalog templates live under the table's internal endpoint.
-    for e in catalog.endpoints:
-        if e.routes == "oss":
-            assert e.host.format(region=region).endswith("." + row.internal)
+    # Every OSS internal name the catalog templates lives under the table's internal endpoint.
+    oss = [e for e in catalog.endpoints if e.routes == "oss"]
+    assert oss, "no endpoint routed by the OSS blocks"
+    for e in oss:
+        assert e.host.format(region=region).endswith("." + row.internal)
 
 
 def test_no_region_in_catalog_without_a_seed_row(catalog):
@@ -61,6 +62,7 @@ def test_registry_vpc_personal_regions_match_the_seed_list(catalog):
 
 
 def test_every_host_template_is_spelled_as_in_its_seed(catalog):
+    assert catalog.endpoints
     for entry in catalog.endpoints:
         assert (seedtables.seeds_dir() / entry.source).is_file(), entry.id
         if entry.host is not None:
@@ -70,6 +72,7 @@ def test_every_host_template_is_spelled_as_in_its_seed(catalog):
 def test_every_seed_cited_exists(catalog):
     cited = {s.strip() for e in catalog.inbound for s in e.source.split(",")}
     cited |= {t.source for t in catalog.tools} | {r.source for r in catalog.regions.values()}
+    assert cited
     for name in cited:
         assert (seedtables.seeds_dir() / name).is_file(), name
 

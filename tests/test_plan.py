@@ -66,7 +66,7 @@ def test_public_hangzhou_join_newest_rules_row_by_row():
     # Public mode checks no CIDR blocks.
     assert all(not t.expected_cidrs for t in eps.values())
     assert ids(p, Kind.INBOUND) == INBOUND_FLANNEL
-    assert all(t.expect == "free" for t in p.targets if t.kind is Kind.INBOUND)
+    assert {t.expect for t in p.targets if t.kind is Kind.INBOUND} == {"free"}
     assert ids(p, Kind.TOOL) == TOOLS
     assert ids(p, Kind.CLOCK) == ["clock:local"]
     assert p.warnings == ()
@@ -109,8 +109,8 @@ def test_version_boundary_is_1_26():
 def test_running_phase_drops_install_endpoints_and_expects_listening_ports():
     p = plan("cn-hangzhou", phase="running")
     assert not [t for t in endpoints(p).values() if "oss" in (t.host or "")]
-    assert all(t.stage is Stage.OPERATION for t in endpoints(p).values())
-    assert all(t.expect == "listening" for t in p.targets if t.kind is Kind.INBOUND)
+    assert {t.stage for t in endpoints(p).values()} == {Stage.OPERATION}
+    assert {t.expect for t in p.targets if t.kind is Kind.INBOUND} == {"listening"}
 
 
 def test_zhangjiakou_spells_dockerauth_with_a_hyphen():
@@ -151,7 +151,7 @@ def test_self_host_ntp_skips_ntp_endpoints_but_keeps_the_clock_check():
     assert len(ntp) == 2
     assert all(t.skip is not None and t.skip.reason is Reason.NOT_APPLICABLE for t in ntp)
     assert ids(p, Kind.CLOCK) == ["clock:local"]
-    assert all(t.skip is None for t in endpoints(plan("cn-hangzhou")).values() if t.probe == "ntp")
+    assert [t.skip for t in endpoints(plan("cn-hangzhou")).values() if t.probe == "ntp"] == [None, None]
 
 
 # --- dedicated mode, seed 003 ----------------------------------------------------------------
@@ -205,7 +205,9 @@ def test_dedicated_nanjing_needs_registry_vpc_and_has_no_registry_routes():
 
 
 def test_registry_vpc_only_in_listed_regions():
-    for region in seedtables.registry_vpc_personal_regions():
+    regions = seedtables.registry_vpc_personal_regions()
+    assert regions
+    for region in regions:
         assert f"endpoint:registry-vpc.{region}.aliyuncs.com:443/tcp" in endpoints(plan(region, mode="dedicated"))
     assert not [k for k in endpoints(plan("cn-hangzhou", mode="dedicated")) if "registry-vpc." in k]
 

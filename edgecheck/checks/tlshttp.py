@@ -8,6 +8,7 @@ from typing import Callable, Optional
 from edgecheck.checks.base import Probing
 from edgecheck.evidence import Connects, HttpResult, TlsResult, TrustSource
 from edgecheck.model import CheckResult, Reason, Status
+from edgecheck.netloc import host_port
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.classify import plural
 from edgecheck.probes.tls import fetch_peer_certificate, handshake
@@ -32,10 +33,10 @@ def tls_failure(probing: Probing, tls: TlsResult, via: str) -> CheckResult:
         who = (f" (peer certificate subject \"{cert.subject}\", issuer \"{cert.issuer}\", "
                f"expires {cert.not_after})") if cert else ""
         return probing.result(Status.FAIL, Reason.TLS_VERIFY_FAILED,
-                              f"TLS to {t.host}:{t.port}{via} connects but the certificate fails "
+                              f"TLS to {host_port(t.host or '', t.port)}{via} connects but the certificate fails "
                               f"verification: {tls.verify_error}{who}.")
     return probing.result(Status.FAIL, Reason.TLS_HANDSHAKE_FAILED,
-                          f"TCP to {t.host}:{t.port}{via} connects but the TLS handshake fails: {tls.error}.")
+                          f"TCP to {host_port(t.host or '', t.port)}{via} connects but the TLS handshake fails: {tls.error}.")
 
 
 def http_failure(probing: Probing, http: HttpResult, proxy_url: Optional[str]) -> CheckResult:
@@ -67,4 +68,4 @@ def web_passed(probing: Probing, scheme: str, tls: Optional[TlsResult], http: Ht
         else:  # only the cluster's own CA can be missing (Trust.CLUSTER without --apiserver-ca)
             parts.append(f"{tls.version} handshake completes but the certificate was NOT verified (no --apiserver-ca)")
     parts.append(f"HTTP {http.status} in {http.ms} ms")
-    return probing.result(Status.PASS, Reason.OK, f"{scheme.upper()} to {t.host}:{t.port} works: " + ", ".join(parts) + ".")
+    return probing.result(Status.PASS, Reason.OK, f"{scheme.upper()} to {host_port(t.host or '', t.port)} works: " + ", ".join(parts) + ".")

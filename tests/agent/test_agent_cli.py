@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -41,10 +42,11 @@ def test_agent_runs_with_running_phase_and_writes_files(tmp_path, capsys, fake_p
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["params"]["phase"] == "running" and doc["schema"] == "edgecheck/report/v1"
     assert "edgecheck_ready 1" in (tmp_path / "e.prom").read_text()
-    assert out.splitlines() == [
-        "edgecheck agent: first run (no previous report): READY",
-        out.splitlines()[1],
-    ] and out.splitlines()[1].startswith("edgecheck agent: READY (fail 0, warn 0, pass 1, skip 0) in ")
+    first, run_line = out.splitlines()
+    assert first == "edgecheck agent: first run (no previous report): READY"
+    assert re.fullmatch(rf"edgecheck agent: READY \(fail 0, warn 0, pass 1, skip 0\) in \d+\.\ds; "
+                        rf"report {re.escape(str(tmp_path))}/report\.json; metrics {re.escape(str(tmp_path))}/e\.prom",
+                        run_line), run_line
 
     fake_probe["statuses"] = {"endpoint:x:443/tcp": "fail"}
     code, out, _ = agent_cmd(capsys, "--region", "cn-hangzhou", "--state-dir", str(tmp_path), "--textfile", "off")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import threading
 
 import pytest
@@ -13,6 +14,7 @@ from edgecheck import agent, exitcodes
 from edgecheck.errors import UsageError
 
 from tests.agent.agent_helpers import make_report
+from tests.privdrop import run_as_nobody, world_readable_dir
 
 
 def run(tmp_path, statuses, **kw):
@@ -36,10 +38,9 @@ def test_writes_state_and_metrics(tmp_path):
     assert doc["ready"] is True
     assert "\nedgecheck_ready 1\n" in (tmp_path / "textfile" / "edgecheck.prom").read_text()
     assert oct((tmp_path / "state" / "report.json").stat().st_mode & 0o777) == "0o644"
-    assert texts(out)[-1] == (
-        f"READY (fail 0, warn 1, pass 1, skip 0) in {texts(out)[-1].split(' in ')[1].split('s;')[0]}s; "
-        f"report {tmp_path}/state/report.json; metrics {tmp_path}/textfile/edgecheck.prom"
-    )
+    assert re.fullmatch(
+        rf"READY \(fail 0, warn 1, pass 1, skip 0\) in \d+\.\ds; report {re.escape(str(tmp_path))}/state/report\.json; "
+        rf"metrics {re.escape(str(tmp_path))}/textfile/edgecheck\.prom", texts(out)[-1]), texts(out)[-1]
 
 
 def test_readiness_change_is_logged_once(tmp_path):
@@ -186,12 +187,19 @@ def test_overlapping_run_is_refused(tmp_path):
     assert run(tmp_path, {"a": "pass"}).exit_code == 0
 
 
-def test_lock_file_owned_by_someone_else_still_locks(tmp_path):
-    """A lock file left read-only (e.g. by a root run) is opened read-only and still flocks."""
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "agent.lock").touch(mode=0o444)
-    os.chmod(state / "agent.lock", 0o444)
-    with agent.agent_lock(state / "agent.lock") as first:
-        with agent.agent_lock(state / "agent.lock") as second:
-            assert first is True and second is False
+def test_lock_file_left_by_root_still_locks_for_the_agent_user():
+    """A manual root run leaves agent.lock owned by root, 0644, in a directory the agent user
+    cannot write: the timer's run (here: nobody) must open it read-only and still flock it.
+    Run unprivileged on purpose: as root, opening it O_RDWR would succeed too."""
+    with world_readable_dir("edgecheck-lock-") as d:
+        lock = d / "agent.lock"
+        lock.touch()
+        os.chmod(lock, 0o644)
+
+        def as_agent_user():
+            with agent.agent_lock(lock) as first:
+                with agent.agent_lock(lock) as second:
+                    return [first, second, os.access(lock, os.W_OK)]
+
+        assert run_as_nobody(as_agent_user) == [True, False, False]
+        assert lock.stat().st_uid == 0  # still root's file: nothing was re-created

@@ -28,7 +28,7 @@ def test_every_local_target_gets_a_result_from_the_host_checks():
     assert sorted((t.port, t.protocol) for t in inbound) == [(8472, "udp"), (9100, "tcp"), (9445, "tcp"), (10250, "tcp"), (10255, "tcp")]
     ctx = RunContext(phase=Phase.RUNNING, mode=Mode.DEDICATED, timeout=1.0)
     results = run_checks(targets, ctx)
-    assert [r.id for r in results] == [t.id for t in targets]
+    assert results and [r.id for r in results] == [t.id for t in targets]
     for r in results:
         assert r.reason is not Reason.INTERNAL_ERROR, (r.id, r.message)
         assert r.status in (Status.PASS, Status.WARN, Status.FAIL)
@@ -65,4 +65,4 @@ def test_host_results_render_in_every_format_and_validate():
     text = render(report, "text")
     assert "clock" in text
     prom = render(report, "prometheus")
-    assert 'check="inbound:10250/tcp"' in prom or "inbound:10250/tcp" in prom
+    assert 'edgecheck_check_info{id="inbound:10250/tcp",kind="inbound",' in prom

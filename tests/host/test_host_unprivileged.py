@@ -1,17 +1,12 @@
 """A non-root run against a socket held by root: a complete result, honest about what it cannot see.
 
-The checks run in a forked child that drops to nobody/nogroup (setgroups, setgid, setuid: all
-capabilities go with uid 0). Forking, not exec'ing a new interpreter: the test's Python may live
-where nobody cannot read it (e.g. under /root), and every module is already imported here.
+The checks run in a forked child that drops to nobody/nogroup (tests/privdrop.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pwd
 import subprocess
-import traceback
 
 import pytest
 
@@ -24,37 +19,10 @@ from edgecheck.host import sockets
 from edgecheck.model import Phase
 from edgecheck.runcontext import RunContext
 
+from tests.privdrop import run_as_nobody as _run_as_nobody
 from tests.host.hostfixtures import clock_target, free_port, inbound_target, tool_specs, tool_target, wait_listening
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root (CI runs as root)")
-
-
-def _run_as_nobody(fn) -> dict:
-    nobody = pwd.getpwnam("nobody")
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        os.close(r)
-        code = 0
-        try:
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            payload = {"uid": os.getuid(), "result": fn()}
-        except BaseException:  # report the crash to the parent instead of dying silently
-            payload = {"crash": traceback.format_exc()}
-            code = 1
-        with os.fdopen(w, "w") as f:
-            json.dump(payload, f, default=str)
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "crash" not in out, out.get("crash")
-    assert out["uid"] == nobody.pw_uid
-    return out["result"]
 
 
 def _as_dict(result) -> dict:

@@ -1,19 +1,19 @@
 """Session fixture: one integration lab for the whole test session (see lab.py for what runs).
 
 Prerequisites (root, iproute2, iptables, openssl, dnsmasq, nginx, chronyd, charon, tinyproxy,
-dnspython, ntplib, jsonschema): missing ones skip the lab on a developer machine, but fail it when
-the CI environment variable is set — CI must never go green by skipping the lab.
+dnspython, ntplib, jsonschema): missing ones skip the lab (tests/prereq.py); under tests/run or CI
+a skip is a failure (tests/conftest.py), so the lab can never go green by skipping.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Iterator
 
 import pytest
 
 from tests.lab.lab import Lab, missing_prerequisites
+from tests.prereq import require
 
 # cn-hangzhou: the full matrix; cn-zhangjiakou: its own spelling of dockerauth (seed 001) and its
 # own registry /32 routes and OSS blocks (seed 003).
@@ -21,13 +21,7 @@ LAB_REGIONS = ("cn-hangzhou", "cn-zhangjiakou")
 
 
 def require_prerequisites() -> None:
-    missing = missing_prerequisites()
-    if not missing:
-        return
-    message = "integration lab prerequisites missing: " + "; ".join(missing)
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI is set: the lab must run, not skip)", pytrace=False)
-    pytest.skip(message)
+    require(missing_prerequisites(), "integration lab")
 
 
 @pytest.fixture(scope="session")

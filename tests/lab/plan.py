@@ -13,8 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -54,12 +52,15 @@ def edgecheck_env() -> Dict[str, str]:
 
 
 def load_plan(region: str, mode: str, phase: str, k8s_version: str) -> List[PlanTarget]:
-    """`edgecheck targets ... --format json` (sends no packet, per SPEC section 1)."""
-    argv = [sys.executable, "-m", "edgecheck", "targets", "--region", region, "--mode", mode,
-            "--phase", phase, "--k8s-version", k8s_version, "--format", "json"]
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=edgecheck_env(), timeout=60)
+    """`edgecheck targets ... --format json` (sends no packet, per SPEC section 1; run in an empty
+    network namespace all the same, tests/emptyns.py)."""
+    from tests import emptyns
+
+    argv = ["targets", "--region", region, "--mode", mode, "--phase", phase, "--k8s-version", k8s_version,
+            "--format", "json"]
+    proc = emptyns.cli(*argv, timeout=60)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[1:])} failed (rc={proc.returncode}): {proc.stderr.strip()}")
+        raise RuntimeError(f"edgecheck {' '.join(argv)} failed (rc={proc.returncode}): {proc.stderr.strip()}")
     data = json.loads(proc.stdout)
     out = []
     for t in data["targets"]:

@@ -105,6 +105,8 @@ def test_dns_serves_every_catalog_name_from_the_plan(lab: Lab) -> None:
 
 def test_dedicated_names_sit_inside_their_seed_blocks(lab: Lab) -> None:
     import ipaddress
+    assert lab.hosts and all(rec.addresses for rec in lab.hosts.values()), lab.hosts
+    assert [rec for rec in lab.hosts.values() if rec.cidrs], "no dedicated-mode name in the lab"
     for rec in lab.hosts.values():
         for address in rec.addresses:
             if rec.cidrs:
@@ -139,6 +141,7 @@ def test_dns_fault_switch_changes_and_restores_records(lab: Lab) -> None:
 
 def test_https_endpoints_verify_with_the_lab_ca(lab: Lab) -> None:
     for name in ("cs-anony.cn-hangzhou.aliyuncs.com", "registry-cn-hangzhou-vpc.ack.aliyuncs.com"):
+        assert lab.addresses_of(name), name
         for address in lab.addresses_of(name):
             proc = s_client(lab, address, 443, name, lab.ca.cert)
             assert proc.returncode == 0 and "Verification: OK" in proc.stderr + proc.stdout, proc.stderr
@@ -179,6 +182,7 @@ def test_raven_and_tunnel_ports_listen_and_closed_address_refuses(lab: Lab) -> N
 def test_ntp_servers_answer_and_the_skewed_one_is_off(lab: Lab) -> None:
     lab.wait_ntp_skew()
     result = node_python(lab, NTP_QUERY, *lab.ntp_addresses, NTP_SKEWED_ADDR)
+    assert lab.ntp_addresses
     for address in lab.ntp_addresses:
         assert abs(result[address]["offset"]) < 1.0 and result[address]["stratum"] == 10, result
     assert abs(result[NTP_SKEWED_ADDR]["offset"] - NTP_SKEW_SECONDS) < 1.0, result

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+from tests.prereq import need
 
 REPO = Path(__file__).resolve().parents[2]
 PY39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
@@ -26,13 +26,6 @@ VERSION = subprocess.run(
      str(REPO / "edgecheck" / "__init__.py")],
     check=True, capture_output=True, text=True,
 ).stdout.strip()
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        pytest.skip(f"{tool} not installed (tests/run installs it)")
-    return path
 
 
 def python39() -> str:

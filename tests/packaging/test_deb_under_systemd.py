@@ -32,8 +32,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.packaging.packaging_helpers import VERSION, build_deb_from_copy
-from tests.packaging.nspawn_helpers import (CACHE_ENV, SUITE, Container, RootfsRecipe, ensure_rootfs, host_debian_mirror,
-                            missing_prerequisites, require, which)
+from tests.packaging.nspawn_helpers import (SUITE, Container, RootfsRecipe, ensure_rootfs, host_debian_mirror,
+                            missing_prerequisites, require, rootfs_cache, which)
 
 STATE = "/var/lib/edgecheck"
 REPORT = f"{STATE}/report.json"
@@ -111,10 +111,10 @@ def rootfs() -> Iterator[Path]:
     """The debootstrap root: built once per session, or kept in $EDGECHECK_NSPAWN_CACHE."""
     require(missing_prerequisites(), "systemd-nspawn container")
     recipe = RootfsRecipe(SUITE, host_debian_mirror())
-    cache = os.environ.get(CACHE_ENV)
+    cache = rootfs_cache(os.environ)
     started = time.monotonic()
     if cache:
-        root, built = ensure_rootfs(recipe, Path(cache))
+        root, built = ensure_rootfs(recipe, cache)
         print(f"\nrootfs {root}: {'built' if built else 'cached'} in {time.monotonic() - started:.1f}s")
         yield root
         return

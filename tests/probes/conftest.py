@@ -42,6 +42,9 @@ def netns_pair() -> Iterator[tuple]:
         raise
     try:
         client.link(far, "10.77.1.1/24", "10.77.1.2/24")
+        # Every ICMP error the far side owes is sent: the kernel's rate limit (per namespace)
+        # would otherwise turn a quick "port unreachable" into a timeout when tests run back to back.
+        far.exec("sysctl", "-q", "-w", "net.ipv4.icmp_ratemask=0")
         client.exec("ip", "route", "add", "10.77.0.0/24", "via", "10.77.1.2")
         for i in range(1, 12):
             far.add_address(f"10.77.0.{i}/32")

@@ -57,7 +57,7 @@ def test_silent_nameserver_is_dns_timeout_within_budget(ns, peer, zone, ctx):
     r = ns.run(check_tcp, target("tcp", "silent.test", 443), ctx)
     took = time.monotonic() - t0
     assert (r.status, r.reason) == (Status.FAIL, Reason.DNS_TIMEOUT)
-    assert took < ctx.timeout + 0.5
+    assert took < 1.6 * ctx.timeout  # one budget, not a retry (2x) on top
 
 
 def test_ip_literal_skips_dns(ns, peer, zone, ctx, dns_server):
@@ -84,7 +84,7 @@ def test_dropped_address_is_timeout_and_bounded(ns, peer, zone, ctx):
     t0 = time.monotonic()
     r = ns.run(check_tcp, target("tcp", "dropped.test", 443), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.TIMEOUT)
-    assert time.monotonic() - t0 < ctx.timeout + 0.5
+    assert time.monotonic() - t0 < 1.6 * ctx.timeout  # one budget, not a retry (2x) on top
 
 
 def test_host_unreachable_and_no_route_are_unreachable(ns, peer, zone, ctx):
@@ -135,13 +135,14 @@ def test_dedicated_mode_address_inside_expected_cidr_passes(ns, peer, zone, ctx)
 def test_stopped_nameserver_is_dns_error_refused_not_a_timeout(ns, peer, tmp_path):
     # 10.77.0.2 exists in the peer namespace but runs no DNS service: ICMP port unreachable.
     conf = tmp_path / "resolv.conf"
-    conf.write_text("nameserver 10.77.0.2\noptions timeout:1\n")
-    ctx = RunContext(timeout=1.5, resolv_conf=str(conf))
+    conf.write_text("nameserver 10.77.0.2\noptions timeout:4\n")
+    ctx = RunContext(timeout=6.0, resolv_conf=str(conf))
     t0 = time.monotonic()
     r = ns.run(check_tcp, target("tcp", "anything.test", 443), ctx)
     assert (r.status, r.reason) == (Status.FAIL, Reason.DNS_ERROR), r.message
     assert "refused" in r.evidence.to_json()["dns_error"]
-    assert time.monotonic() - t0 < 0.5  # the ICMP answer is immediate
+    # The ICMP answer ends the lookup: far less than the nameserver's own timeout, let alone the budget.
+    assert time.monotonic() - t0 < 4 / 2
 
 
 def test_silence_after_a_refusal_in_the_same_run_is_named_a_refusal():

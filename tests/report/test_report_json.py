@@ -3,6 +3,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import jsonschema
@@ -13,7 +16,7 @@ from edgecheck.model import CheckResult, Evidence, Kind, Reason, Report, Status
 from edgecheck.report import render, schema, to_dict, to_json, use_color
 from edgecheck.runner import host_info
 from tests.report.report_fixtures import ALL, PROXY, mixed_report, ready_report
-from tests.schema_check import assert_valid_report
+from tests.schema_check import assert_valid_report, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +44,31 @@ def test_top_level_and_check_key_order_is_the_contract():
         assert list(c["target"]) == [k for k in ("host", "port", "protocol") if k in c["target"]]
     assert obj["ready"] is False
     assert obj["summary"] == {"pass": 22, "warn": 6, "fail": 11, "skip": 0}
+    assert obj["findings"]
     for f in obj["findings"]:
         assert list(f) == ["cause", "status", "reason", "title", "checks", "advice", "command"]
 
 
-def test_json_is_deterministic():
-    assert to_json(mixed_report()) == to_json(mixed_report())
+_RENDER_IN_A_CHILD = (
+    "import sys\n"
+    "from edgecheck.report import render\n"
+    "from tests.report.report_fixtures import mixed_report\n"
+    "sys.stdout.write(render(mixed_report(), sys.argv[1], verbose=True))\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "prometheus"])
+def test_output_is_the_same_in_two_processes(fmt):
+    """Nothing depends on the process: not the hash seed (set and dict order), not object ids."""
+    outs = []
+    for seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", _RENDER_IN_A_CHILD, fmt], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] and outs[0] == outs[1]
+    assert outs[0] == render(mixed_report(), fmt, verbose=True)
 
 
 def test_schema_is_valid_2020_12_and_its_enums_follow_the_model():
@@ -74,32 +96,48 @@ def _one(check: CheckResult) -> Report:
 
 
 def _bad(**changes):
+    """A one-check report with `changes` applied, its summary and readiness recomputed: only the
+    schema can object, never the cross-checks of tests/schema_check.py."""
     c = ready_report().checks[0]
     obj = to_dict(_one(c))
     obj["checks"][0].update(changes)
+    statuses = [check["status"] for check in obj["checks"]]
+    obj["summary"] = {s: statuses.count(s) for s in ("pass", "warn", "fail", "skip")}
+    obj["ready"] = "fail" not in statuses
     return obj
 
 
 @pytest.mark.parametrize(
-    "changes",
+    "changes, where, complaint",
     [
-        {"reason": "connection-reset"},  # not a Reason
-        {"status": "error"},
-        {"id": "cs-anony.cn-hangzhou.aliyuncs.com:443/tcp"},  # no kind prefix
-        {"id": "tool:socat"},  # id does not match kind endpoint
-        {"id": "endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443"},  # no protocol
-        {"id": "endpoint:raven-gateway:10280-/tcp"},
-        {"status": "pass", "reason": "timeout"},  # pass means verified working
-        {"status": "skip", "reason": "timeout"},  # skip means n/a or missing input
-        {"target": {"host": "x", "port": 70000}},
-        {"target": {"protocol": "icmp"}},
-        {"evidence": []},
-        {"duration_ms": -1},
+        ({"reason": "connection-reset"}, "checks/0/reason", "is not one of"),  # not a Reason
+        ({"status": "error"}, "checks/0/status", "is not one of"),
+        ({"id": "cs-anony.cn-hangzhou.aliyuncs.com:443/tcp"}, "checks/0/id", "does not match"),  # no kind prefix
+        ({"id": "tool:socat"}, "checks/0/id", "does not match"),  # id does not match kind endpoint
+        ({"id": "endpoint:cs-anony.cn-hangzhou.aliyuncs.com:443"}, "checks/0/id", "does not match"),  # no protocol
+        ({"id": "endpoint:raven-gateway:10280-/tcp"}, "checks/0/id", "does not match"),
+        ({"id": "endpoint:2001:db8::1:443/tcp"}, "checks/0/id", "does not match"),  # IPv6 without brackets
+        ({"status": "pass", "reason": "timeout"}, "checks/0/reason", "'ok' was expected"),  # pass = verified working
+        ({"status": "skip", "reason": "timeout"}, "checks/0/reason",  # skip = n/a or missing input
+         "is not one of ['not-applicable', 'missing-input']"),
+        ({"target": {"host": "x", "port": 70000}}, "checks/0/target/port", "is greater than the maximum of 65535"),
+        ({"target": {"protocol": "icmp"}}, "checks/0/target/protocol", "is not one of"),
+        ({"evidence": []}, "checks/0/evidence", "is not of type 'object'"),
+        ({"duration_ms": -1}, "checks/0/duration_ms", "is less than the minimum of 0"),
     ],
+    ids=['reason-unknown', 'status-unknown', 'id-without-kind', 'id-of-another-kind', 'id-without-protocol',
+         'id-bad-port-range', 'id-ipv6-unbracketed', 'pass-needs-ok', 'skip-needs-na-or-missing-input', 'port-out-of-range', 'protocol-unknown', 'evidence-not-object', 'duration-negative'],
 )
-def test_schema_rejects_malformed_checks(changes):
-    with pytest.raises(AssertionError):
-        assert_valid_report(_bad(**changes))
+def test_schema_rejects_malformed_checks(changes, where, complaint):
+    obj = _bad(**changes)
+    errors = schema_errors(obj)
+    assert [e for e in errors if e.startswith(f"{where}: ") and complaint in e], errors
+    with pytest.raises(AssertionError, match=f"{where}: "):
+        assert_valid_report(obj)
+
+
+def test_the_rejection_cases_start_from_a_valid_report():
+    assert schema_errors(_bad()) == [] and assert_valid_report(_bad())
 
 
 def test_schema_rejects_local_time_and_inconsistent_summary():

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +11,8 @@ from edgecheck.evidence import ClockEvidence
 from edgecheck.model import CheckResult, Evidence, Kind, Reason, Status, Target
 from edgecheck.report import render_prometheus
 from edgecheck.report.prometheus import escape_label
+from tests.packaging.packaging_helpers import need
 from tests.report.report_fixtures import ALL, mixed_report, ready_report
-
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 # name{labels} value -- and nothing after the value: a timestamp makes node_exporter drop the file.
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})? (?P<value>\S+)$')
@@ -44,11 +40,10 @@ def _empty():
     return r
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_promtool_accepts_it_without_lint_complaints(name):
     text = render_prometheus(CASES[name]())
-    proc = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True,
+    proc = subprocess.run([need("promtool"), "check", "metrics"], input=text.encode(), capture_output=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert proc.stdout.decode().strip() == "" and proc.stderr.decode().strip() == ""
@@ -123,47 +118,3 @@ def test_no_secrets_and_duplicate_ids_do_not_duplicate_series():
     assert "s3cret" not in text
     ids = [l for n, l, _ in _samples(text) if n == "edgecheck_check_info"]
     assert len(ids) == len(set(ids))
-
-
-RULES = Path(__file__).with_name("edgecheck.rules.yml")
-
-
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
-def test_example_alert_rules_fire_on_the_rendered_metrics(tmp_path):
-    """The documented alert rules, evaluated by promtool over this renderer's real output."""
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
-
-    samples = _samples(render_prometheus(mixed_report()))
-    series = [
-        {"series": n + (l or "{}").replace("{", '{instance="edge-bj-017",', 1).replace(",}", "}"),
-         "values": f"{v}x30"}
-        for n, l, v in samples
-        if n != "edgecheck_last_run_timestamp_seconds"  # promtool's clock starts at 0
-    ]
-    failing = [c for c in mixed_report().checks if c.status is Status.FAIL]
-    expected = [
-        {"exp_labels": {"severity": "warning", "instance": "edge-bj-017", "id": c.id, "kind": c.kind.value,
-                        "status": "fail", "reason": c.reason.value, "name": c.name},
-         "exp_annotations": {"summary": f"edge-bj-017: {c.id} fails: {c.reason.value}"}}
-        for c in failing
-    ]
-    test = {
-        "rule_files": [str(RULES)],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": series,
-            "alert_rule_test": [
-                {"eval_time": "20m", "alertname": "EdgecheckCheckFailing", "exp_alerts": expected},
-                {"eval_time": "10m", "alertname": "EdgecheckCheckFailing", "exp_alerts": []},  # for: 15m
-                {"eval_time": "20m", "alertname": "EdgecheckNotReady", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning", "instance": "edge-bj-017"},
-                     "exp_annotations": {"summary": "edge-bj-017: edge node preflight failing (0)"}}]},
-            ],
-        }],
-    }
-    path = tmp_path / "test.yml"
-    path.write_text(json.dumps(test))  # JSON is YAML
-    proc = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

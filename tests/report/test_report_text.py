@@ -12,16 +12,21 @@ from edgecheck.evidence import AddressBlocks, InboundEvidence, Resolution, ToolE
 from edgecheck.model import CheckResult, Evidence, Kind, Reason, Report, Status, Target
 from edgecheck.report import render, render_text, use_color
 from edgecheck.report.text import WIDTH
+from tests.prereq import strict_run
 from tests.report.report_fixtures import ALL, dns_forwarder_report, mixed_report, ready_report
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _snapshot(name: str, text: str) -> None:
-    """Compare with the committed snapshot; UPDATE_SNAPSHOTS=1 rewrites it (review the diff)."""
+def _snapshot(name: str, text: str, config: pytest.Config) -> None:
+    """Compare with the committed snapshot; UPDATE_SNAPSHOTS=1 rewrites it (review the diff).
+    Never under tests/run or CI: the test would pass against what it just wrote."""
     path = SNAPSHOTS / f"{name}.txt"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        if strict_run(config):
+            pytest.fail("UPDATE_SNAPSHOTS=1 is refused under tests/run and CI: update snapshots with pytest "
+                        "directly and review the diff", pytrace=False)
         path.write_text(text)
     assert path.exists(), f"missing snapshot {path}; run with UPDATE_SNAPSHOTS=1"
     assert text == path.read_text(), f"text report changed; diff against {path}"
@@ -31,8 +36,8 @@ def _snapshot(name: str, text: str) -> None:
     "name, verbose",
     [("ready", False), ("dns_forwarder", False), ("mixed", False), ("mixed", True)],
 )
-def test_snapshot(name, verbose):
-    _snapshot(name + ("_verbose" if verbose else ""), render_text(ALL[name](), verbose=verbose))
+def test_snapshot(name, verbose, pytestconfig):
+    _snapshot(name + ("_verbose" if verbose else ""), render_text(ALL[name](), verbose=verbose), pytestconfig)
 
 
 def _too_wide(text: str):
