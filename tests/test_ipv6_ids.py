@@ -101,3 +101,18 @@ def test_text_report_names_the_bracketed_target(ipv6_run):
     text = ipv6_run["text"]
     assert "[2001:db8::1]:7443/tcp" in text, text
     assert "2001:db8::1:7443" not in text.replace("[2001:db8::1]:7443", ""), text
+
+
+def test_reach_ids_of_an_ipv6_node_are_bracketed():
+    from edgecheck.reach.prober import ReachTarget
+    from edgecheck.reach.targets import reach_targets
+
+    plan = build_plan(load_catalog(), Selection(region="cn-hangzhou", mode=Mode.PUBLIC, phase=Phase.JOIN))
+    ids = [t.id for t in reach_targets(plan.targets, ["2001:db8::7", "node-7"], Phase.JOIN, "public")]
+    assert "reach:[2001:db8::7]:10250/tcp" in ids and "reach:node-7:10250/tcp" in ids
+    assert not [i for i in ids if "2001:db8::7:" in i]
+    assert ReachTarget("2001:db8::7", 8472, "udp").check_id == "reach:[2001:db8::7]:8472/udp"
+    obj = json.loads(json.dumps(assert_valid_report(ready_report())))
+    obj["checks"] = obj["checks"][:1]
+    obj["checks"][0].update(id="reach:2001:db8::7:10250/tcp", kind="reach")
+    assert [e for e in schema_errors(obj) if e.startswith("checks/0/id: ")], "the schema took an unbracketed reach id"

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Union
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.probeloop import (DEFAULT_MAX_OPEN, HttpJob, Job, LoopStats, ProbeLoop, ProbeResult,
                                        TcpConnectJob, TlsJob, TokenTcpJob, TokenUdpJob, UdpExchangeJob)
+from edgecheck.reach.targets import reach_id
 
 METHODS = ("token", "tls", "http", "https", "tcp")
 
@@ -36,7 +37,7 @@ class ReachTarget:
 
     @property
     def check_id(self) -> str:
-        return f"reach:{self.node or self.address}:{self.port}/{self.protocol}"
+        return reach_id(self.node or self.address, self.port, self.protocol)
 
 
 def make_job(target: ReachTarget, key: Optional[bytes]) -> Job:

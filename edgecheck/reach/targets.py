@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import List, Sequence, Tuple
 
 from edgecheck.model import Kind, Phase, Target
+from edgecheck.netloc import host_port
 
 PROOF_WORDS = {
     "token": "`edgecheck listen` proving the session token",
@@ -46,7 +47,7 @@ def reach_method(inbound: Target, phase: Phase) -> str:
 
 
 def reach_id(node: str, port: int, protocol: str) -> str:
-    return f"reach:{node}:{port}/{protocol}"
+    return f"reach:{host_port(node, port)}/{protocol}"
 
 
 def reach_targets(targets: Sequence[Target], nodes: Sequence[str], phase: Phase, mode: str) -> Tuple[Target, ...]:
