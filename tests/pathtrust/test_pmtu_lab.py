@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from edgecheck.probes import pmtu
+from edgecheck.probes import pmtu, pmtu_measure
 from edgecheck.probes.budget import Budget
 
 TIMEOUT = 2.5
@@ -113,7 +113,7 @@ def test_egress_and_df_probes_measure_the_narrow_link_when_icmp_reaches_the_node
     # it even though the server cannot learn it (its ICMP is dropped on the other side).
     lab = path_lab["lab"]
     for address in (path_lab["hole4"], path_lab["hole6"]):
-        m = lab.node.run(pmtu.measure_path_mtu, address, 33434, Budget(time.monotonic() + 1.0))
+        m = lab.node.run(pmtu_measure.measure_path_mtu, address, 33434, Budget(time.monotonic() + 1.0))
         assert m.egress.interface and m.egress.interface_mtu == 1500
         assert m.egress.gateway in ("10.81.1.1", "fd81:1::1")
         outcomes = {p.size: p.outcome for p in m.probes}
@@ -128,7 +128,7 @@ def test_df_probes_without_any_icmp_cannot_measure_and_say_so(path_lab):
     lab = path_lab["lab"]
     lab.node.exec("ip", "route", "flush", "cache")
     with lab.silent_cpe():
-        m = lab.node.run(pmtu.measure_path_mtu, path_lab["ok4"], 33435, Budget(time.monotonic() + 0.8))
+        m = lab.node.run(pmtu_measure.measure_path_mtu, path_lab["ok4"], 33435, Budget(time.monotonic() + 0.8))
     outcomes = {p.size: p.outcome for p in m.probes}
     assert outcomes[576] == "delivered" and outcomes[1280] == "delivered"
     assert outcomes[1400] == "silent" and outcomes[1500] == "silent"
@@ -138,12 +138,12 @@ def test_df_probes_without_any_icmp_cannot_measure_and_say_so(path_lab):
 
 def test_df_probe_above_the_interface_mtu_is_refused_locally(path_lab):
     lab = path_lab["lab"]
-    probes = lab.node.run(pmtu.df_probe, path_lab["ok4"], 33436, [1600], Budget(time.monotonic() + 0.3))
+    probes = lab.node.run(pmtu_measure.df_probe, path_lab["ok4"], 33436, [1600], Budget(time.monotonic() + 0.3))
     assert probes[0].outcome == "local-too-big" and probes[0].reported_mtu == 1500
 
 
 def test_egress_route_sends_nothing_and_reads_the_interface(path_lab):
     lab = path_lab["lab"]
-    e = lab.node.run(pmtu.egress_route, "10.81.0.99")
+    e = lab.node.run(pmtu_measure.egress_route, "10.81.0.99")
     assert e.source == "10.81.1.2" and e.interface_mtu == 1500 and e.path_mtu == 1500
     assert e.error == ""

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from edgecheck.probes import pmtu, raven_mtu
+from edgecheck.probes import pmtu, pmtu_measure, raven_mtu
 from edgecheck.probes.pmtu import MssRetry, SizeAttempt, TcpProgress
 
 
@@ -86,27 +86,27 @@ def test_describe_names_sizes_and_the_three_fixes():
 
 
 def test_parse_route_get_and_extended_err():
-    r = pmtu.parse_route_get({"dst": "10.0.0.1", "gateway": "192.168.1.1", "dev": "eth0", "prefsrc": "192.168.1.5",
+    r = pmtu_measure.parse_route_get({"dst": "10.0.0.1", "gateway": "192.168.1.1", "dev": "eth0", "prefsrc": "192.168.1.5",
                               "metrics": [{"mtu": 1400}], "cache": ["expires"]})
     assert r == {"interface": "eth0", "source": "192.168.1.5", "gateway": "192.168.1.1", "cached_pmtu": 1400}
-    assert pmtu.parse_route_get({"dev": "eth0"})["cached_pmtu"] is None
-    raw = struct.pack("=IBBBBII", 90, pmtu.SO_EE_ORIGIN_ICMP, 3, 4, 0, 1280, 0)
-    assert pmtu.parse_extended_err(raw) == (90, 2, 3, 4, 1280)
+    assert pmtu_measure.parse_route_get({"dev": "eth0"})["cached_pmtu"] is None
+    raw = struct.pack("=IBBBBII", 90, pmtu_measure.SO_EE_ORIGIN_ICMP, 3, 4, 0, 1280, 0)
+    assert pmtu_measure.parse_extended_err(raw) == (90, 2, 3, 4, 1280)
 
 
 def test_default_df_sizes():
-    assert pmtu.default_df_sizes(1500, socket.AF_INET) == [576, 1280, 1400, 1452, 1500]
-    assert pmtu.default_df_sizes(1400, socket.AF_INET6) == [1280, 1400]
-    assert pmtu.default_df_sizes(None, socket.AF_INET)[-1] == 1500
+    assert pmtu_measure.default_df_sizes(1500, socket.AF_INET) == [576, 1280, 1400, 1452, 1500]
+    assert pmtu_measure.default_df_sizes(1400, socket.AF_INET6) == [1280, 1400]
+    assert pmtu_measure.default_df_sizes(None, socket.AF_INET)[-1] == 1500
 
 
 def test_measurement_bounds_and_summary():
-    e = pmtu.EgressRoute("192.0.2.1", interface="eth0", interface_mtu=1500)
-    m = pmtu.PathMtuMeasurement(e, [pmtu.DfProbe(1280, "delivered"), pmtu.DfProbe(1400, "too-big", 1380),
-                                    pmtu.DfProbe(1500, "silent")], learned_mtu=1380)
+    e = pmtu_measure.EgressRoute("192.0.2.1", interface="eth0", interface_mtu=1500)
+    m = pmtu_measure.PathMtuMeasurement(e, [pmtu_measure.DfProbe(1280, "delivered"), pmtu_measure.DfProbe(1400, "too-big", 1380),
+                                    pmtu_measure.DfProbe(1500, "silent")], learned_mtu=1380)
     assert (m.at_least, m.at_most) == (1280, 1380)
     assert "at most 1380" in m.summary() and "at least 1280" in m.summary()
-    silent = pmtu.PathMtuMeasurement(e, [pmtu.DfProbe(1280, "silent")], learned_mtu=1500)
+    silent = pmtu_measure.PathMtuMeasurement(e, [pmtu_measure.DfProbe(1280, "silent")], learned_mtu=1500)
     assert silent.at_most is None and "not measurable" in silent.summary()
 
 
