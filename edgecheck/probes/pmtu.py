@@ -155,9 +155,9 @@ class SizeAttempt:
         return ev
 
 
-def _http_head(tls: ssl.SSLSocket, host: str, port: int, budget: Budget) -> str:
+def _http_head(tls: socket.socket, host: str, port: int, budget: Budget) -> str:
     """GET / and read the status line: enough to prove the response's first segments arrive."""
-    host_header = host if port == 443 else f"{host}:{port}"
+    host_header = host if port in (80, 443) else f"{host}:{port}"
     tls.sendall((f"GET / HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: edgecheck-probe\r\n"
                  "Connection: close\r\n\r\n").encode("latin-1"))
     data = b""
@@ -172,11 +172,12 @@ def _http_head(tls: ssl.SSLSocket, host: str, port: int, budget: Budget) -> str:
     return data.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
 
 
-def attempt_size(address: str, port: int, host: str, context: ssl.SSLContext, budget: Budget,
+def attempt_size(address: str, port: int, host: str, context: Optional[ssl.SSLContext], budget: Budget,
                  mss: Optional[int], *, http: bool = False,
                  registry: Optional[List[socket.socket]] = None) -> SizeAttempt:
     """Connect with TCP_MAXSEG=mss set before connect (so the SYN advertises it), complete the
-    TLS handshake and optionally read an HTTP status line, all within the budget."""
+    TLS handshake and optionally read an HTTP status line, all within the budget.
+    context None: plain HTTP (no TLS), the status line is then always read."""
     family = family_of(address)
     out = SizeAttempt(mss=mss, family=family)
     start = time.monotonic()
@@ -199,11 +200,13 @@ def attempt_size(address: str, port: int, host: str, context: ssl.SSLContext, bu
             pass
         out.stage = "tls"
         sock.settimeout(max(0.01, budget.left()))
-        tls = context.wrap_socket(sock, server_hostname=host.strip("[]"))
-        out.tls_version = tls.version()
-        if http:
+        stream: socket.socket = sock
+        if context is not None:
+            tls = stream = context.wrap_socket(sock, server_hostname=host.strip("[]"))
+            out.tls_version = tls.version()
+        if http or context is None:
             out.stage = "http"
-            out.http_status_line = _http_head(tls, host, port, budget)
+            out.http_status_line = _http_head(stream, host, port, budget)
         out.stage, out.ok = "done", True
     except (socket.timeout, TimeoutError):
         out.stalled = out.stage != "connect"
@@ -255,7 +258,7 @@ class MssRetry:
         return ev
 
 
-def try_sizes(address: str, port: int, host: str, context: ssl.SSLContext, budget: Budget, *,
+def try_sizes(address: str, port: int, host: str, context: Optional[ssl.SSLContext], budget: Budget, *,
               ladder: Optional[Sequence[int]] = None, http: bool = False, control: bool = True,
               registry: Optional[List[socket.socket]] = None, grace: float = 0.25) -> MssRetry:
     """Every size of the ladder (plus a default-MSS control) at once, each bounded by the budget.
@@ -290,7 +293,7 @@ def stall_delay(budget_left: float) -> float:
 
 class StallWatch:
     """Arms a small-MSS retry next to an operation that may stall (a TLS handshake or an HTTP
-    request on a connection to address:port).
+    request on a connection to address:port; context None for plain HTTP).
 
         watch = StallWatch(address, port, host, context, budget, sock=sock)
         outcome = handshake(sock, ...)                 # whatever the caller's TLS layer does
@@ -304,7 +307,7 @@ class StallWatch:
     With sock given, the kernel's view of that connection (TCP_INFO) is recorded at the stall.
     """
 
-    def __init__(self, address: str, port: int, host: str, context: ssl.SSLContext, budget: Budget, *,
+    def __init__(self, address: str, port: int, host: str, context: Optional[ssl.SSLContext], budget: Budget, *,
                  sock: Optional[socket.socket] = None, http: bool = False,
                  delay: Optional[float] = None, ladder: Optional[Sequence[int]] = None) -> None:
         self.address, self.port, self.host, self.context, self.budget = address, port, host, context, budget
@@ -428,3 +431,13 @@ def describe(verdict: PathMtuVerdict, host: str, port: int, stage: str = "tls",
            f"(ip link set dev {dev} mtu {work or 1280}, and persist it in the network configuration); "
            f"or allow ICMP type 3 code 4 through the firewalls on the path so path-MTU discovery works.")
     return msg, rem
+
+
+def path_mtu_evidence(stage: str, verdict: PathMtuVerdict, retry: MssRetry,
+                      egress: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """evidence["path_mtu"] for a check: where it stalled, the verdict, every attempt, and the
+    egress facts (pmtu_measure.egress_route(address).evidence(); no packet is sent for those)."""
+    ev: Dict[str, Any] = {"stage": stage, **verdict.evidence(), "retry": retry.evidence()}
+    if egress is not None:
+        ev["egress"] = egress
+    return ev

@@ -143,6 +143,52 @@ class SlowTlsServer:
         self.sock.close()
 
 
+class BigResponseServer:
+    """HTTP(S) server whose response (status line, headers and 8 kB body) goes out in one write:
+    its first segment is full-size, so the status line itself is lost behind a black hole."""
+
+    def __init__(self, address: str, port: int, cert: Optional[str] = None, key: Optional[str] = None) -> None:
+        self.context = None
+        if cert:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(cert, key)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        body = b"x" * 8192
+        try:
+            conn.settimeout(5)
+            if self.context is not None:
+                conn = self.context.wrap_socket(conn, server_side=True)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture(scope="session")
 def path_lab(pki) -> Iterator[Dict[str, object]]:
     require("ip", "iptables", "ip6tables")
@@ -158,8 +204,11 @@ def path_lab(pki) -> Iterator[Dict[str, object]]:
         for address in (hole4, hole6, ok4, ok6):
             servers.append(serve_chain(lab.server, address, 443, leaf, rest, pki["dir"]))
         servers.append(lab.server.run(SlowTlsServer, slow4, 443, pki["good"].cert, pki["good"].key, 0.8))
+        # Small handshake (one EC certificate, under 1280 bytes), large response: the HTTP stage stalls.
+        servers.append(lab.server.run(BigResponseServer, hole4, 80))
+        servers.append(lab.server.run(BigResponseServer, hole4, 8443, pki["good"].cert, pki["good"].key))
         yield {"lab": lab, "hole4": hole4, "hole6": hole6, "ok4": ok4, "ok6": ok6, "slow4": slow4,
-               "context": ssl.create_default_context(cafile=pki["root"].cert)}
+               "context": ssl.create_default_context(cafile=pki["root"].cert), "cafile": pki["root"].cert}
     finally:
         for s in servers:
             s.close()

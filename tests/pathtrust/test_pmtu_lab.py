@@ -65,6 +65,38 @@ def test_black_hole_stalls_and_small_mss_retry_works(path_lab, family):
     assert "TCPMSS" in rem and "mtu 1280" in rem and "type 3 code 4" in rem
 
 
+@pytest.mark.parametrize("scheme,port", [("http", 80), ("https", 8443)])
+def test_http_response_stall_behind_the_black_hole(path_lab, scheme, port):
+    """The TLS handshake fits (small certificate) or there is none; the response does not. The
+    original request goes through the existing HTTP layer (requests), as a check would."""
+    from edgecheck.model import Reason
+    from edgecheck.probes import httpget
+
+    lab, address = path_lab["lab"], path_lab["hole4"]
+    ctx = path_lab["context"] if scheme == "https" else None
+
+    def run():
+        start = time.monotonic()
+        budget = Budget(start + TIMEOUT)
+        watch = pmtu.StallWatch(address, port, "good.test", ctx, budget, http=True)
+        out = httpget.request(scheme, "good.test", port, budget, address=address, verify=path_lab["cafile"])
+        retry = watch.finish(stalled=out.reason is Reason.TIMEOUT)
+        return out, retry, time.monotonic() - start
+
+    out, retry, wall = lab.node.run(run)
+    assert out.reason is Reason.TIMEOUT
+    assert wall < TIMEOUT + 0.6
+    verdict = pmtu.judge_retry(retry)
+    assert verdict.black_hole and verdict.largest_working == 1280
+    small = next(a for a in retry.attempts if a.mss == pmtu.SMALL_MSS_V4)
+    assert small.stage == "done" and small.http_status_line == "HTTP/1.1 200 OK"
+    assert (small.tls_version is not None) == (scheme == "https")
+    ev = pmtu.path_mtu_evidence("http", verdict, retry, {"interface": "eth0"})
+    assert ev["stage"] == "http" and ev["largest_working"] == 1280 and ev["retry"]["attempts"]
+    msg, _ = pmtu.describe(verdict, "good.test", port, stage="http")
+    assert "the HTTP response stalls" in msg
+
+
 def test_icmp_allowed_path_heals_by_itself_and_costs_nothing(path_lab):
     lab = path_lab["lab"]
     stalled, watch, retry, wall = lab.node.run(_handshake_with_watch, path_lab["ok4"], path_lab["context"])
