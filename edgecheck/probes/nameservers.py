@@ -20,6 +20,7 @@ is retried over TCP.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import time
@@ -388,6 +389,7 @@ class NameserverReport:
     stubs: List[dnsstub.StubInfo] = field(default_factory=list)
     verdicts: List[NameserverVerdict] = field(default_factory=list)
     note: str = ""
+    error: str = ""  # resolv.conf unreadable: nothing was probed
 
     def evidence_for(self, address: str, upstream_of: Optional[str] = None) -> Dict[str, Any]:
         """The evidence of one dns:nameserver:ADDR check."""
@@ -413,23 +415,27 @@ def check_nameservers(resolv_conf: str, qname: str, budget: Budget, *,
     """Probe every nameserver of resolv_conf (and, when they are all loopback stubs, the stubs'
     upstreams) concurrently within the budget, and judge them."""
     total = budget.left()
-    conf = read_resolv_conf(resolv_conf)
+    try:
+        conf = read_resolv_conf(resolv_conf)
+    except OSError as exc:
+        return NameserverReport(conf=ResolvConf(resolv_conf), qname=qname,
+                                error=f"cannot read {resolv_conf}: {exc.strerror or exc}")
     report = NameserverReport(conf=conf, qname=qname)
+    if not conf.nameservers:
+        # glibc res_init.c: no nameserver line means the local host, 127.0.0.1.
+        conf = dataclasses.replace(conf, nameservers=("127.0.0.1",))
+        report.conf = conf
+        report.note = f"{resolv_conf} has no nameserver line, so glibc asks 127.0.0.1"
     targets: List[Tuple[str, int, Optional[str]]] = [(a, 53, None) for a in conf.nameservers]
     if conf.nameservers and all(dnsstub.is_loopback(a) for a in conf.used):
         for address in conf.used:
             stub = dnsstub.discover_stub(address, resolved_file=resolved_file, qname=qname)
             report.stubs.append(stub)
             targets += [(u.address, u.port, address) for u in stub.upstreams]
-        found = [u.label() for s in report.stubs for u in s.upstreams]
-        report.note = ("resolv.conf points only at a local stub (" + ", ".join(
-            f"{s.address}: {s.kind}" for s in report.stubs) + "); kubelet and CoreDNS cannot use a loopback "
-            "stub, so its upstreams " + (f"({', '.join(found)}) were read from "
-                                         f"{', '.join(src for s in report.stubs for src in s.sources)} and tested too"
-                                         if found else "could not be found"))
+        report.note = _join(report.note, stub_note(report.stubs))
     elif dnsstub.nscd_running():
-        report.note = ("nscd caches this host's glibc lookups in front of these nameservers; kubelet and "
-                       "CoreDNS do not use it")
+        report.note = _join(report.note, "nscd caches this host's glibc lookups in front of these nameservers; "
+                                         "kubelet and CoreDNS do not use it")
     calls = [lambda t=t: probe_nameserver(t[0], qname, budget, port=t[1], edns=conf.edns0, use_vc=conf.use_vc,
                                           upstream_of=t[2]) for t in targets]
     for t, outcome in zip(targets, run_parallel(calls, budget)):
@@ -441,3 +447,18 @@ def check_nameservers(resolv_conf: str, qname: str, budget: Budget, *,
                                                  detail=detail, upstream_of=t[2]))
     report.verdicts = judge_nameservers(conf, report.probes, qname, round(total, 1))
     return report
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def stub_note(stubs: Sequence[dnsstub.StubInfo]) -> str:
+    """Pure: what was done about a loopback stub, for the report."""
+    which = ", ".join(f"{s.address}: {s.kind}" for s in stubs)
+    found = [u.label() for s in stubs for u in s.upstreams]
+    sources = ", ".join(src for s in stubs for src in s.sources)
+    done = (f"so its upstreams ({', '.join(found)}) were read from {sources} and tested too" if found
+            else "and its upstreams could not be found: " + "; ".join(s.note for s in stubs if s.note))
+    return (f"resolv.conf points only at a local stub ({which}); kubelet and CoreDNS cannot use a loopback "
+            f"stub, {done}")

@@ -151,3 +151,12 @@ def test_systemd_resolved_stub_upstreams(dns_lab):
     v = _by(report)
     assert v[("127.0.0.53", None)].status == "pass"
     assert v[(GOOD1, "127.0.0.53")].status == "pass" and v[(DROPPED, "127.0.0.53")].status == "warn"
+
+
+def test_no_nameserver_line_means_localhost_and_a_missing_file_is_an_error(dns_lab):
+    empty = dns_lab.resolv_conf("empty", [], options="")
+    report, _ = _check(dns_lab, empty, "www.plan.test")
+    assert report.conf.nameservers == ("127.0.0.1",) and "no nameserver line" in report.note
+    assert _by(report)[("127.0.0.1", None)].status == "pass"  # the node's dnsmasq stub answers there
+    missing, _ = _check(dns_lab, empty + ".missing", "www.plan.test")
+    assert missing.error.startswith("cannot read") and missing.probes == [] and missing.verdicts == []

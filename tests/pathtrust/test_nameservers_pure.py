@@ -158,3 +158,14 @@ def test_systemd_resolved_stub_reads_its_upstream_file():
     missing = dnsstub.discover_stub("127.0.0.53", read=lambda p: None)
     assert missing.upstreams == [] and "missing" in missing.note
 
+
+
+def test_stub_note_says_what_was_done():
+    found = dnsstub.StubInfo("127.0.0.53", "systemd-resolved", [dnsstub.Upstream("192.0.2.53")],
+                             ["/run/systemd/resolve/resolv.conf"])
+    assert N.stub_note([found]) == (
+        "resolv.conf points only at a local stub (127.0.0.53: systemd-resolved); kubelet and CoreDNS cannot use "
+        "a loopback stub, so its upstreams (192.0.2.53) were read from /run/systemd/resolve/resolv.conf and "
+        "tested too")
+    lost = dnsstub.StubInfo("127.0.0.1", "unknown", note="no process found serving DNS on 127.0.0.1")
+    assert "could not be found: no process found" in N.stub_note([lost])
