@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import ssl
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from edgecheck.host.clock import CLOCK_OFFSET_FAIL_S, CLOCK_OFFSET_WARN_S
 
@@ -181,3 +181,42 @@ def explain_by_clock(kind: str, not_before: Union[str, datetime.datetime, None],
         words = (f"this host's clock is {abs(offset_s):.0f} s {direction}, but even at the correct time "
                  f"({_iso(true_now)}) the certificate is out of its dates ({_iso(nb)} to {_iso(na)})")
     return ClockExplanation(False, status, offset_s, _iso(true_now), words)
+
+
+_REMEDIES = {
+    UNKNOWN_ISSUER: ("The issuer is not in this host's trust store. If a TLS-inspecting proxy or appliance sits "
+                     "on the path, its CA must be added to the system store (update-ca-certificates or "
+                     "update-ca-trust) and to containerd; otherwise this name reaches a server that is not the "
+                     "real endpoint: check DNS and the proxy settings."),
+    SELF_SIGNED: ("A self-signed certificate means this name reaches a server that is not the real endpoint "
+                  "(a captive portal, a wrong mirror, a misrouted address): check DNS (/etc/hosts, the "
+                  "resolver) and the proxy settings."),
+    HOSTNAME_MISMATCH: ("The certificate belongs to other names, so this name reaches another site's server: "
+                        "check DNS (/etc/hosts, the resolver), the address the name resolves to, and any "
+                        "transparent proxy."),
+    EXPIRED: ("The server's certificate is out of its dates. For your own endpoints renew it; for the cloud's "
+              "endpoints this means the name reaches a server that is not the real endpoint (check DNS and "
+              "any inspecting proxy)."),
+    OTHER: "Check the certificate chain the server presents (openssl s_client -connect HOST:PORT -showcerts).",
+}
+_REMEDIES[NOT_YET_VALID] = _REMEDIES[EXPIRED]
+
+
+def describe(host: str, port: int, vk: VerifyKind, cert: Optional[Dict[str, Any]] = None,
+             clock: Optional[ClockExplanation] = None) -> Tuple[str, str]:
+    """Pure: (message, remediation) for tls-verify-failed, the kind in words. cert is
+    x509.describe_certificate() of the peer certificate (fetched unverified), when known."""
+    who = ""
+    if cert:
+        who = (f" (subject \"{cert.get('subject')}\", issuer \"{cert.get('issuer')}\", valid "
+               f"{cert.get('not_before')} to {cert.get('not_after')})")
+    msg = f"TLS to {host}:{port} connects but the certificate fails verification: {vk.words}{who}."
+    rem = _REMEDIES[vk.kind]
+    if clock is not None and vk.kind in (EXPIRED, NOT_YET_VALID):
+        if clock.explained:
+            msg += f" The cause is this host's clock: {clock.words}."
+            rem = ("Fix this host's clock first (see the clock check: chrony or systemd-timesyncd must "
+                   "synchronise it); the certificate is valid at the correct time.")
+        elif clock.explained is False:
+            msg += f" Not the clock: {clock.words}."
+    return msg, rem

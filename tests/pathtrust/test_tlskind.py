@@ -148,3 +148,19 @@ def test_clock_explanation_with_the_real_not_yet_valid_certificate(tls_lab):
     assert behind.explained is True
     right = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, leaf["not_before"], leaf["not_after"], 0.01)
     assert right.explained is False
+
+
+def test_describe_in_words_and_grouped_under_the_clock():
+    cert = {"subject": "CN=future.test", "issuer": "CN=lab-root", "not_before": "2026-06-03T12:00:00Z",
+            "not_after": "2026-07-01T12:00:00Z"}
+    vk = tlskind.VerifyKind(tlskind.NOT_YET_VALID, 9, "certificate is not yet valid", tlskind._WORDS[tlskind.NOT_YET_VALID])
+    clock = tlskind.explain_by_clock(vk.kind, cert["not_before"], cert["not_after"], 3 * 86400.0, NOW)
+    msg, rem = tlskind.describe("future.test", 443, vk, cert, clock)
+    assert "it is not valid yet" in msg and "CN=lab-root" in msg and "The cause is this host's clock" in msg
+    assert rem.startswith("Fix this host's clock")
+    good_clock = tlskind.explain_by_clock(vk.kind, cert["not_before"], cert["not_after"], 0.0, NOW)
+    msg, rem = tlskind.describe("future.test", 443, vk, cert, good_clock)
+    assert "Not the clock" in msg and "renew" in rem
+    for kind in tlskind.KINDS:
+        m, r = tlskind.describe("h", 443, tlskind.VerifyKind(kind, None, "", tlskind._WORDS[kind]))
+        assert tlskind._WORDS[kind] in m and r
