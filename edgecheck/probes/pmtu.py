@@ -304,7 +304,9 @@ class StallWatch:
     sizes and one at the default size start in the background and run until the budget ends, so
     a stalled probe still ends with its budget (the retry adds no time). A healthy operation
     finishes before the delay and costs nothing; if it finishes later, the retry is aborted.
-    With sock given, the kernel's view of that connection (TCP_INFO) is recorded at the stall.
+    With sock given, the kernel's view of that connection (TCP_INFO) is recorded at the stall;
+    the watch holds a dup of its fd until finish(), so always call finish() right after the
+    operation (the connection only closes once both fds are closed).
     """
 
     def __init__(self, address: str, port: int, host: str, context: Optional[ssl.SSLContext], budget: Budget, *,
@@ -318,6 +320,7 @@ class StallWatch:
         self._result: Optional[MssRetry] = None
         self._thread: Optional[threading.Thread] = None
         self._finished = False
+        self._aborted = False
         # A dup keeps the connection's TCP_INFO readable even after the TLS layer took the fd.
         self._dup = sock.dup() if sock is not None else None
         self._timer = threading.Timer(delay if delay is not None else stall_delay(budget.left()), self._fire)
@@ -336,6 +339,8 @@ class StallWatch:
             original = tcp_progress(self._dup) if self._dup is not None else None
 
             def run() -> None:
+                if self._aborted:  # the operation finished while this thread was starting
+                    return
                 retry = try_sizes(self.address, self.port, self.host, self.context, self.budget,
                                   ladder=self.ladder, http=self.http, registry=self._sockets)
                 retry.stalled_after_ms, retry.original = stalled_ms, original
@@ -356,6 +361,7 @@ class StallWatch:
         if self._dup is not None:
             self._dup.close()
         if not stalled:
+            self._aborted = True
             for s in list(self._sockets):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
