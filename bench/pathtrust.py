@@ -80,7 +80,7 @@ def bench_pmtu(timeout: float, repeat: int) -> None:
             budget = Budget(time.monotonic() + timeout)
             retry = lab.node.run(lambda: pmtu.try_sizes(hole, 443, "big.test", ctx, budget))
             small = [a for a in retry.attempts if a.ok]
-            print(f"    the small-MSS attempts themselves: " + ", ".join(
+            print("    the small-MSS attempts themselves: " + ", ".join(
                 f"MSS {a.mss} done in {a.ms} ms" for a in small) + f"; retry starts after "
                 f"{pmtu.stall_delay(timeout):g} s of stall")
             n = max(20, repeat * 4)

@@ -333,7 +333,7 @@ class StallWatch:
 
     def _fire(self) -> None:
         with self._lock:
-            if self._finished or self._thread is not None or self.budget.expired():
+            if self._finished or self._thread is not None or self.budget.left() <= 0:
                 return
             stalled_ms = elapsed_ms(self.start)
             original = tcp_progress(self._dup) if self._dup is not None else None

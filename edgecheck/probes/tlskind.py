@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime
 import ssl
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
-from edgecheck.host.clock import CLOCK_OFFSET_FAIL_S, CLOCK_OFFSET_WARN_S
+from edgecheck.evidence import Certificate
 
 UNKNOWN_ISSUER = "unknown-issuer"
 SELF_SIGNED = "self-signed"
@@ -148,8 +148,9 @@ def _iso(t: datetime.datetime) -> str:
 def explain_by_clock(kind: str, not_before: Union[str, datetime.datetime, None],
                      not_after: Union[str, datetime.datetime, None], offset_s: Optional[float],
                      local_now: Optional[datetime.datetime] = None, *,
-                     warn_s: float = CLOCK_OFFSET_WARN_S, fail_s: float = CLOCK_OFFSET_FAIL_S) -> ClockExplanation:
-    """offset_s as in edgecheck.host.clock: reference time - local time (positive: behind).
+                     warn_s: float, fail_s: float) -> ClockExplanation:
+    """offset_s as in edgecheck/checks/clock.py: reference time - local time (positive: behind);
+    warn_s/fail_s are the clock check's thresholds (ClockEvidence.warn_s/fail_s).
 
     Only `expired` / `not-yet-valid` can be explained. The certificate dates are those of the
     certificate that failed (the leaf, as far as Python lets us see).
@@ -202,21 +203,27 @@ _REMEDIES = {
 _REMEDIES[NOT_YET_VALID] = _REMEDIES[EXPIRED]
 
 
-def describe(host: str, port: int, vk: VerifyKind, cert: Optional[Dict[str, Any]] = None,
-             clock: Optional[ClockExplanation] = None) -> Tuple[str, str]:
-    """Pure: (message, remediation) for tls-verify-failed, the kind in words. cert is
-    x509.describe_certificate() of the peer certificate (fetched unverified), when known."""
+def words(kind: str) -> str:
+    return _WORDS.get(kind, _WORDS[OTHER])
+
+
+def message(host: str, port: int, kind: str, cert: Optional[Certificate] = None, via: str = "") -> str:
+    """Pure: the tls-verify-failed message of a check, the kind in words. cert is the peer
+    certificate (fetched unverified after the failure), when known."""
     who = ""
-    if cert:
-        who = (f" (subject \"{cert.get('subject')}\", issuer \"{cert.get('issuer')}\", valid "
-               f"{cert.get('not_before')} to {cert.get('not_after')})")
-    msg = f"TLS to {host}:{port} connects but the certificate fails verification: {vk.words}{who}."
-    rem = _REMEDIES[vk.kind]
-    if clock is not None and vk.kind in (EXPIRED, NOT_YET_VALID):
+    if cert is not None:
+        who = (f" (subject \"{cert.subject}\", issuer \"{cert.issuer}\", valid "
+               f"{cert.not_before} to {cert.not_after})")
+    return f"TLS to {host}:{port}{via} connects but the certificate fails verification: {words(kind)}{who}."
+
+
+def remedy(kind: str, clock: Optional[ClockExplanation] = None) -> str:
+    """Pure: what to do for a certificate of this kind; a date failure the clock explains is the
+    clock's to fix."""
+    if clock is not None and kind in (EXPIRED, NOT_YET_VALID):
         if clock.explained:
-            msg += f" The cause is this host's clock: {clock.words}."
-            rem = ("Fix this host's clock first (see the clock check: chrony or systemd-timesyncd must "
-                   "synchronise it); the certificate is valid at the correct time.")
-        elif clock.explained is False:
-            msg += f" Not the clock: {clock.words}."
-    return msg, rem
+            return (f"The cause is this host's clock: {clock.words}. Fix the clock first (see the clock check: "
+                    f"chrony or systemd-timesyncd must synchronise it); the certificate is valid at the correct time.")
+        if clock.explained is False:
+            return f"Not the clock: {clock.words}. " + _REMEDIES[kind]
+    return _REMEDIES.get(kind, _REMEDIES[OTHER])

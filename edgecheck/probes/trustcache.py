@@ -14,7 +14,8 @@ import threading
 from typing import Dict, Optional, Tuple
 
 from edgecheck.probes.interception import PublicRoots, public_roots
-from edgecheck.probes.tls import TrustSource
+from edgecheck.evidence import TrustSource
+from edgecheck.probes.tls import context_for
 
 
 class ContextCache:
@@ -27,7 +28,7 @@ class ContextCache:
         with self._lock:
             ctx = self._contexts.get(key)
             if ctx is None:
-                ctx = self._contexts[key] = trust.context()
+                ctx = self._contexts[key] = context_for(trust)
             return ctx
 
     def public(self) -> Optional[PublicRoots]:

@@ -47,9 +47,10 @@ def test_corporate_ca_verifies_on_the_system_store_but_not_on_certifi(tls_lab, p
     assert verdict.intercepted is True and verdict.method == "chain"
     assert "Corp TLS Inspection Issuing CA" in verdict.issuer
     assert "corp-inspection-root" in verdict.anchor
-    msg, rem = interception.describe(verdict, "registry.test", 443)
-    assert "re-signed by" in msg and "Corp TLS Inspection Issuing CA" in msg
-    assert "containerd" in rem and "kubelet" in rem
+    msg = interception.message(verdict, "registry.test", 443)
+    assert "re-signed by" in msg and "Corp TLS Inspection Issuing CA" in msg and "containerd" in msg
+    rem = interception.remedy([verdict.anchor])
+    assert "containerd" in rem and "kubelet" in rem and "corp-inspection-root" in rem
 
 
 def test_a_public_chain_is_not_interception_even_with_a_reissued_root(tls_lab, pki, stores):

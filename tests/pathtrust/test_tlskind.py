@@ -9,10 +9,14 @@ import ssl
 
 import pytest
 
+from edgecheck.evidence import Certificate, TrustSource
 from edgecheck.probes import tlskind
 from edgecheck.probes.budget import Budget
-from edgecheck.probes.tls import TrustSource, handshake
+from edgecheck.probes.ntp import CLOCK_OFFSET_FAIL_S, CLOCK_OFFSET_WARN_S
+from edgecheck.probes.tls import handshake
 from edgecheck.probes.x509 import describe_certificate
+
+LIMITS = {"warn_s": CLOCK_OFFSET_WARN_S, "fail_s": CLOCK_OFFSET_FAIL_S}
 
 CASES = {
     "good": ("good.test", None),
@@ -34,7 +38,7 @@ def _connect_and_verify(address: str, host: str, cafile: str):
             return exc
 
 
-def _fetch_leaf(address: str, host: str) -> dict:
+def _fetch_leaf(address: str, host: str) -> Certificate:
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with socket.create_connection((address, 443), timeout=3) as sock:
@@ -106,7 +110,7 @@ NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 def test_not_yet_valid_on_a_clock_that_is_behind_is_the_clocks_fault():
     # cert valid from NOW+2d; this host is 3 days behind (offset +3d): at true time it is valid.
     e = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, "2026-06-03T12:00:00Z", "2026-07-01T12:00:00Z",
-                                 3 * 86400.0, NOW)
+                                 3 * 86400.0, NOW, **LIMITS)
     assert e.explained is True and e.clock_status == "fail"
     assert "behind" in e.words and "fix the clock" in e.words
     assert e.true_time == "2026-06-04T12:00:00Z"
@@ -114,53 +118,52 @@ def test_not_yet_valid_on_a_clock_that_is_behind_is_the_clocks_fault():
 
 def test_expired_on_a_clock_that_is_ahead_is_the_clocks_fault():
     e = tlskind.explain_by_clock(tlskind.EXPIRED, "2026-05-01T00:00:00Z", "2026-05-31T00:00:00Z",
-                                 -2 * 86400.0, NOW)
+                                 -2 * 86400.0, NOW, **LIMITS)
     assert e.explained is True and "ahead" in e.words
 
 
 def test_expired_with_a_good_clock_is_the_servers_certificate():
-    e = tlskind.explain_by_clock(tlskind.EXPIRED, "2026-05-01T00:00:00Z", "2026-05-31T00:00:00Z", 0.02, NOW)
+    e = tlskind.explain_by_clock(tlskind.EXPIRED, "2026-05-01T00:00:00Z", "2026-05-31T00:00:00Z", 0.02, NOW, **LIMITS)
     assert e.explained is False and e.clock_status == "ok" and "clock is right" in e.words
 
 
 def test_clock_off_but_certificate_bad_anyway():
-    e = tlskind.explain_by_clock(tlskind.EXPIRED, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", 120.0, NOW)
+    e = tlskind.explain_by_clock(tlskind.EXPIRED, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", 120.0, NOW, **LIMITS)
     assert e.explained is False and e.clock_status == "fail" and "even at the correct time" in e.words
 
 
 def test_thresholds_and_unknowns():
     # 0.3 s off is within the warn threshold: never blamed on the clock.
     e = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, "2026-06-01T12:00:00Z", "2026-07-01T00:00:00Z", 0.3,
-                                 NOW - datetime.timedelta(seconds=0.2))
+                                 NOW - datetime.timedelta(seconds=0.2), **LIMITS)
     assert e.explained is False and e.clock_status == "ok"
-    e = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, "2026-06-01T12:00:01Z", "2026-07-01T00:00:00Z", 5.0, NOW)
+    e = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, "2026-06-01T12:00:01Z", "2026-07-01T00:00:00Z", 5.0, NOW, **LIMITS)
     assert e.explained is True and e.clock_status == "warn"
-    assert tlskind.explain_by_clock(tlskind.EXPIRED, None, None, 5.0, NOW).explained is None
-    assert tlskind.explain_by_clock(tlskind.EXPIRED, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", None, NOW).explained is None
-    assert tlskind.explain_by_clock(tlskind.HOSTNAME_MISMATCH, None, None, 500.0, NOW).explained is False
+    assert tlskind.explain_by_clock(tlskind.EXPIRED, None, None, 5.0, NOW, **LIMITS).explained is None
+    assert tlskind.explain_by_clock(tlskind.EXPIRED, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", None, NOW, **LIMITS).explained is None
+    assert tlskind.explain_by_clock(tlskind.HOSTNAME_MISMATCH, None, None, 500.0, NOW, **LIMITS).explained is False
     assert tlskind.parse_time("Jun  1 12:00:00 2026 GMT") == NOW
 
 
 def test_clock_explanation_with_the_real_not_yet_valid_certificate(tls_lab):
     leaf = tls_lab["node"].run(_fetch_leaf, tls_lab["addresses"]["future"], "future.test")
     # The lab certificate starts in two days: a host three days behind would see it valid.
-    behind = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, leaf["not_before"], leaf["not_after"], 3 * 86400.0)
+    behind = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, leaf.not_before, leaf.not_after, 3 * 86400.0, **LIMITS)
     assert behind.explained is True
-    right = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, leaf["not_before"], leaf["not_after"], 0.01)
+    right = tlskind.explain_by_clock(tlskind.NOT_YET_VALID, leaf.not_before, leaf.not_after, 0.01, **LIMITS)
     assert right.explained is False
 
 
-def test_describe_in_words_and_grouped_under_the_clock():
-    cert = {"subject": "CN=future.test", "issuer": "CN=lab-root", "not_before": "2026-06-03T12:00:00Z",
-            "not_after": "2026-07-01T12:00:00Z"}
-    vk = tlskind.VerifyKind(tlskind.NOT_YET_VALID, 9, "certificate is not yet valid", tlskind._WORDS[tlskind.NOT_YET_VALID])
-    clock = tlskind.explain_by_clock(vk.kind, cert["not_before"], cert["not_after"], 3 * 86400.0, NOW)
-    msg, rem = tlskind.describe("future.test", 443, vk, cert, clock)
-    assert "it is not valid yet" in msg and "CN=lab-root" in msg and "The cause is this host's clock" in msg
-    assert rem.startswith("Fix this host's clock")
-    good_clock = tlskind.explain_by_clock(vk.kind, cert["not_before"], cert["not_after"], 0.0, NOW)
-    msg, rem = tlskind.describe("future.test", 443, vk, cert, good_clock)
-    assert "Not the clock" in msg and "renew" in rem
-    for kind in tlskind.KINDS:
-        m, r = tlskind.describe("h", 443, tlskind.VerifyKind(kind, None, "", tlskind._WORDS[kind]))
-        assert tlskind._WORDS[kind] in m and r
+def test_message_in_words_and_remedy_under_the_clock():
+    cert = Certificate("CN=future.test", "CN=lab-root", "2026-06-03T12:00:00Z", "2026-07-01T12:00:00Z")
+    kind = tlskind.NOT_YET_VALID
+    clock = tlskind.explain_by_clock(kind, cert.not_before, cert.not_after, 3 * 86400.0, NOW, **LIMITS)
+    msg = tlskind.message("future.test", 443, kind, cert)
+    assert "it is not valid yet" in msg and "CN=lab-root" in msg
+    rem = tlskind.remedy(kind, clock)
+    assert rem.startswith("The cause is this host's clock") and "Fix the clock first" in rem
+    good_clock = tlskind.explain_by_clock(kind, cert.not_before, cert.not_after, 0.0, NOW, **LIMITS)
+    rem = tlskind.remedy(kind, good_clock)
+    assert rem.startswith("Not the clock") and "renew" in rem
+    for k in tlskind.KINDS:
+        assert tlskind.words(k) in tlskind.message("h", 443, k) and tlskind.remedy(k)

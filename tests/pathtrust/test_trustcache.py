@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecheck.probes.tls import TrustSource
+from edgecheck.evidence import TrustSource
 from edgecheck.probes.trustcache import ContextCache
 
 
