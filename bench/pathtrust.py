@@ -1,185 +1,200 @@
-"""What the path-MTU retry and the nameserver checks cost, measured in test namespaces.
+"""What the path-MTU retry and the nameserver checks add to a run, measured in test namespaces.
 
-    sudo python3 -m bench.pathtrust [--timeout 3] [--repeat 5]
+    sudo python3 -m bench.pathtrust [--timeout 3] [--repeat 15]
 
-1. MSS retry (tests/pathtrust/topology.py: node -- cpe ==1280== isp -- server, a long chain):
-   a. black-holed handshake, without and with StallWatch: the extra wall time of a stalled probe;
-   b. healthy handshake, without and with StallWatch: the cost per healthy probe.
-2. Nameserver checks (tests/pathtrust/conftest.DnsLab, real dnsmasq):
-   a. check_nameservers alone: healthy resolv.conf, dead-first, black-holed;
-   b. the catalog's own plan (join, k8s 1.24, API server, Raven, tunnel) through the current engine,
-      alone and with check_nameservers running next to it: what it adds to a healthy-DNS run and
-      to a run whose DNS is black-holed.
-No packet leaves the namespaces; every name is answered (or dropped) by the lab's own servers.
+The path of tests/pathtrust/topology.py (node -- cpe ==1280== isp -- server, the isp's ICMP
+"fragmentation needed" toward the black-holed address dropped), real TLS servers, a DNS server on
+the server side and one whose UDP 53 is dropped. Runs go through the engine and the diagnosis as
+`edgecheck run` does (runner's own pieces), in the node namespace, interleaved A/B:
+1. MSS retry: the same plan with the stall watch armed (as shipped) and disarmed:
+   a. healthy: an HTTPS endpoint with a small handshake on the healthy path;
+   b. black-holed: HTTPS with a long chain (stalls in the handshake) and HTTP with a large response.
+2. Nameserver checks: the healthy plan with and without its dns:nameserver checks,
+   a. resolv.conf with one working nameserver; b. a dead first nameserver, a working second.
+The real CLI's whole-process time is in bench/healthy.py. No packet leaves the namespaces.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
-import ssl
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from typing import Callable, List
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edgecheck.probes import nameservers, pmtu  # noqa: E402
-from edgecheck.probes.budget import Budget  # noqa: E402
+from edgecheck.catalog import load_catalog  # noqa: E402
+from edgecheck.checks import pathmtu  # noqa: E402
+from edgecheck.diagnosis import diagnose  # noqa: E402
+from edgecheck.engine import hard_deadline, run_checks  # noqa: E402
+from edgecheck.model import CheckResult, Kind, Report, Target  # noqa: E402
+from edgecheck.plan import Nameserver, Selection, build_plan  # noqa: E402
+from edgecheck.runcontext import RunContext  # noqa: E402
+
+DNS, DEAD_DNS = "10.81.0.53", "10.81.0.54"
+TARGETS = """
+[[endpoint]]
+id = "healthy"
+name = "small handshake, healthy path"
+host = "good.test"
+ports = [9443]
+probe = "https"
+
+[[endpoint]]
+id = "hole-tls"
+name = "long chain behind the black hole"
+host = "big.test"
+ports = [443]
+
+[[endpoint]]
+id = "hole-http"
+name = "large response behind the black hole"
+host = "big.test"
+ports = [80]
+"""
 
 
-def _median_ms(values: List[float]) -> str:
+def _ms(values: Sequence[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f} ms"
 
 
-def _handshake(address: str, context: ssl.SSLContext, timeout: float, watch: bool) -> float:
-    start = time.monotonic()
-    budget = Budget(start + timeout)
-    sock = socket.create_connection((address, 443), timeout=timeout)
-    w = pmtu.StallWatch(address, 443, "big.test", context, budget, sock=sock) if watch else None
-    stalled = False
+class _Disarmed:
+    def finish(self, stalled: bool, grace: float = 0.5) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _retry(armed: bool) -> Iterator[None]:
+    original = pathmtu.watch
+    if not armed:
+        pathmtu.watch = lambda *a, **k: _Disarmed()  # type: ignore[assignment,return-value]
     try:
-        sock.settimeout(budget.left())
-        with context.wrap_socket(sock, server_hostname="big.test"):
-            pass
-    except (socket.timeout, TimeoutError):
-        stalled = True
-    if w is not None:
-        w.finish(stalled)
-    return time.monotonic() - start
+        yield
+    finally:
+        pathmtu.watch = original  # type: ignore[assignment]
 
 
-def bench_pmtu(timeout: float, repeat: int) -> None:
-    from tests.pathtrust.conftest import serve_chain
+def _plan(targets_file: str, entries: Sequence[str], nameservers: Sequence[str]) -> List[Target]:
+    sel = Selection(region="cn-hangzhou", nameservers=tuple(Nameserver(a, 53, None, "bench") for a in nameservers))
+    plan = build_plan(load_catalog([targets_file]), sel)
+    return [t for t in plan.targets if t.entry in entries or t.kind is Kind.DNS]
+
+
+def _run(lab: Any, targets: List[Target], conf: str, timeout: float, ca: str) -> Tuple[float, List[CheckResult]]:
+    def body() -> Tuple[float, List[CheckResult]]:
+        start = time.monotonic()
+        ctx = RunContext(timeout=timeout, deadline=start + hard_deadline(targets, timeout), resolv_conf=conf,
+                         ca_bundle=ca, targets=tuple(targets))
+        results = run_checks(targets, ctx)
+        diagnose(Report("2026-01-01T00:00:00Z", "bench", {}, {"mode": "public", "phase": "join"}, results))
+        return time.monotonic() - start, results
+    return lab.node.run(body)
+
+
+def _flush(lab: Any) -> None:
+    for ns in (lab.server, lab.node):
+        ns.exec("ip", "route", "flush", "cache")
+
+
+def bench_retry(lab: Any, files: Dict[str, str], timeout: float, repeat: int) -> None:
+    healthy = _plan(files["targets"], ["healthy"], [DNS])
+    holed = _plan(files["targets"], ["hole-tls", "hole-http"], [DNS])
+    for label, targets, n in (("healthy", healthy, repeat * 2), ("black-holed", holed, max(3, repeat // 3))):
+        walls: Dict[bool, List[float]] = {True: [], False: []}
+        per_check: Dict[bool, List[float]] = {True: [], False: []}
+        outcome: Dict[bool, str] = {}
+        _run(lab, targets, files["healthy-conf"], timeout, files["ca"])  # warm: imports, contexts
+        for _ in range(n):
+            for armed in (False, True):
+                _flush(lab)
+                with _retry(armed):
+                    wall, results = _run(lab, targets, files["healthy-conf"], timeout, files["ca"])
+                walls[armed].append(wall)
+                web = [r for r in results if r.kind is Kind.ENDPOINT]
+                per_check[armed] += [r.duration_ms / 1000 for r in web]
+                outcome[armed] = ", ".join(sorted({f"{r.status.value}/{r.reason.value}" for r in web}))
+        extra = [a - b for a, b in zip(walls[True], walls[False])]
+        print(f"1. MSS retry, {label} run ({len(targets)} checks, --timeout {timeout:g}, x{n} interleaved): "
+              f"without {_ms(walls[False])} [{outcome[False]}], with {_ms(walls[True])} [{outcome[True]}]; "
+              f"added {_ms(extra)} per run; endpoint check median {_ms(per_check[False])} -> {_ms(per_check[True])}")
+
+
+def bench_nameservers(lab: Any, files: Dict[str, str], timeout: float, repeat: int) -> None:
+    for label, conf, servers in (("one working nameserver", files["healthy-conf"], [DNS]),
+                                 ("dead first, working second", files["dead-conf"], [DEAD_DNS, DNS])):
+        without = _plan(files["targets"], ["healthy"], [])
+        with_ns = _plan(files["targets"], ["healthy"], servers)
+        _run(lab, with_ns, conf, timeout, files["ca"])
+        walls: Dict[bool, List[float]] = {True: [], False: []}
+        ns_ms: List[float] = []
+        for _ in range(repeat):
+            for on, targets in ((False, without), (True, with_ns)):
+                wall, results = _run(lab, targets, conf, timeout, files["ca"])
+                walls[on].append(wall)
+                if on:
+                    ns_ms += [r.duration_ms / 1000 for r in results if r.kind is Kind.DNS]
+        extra = [a - b for a, b in zip(walls[True], walls[False])]
+        print(f"2. nameserver checks, {label} (resolv.conf timeout:1, x{repeat} interleaved): run without "
+              f"{_ms(walls[False])}, with {_ms(walls[True])} (added {_ms(extra)}); the dns:nameserver checks "
+              f"themselves {_ms(ns_ms)}")
+
+
+@contextlib.contextmanager
+def _lab(d: str) -> Iterator[Tuple[Any, Dict[str, str]]]:
+    from tests.pathtrust.conftest import BigResponseServer, serve_chain
     from tests.pathtrust.pki import Pki
     from tests.pathtrust.topology import PathLab
+    from tests.probes.servers import DnsServer, HttpsServer
 
-    with tempfile.TemporaryDirectory(prefix="ecp-bench-") as d:
-        p = Pki(d)
-        root = p.root("bench-root", rsa=True)
-        leaf, *rest = p.chain(root, 4, "big", ["big.test"])
-        lab = PathLab()
-        try:
-            hole, _ = lab.add_endpoint(10)
-            ok, _ = lab.add_endpoint(11)
-            lab.black_hole(hole)
-            servers = [serve_chain(lab.server, a, 443, leaf, rest, d) for a in (hole, ok)]
-            ctx = ssl.create_default_context(cafile=root.cert)
-            run = lambda a, w: lab.node.run(_handshake, a, ctx, timeout, w)  # noqa: E731
-            plain, watched = [], []
-            for _ in range(repeat):
-                plain.append(run(hole, False))
-                watched.append(run(hole, True))
-            print(f"1a. black-holed handshake, --timeout {timeout:g}: without retry {_median_ms(plain)}, "
-                  f"with retry {_median_ms(watched)} (extra {_median_ms([w - p for w, p in zip(watched, plain)])}, "
-                  f"max with retry {max(watched) * 1000:.0f} ms)")
-            budget = Budget(time.monotonic() + timeout)
-            retry = lab.node.run(lambda: pmtu.try_sizes(hole, 443, "big.test", ctx, budget))
-            small = [a for a in retry.attempts if a.ok]
-            print("    the small-MSS attempts themselves: " + ", ".join(
-                f"MSS {a.mss} done in {a.ms} ms" for a in small) + f"; retry starts after "
-                f"{pmtu.stall_delay(timeout):g} s of stall")
-            n = max(20, repeat * 4)
-            run(ok, False), run(ok, True)  # warm
-            healthy_plain, healthy_watch = [], []
-            for _ in range(n):
-                healthy_plain.append(run(ok, False))
-                healthy_watch.append(run(ok, True))
-            print(f"1b. healthy handshake x{n}: without watch {_median_ms(healthy_plain)}, with watch "
-                  f"{_median_ms(healthy_watch)} (per probe: one Timer thread, one dup'd fd; no packet)")
-            for s in servers:
-                s.close()
-        finally:
-            lab.close()
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.monotonic()
-    fn()
-    return time.monotonic() - start
-
-
-def bench_nameservers(timeout: float, repeat: int) -> None:
-    from tests.pathtrust.conftest import DROPPED, GOOD1, GOOD2, DnsLab
-
-    with tempfile.TemporaryDirectory(prefix="ecp-bench-dns-") as d:
-        lab = DnsLab(d)
-        try:
-            def check(conf: str) -> float:
-                return lab.node.run(lambda: _timed(lambda: nameservers.check_nameservers(
-                    conf, "www.plan.test", Budget(time.monotonic() + timeout))))
-
-            healthy = lab.resolv_conf("healthy", [GOOD1, GOOD2])
-            dead_first = lab.resolv_conf("deadfirst", [DROPPED, GOOD1])
-            holed = lab.resolv_conf("holed", [DROPPED])
-            n = max(20, repeat * 4)
-            print(f"2a. check_nameservers alone: healthy (2 servers) {_median_ms([check(healthy) for _ in range(n)])}"
-                  f" (x{n}); dead first + good second {_median_ms([check(dead_first) for _ in range(repeat)])}; "
-                  f"black-holed {_median_ms([check(holed) for _ in range(repeat)])} (--timeout {timeout:g})")
-            try:
-                bench_run(lab, timeout, repeat, {"healthy DNS": healthy, "black-holed DNS": holed})
-            except ImportError as exc:
-                print(f"2b. skipped: the engine API changed ({exc})")
-        finally:
-            lab.close()
-
-
-def bench_run(lab, timeout: float, repeat: int, confs) -> None:
-    from bench.blackhole import _plan
-    from edgecheck.cli import hard_deadline
-    from edgecheck.engine import run_checks
-    from edgecheck.model import RunContext
-
-    targets = _plan("cn-hangzhou")
-    qname = next(t.host for t in targets if t.host and not t.host[0].isdigit())
-
-    inside: List[float] = []
-
-    def one(conf: str, with_ns: bool) -> float:
-        def body() -> float:
-            start = time.monotonic()
-            ctx = RunContext(timeout=timeout, deadline=start + hard_deadline(timeout), resolv_conf=conf,
-                             targets=tuple(targets))
-            box: dict = {}
-            t = None
-            if with_ns:
-                t = threading.Thread(target=lambda: box.setdefault("ns", _timed(lambda: nameservers.check_nameservers(
-                    conf, qname, Budget(min(start + timeout, ctx.deadline))))))
-                t.start()
-            run_checks(targets, ctx)
-            if t is not None:
-                t.join()
-                inside.append(box["ns"])
-            return time.monotonic() - start
-        return lab.node.run(body)
-
-    for label, conf in confs.items():
-        one(conf, True)  # warm: imports, first-time thread pools
-        alone, both = [], []
-        inside.clear()
-        for _ in range(repeat):  # interleaved, so drift hits both sides alike
-            alone.append(one(conf, False))
-            both.append(one(conf, True))
-        print(f"2b. plan run ({len(targets)} checks), {label}: alone {_median_ms(alone)}, with nameserver checks "
-              f"{_median_ms(both)} (added {_median_ms([b - a for a, b in zip(alone, both)])}; the nameserver "
-              f"checks themselves took {_median_ms(inside)} alongside the run; spread of the runs alone "
-              f"{(max(alone) - min(alone)) * 1000:.0f} ms)")
+    pki = Pki(d)
+    root = pki.root("lab-root", rsa=True)
+    leaf, *chain = pki.chain(root, 4, "big", ["big.test"], rsa=True)
+    good = pki.issue(root, "good", sans=["good.test"])
+    lab = PathLab()
+    servers: List[Any] = []
+    try:
+        hole4, _ = lab.add_endpoint(10)
+        ok4, _ = lab.add_endpoint(11)
+        lab.black_hole(hole4)
+        servers.append(serve_chain(lab.server, hole4, 443, leaf, chain, d))
+        servers.append(lab.server.run(BigResponseServer, hole4, 80))
+        servers.append(lab.server.run(HttpsServer, ok4, 9443, good.cert, good.key))
+        for address in (DNS, DEAD_DNS):
+            lab.server.add_address(f"{address}/32")
+        lab.server.iptables("-A", "INPUT", "-d", DEAD_DNS, "-p", "udp", "--dport", "53", "-j", "DROP")
+        dns = lab.server.run(DnsServer, DNS, 53)
+        dns.zone.update({"big.test": {"A": [hole4]}, "good.test": {"A": [ok4]}, "*": "NXDOMAIN"})
+        servers.append(dns)
+        files = {"targets": os.path.join(d, "targets.toml"), "ca": root.cert,
+                 "healthy-conf": os.path.join(d, "resolv-healthy.conf"), "dead-conf": os.path.join(d, "resolv-dead.conf")}
+        with open(files["targets"], "w") as fh:
+            fh.write(TARGETS)
+        with open(files["healthy-conf"], "w") as fh:
+            fh.write(f"nameserver {DNS}\noptions timeout:1 attempts:1\n")
+        with open(files["dead-conf"], "w") as fh:
+            fh.write(f"nameserver {DEAD_DNS}\nnameserver {DNS}\noptions timeout:1 attempts:1\n")
+        yield lab, files
+    finally:
+        for s in servers:
+            s.close()
+        lab.close()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=3.0)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
-    bench_pmtu(args.timeout, args.repeat)
-    bench_nameservers(args.timeout, args.repeat)
+    with tempfile.TemporaryDirectory(prefix="ecp-bench-") as d, _lab(d) as (lab, files):
+        bench_retry(lab, files, args.timeout, args.repeat)
+        bench_nameservers(lab, files, args.timeout, args.repeat)
     return 0
 
 

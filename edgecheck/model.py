@@ -48,6 +48,8 @@ class Reason(str, enum.Enum):
     INTERNAL_ERROR = "internal-error"
     LOOPBACK_ONLY = "loopback-only"  # inbound: listening, but only on 127.0.0.1/::1 (unreachable from the cloud)
     COMPONENT_UNHEALTHY = "component-unhealthy"  # a local component (YurtHub) is down or says it does not work
+    PATH_MTU = "path-mtu"  # SPEC 7.1: TCP connects, large packets are lost (a smaller MSS works)
+    TLS_INTERCEPTED = "tls-intercepted"  # the chain verifies on the system store only: re-signed on the way
 
     def __str__(self) -> str:
         return self.value
@@ -61,6 +63,7 @@ class Kind(str, enum.Enum):
     TOOL = "tool"  # an executable the installer needs
     CLOCK = "clock"  # the local clock
     COMPONENT = "component"  # a node component found running here (YurtHub)
+    DNS = "dns"  # a nameserver of this host's resolver configuration (SPEC 7.2)
 
     def __str__(self) -> str:
         return self.value
@@ -156,6 +159,7 @@ class Target:
     tool: Optional[ToolSpec] = None  # tool only
     skip: Optional[Skip] = None  # decided at plan time: no packet is sent
     notes: Tuple[str, ...] = ()  # special cases the documentation states for this endpoint
+    upstream_of: Optional[str] = None  # dns only: the loopback stub in resolv.conf this nameserver serves
 
     def target_fields(self) -> Dict[str, Any]:
         """The JSON `target` object: host, port, protocol where they apply."""
@@ -267,7 +271,7 @@ class Finding:
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
     nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
-             Kind.COMPONENT: "component"}
+             Kind.COMPONENT: "component", Kind.DNS: "nameserver"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

@@ -51,6 +51,7 @@ PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
     ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
     ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),
+    ProbeKind("nameserver", Kind.DNS, "edgecheck.checks.nameserver:check_nameserver", "udp"),
 )
 
 BY_NAME: Dict[str, ProbeKind] = {p.name: p for p in PROBES}

@@ -16,10 +16,17 @@ from typing import TYPE_CHECKING, Callable, Dict, Generic, Mapping, Optional, Se
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 
 if TYPE_CHECKING:
+    import ssl
+
+    from edgecheck.evidence import TrustSource
     from edgecheck.host.distro import OsRelease
     from edgecheck.host.sockets import SocketTable
     from edgecheck.host.tools import InstallPlan
+    from edgecheck.probes.budget import Budget
+    from edgecheck.probes.interception import PublicRoots
+    from edgecheck.probes.nameservers import NameserverReport
     from edgecheck.probes.resolver import SharedResolver
+    from edgecheck.probes.trustcache import ContextCache
 
 T = TypeVar("T")
 
@@ -52,8 +59,17 @@ class RunFacts:
         self._sockets = Lazy(self._read_sockets)
         self._os = Lazy(self._read_os_release)
         self._install = Lazy(self._make_install_plan)
+        self._tls = Lazy(self._make_context_cache)
+        self._nameservers: Optional["NameserverReport"] = None
+        self._nameservers_lock = threading.Lock()
         self._results: Dict[str, Tuple[CheckResult, ...]] = {}
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _make_context_cache() -> "ContextCache":
+        from edgecheck.probes.trustcache import ContextCache
+
+        return ContextCache()
 
     def _make_resolver(self) -> "SharedResolver":
         from edgecheck.probes.resolver import SharedResolver
@@ -91,6 +107,29 @@ class RunFacts:
     def install_plan(self) -> "InstallPlan":
         """One command installing every missing tool of the plan."""
         return self._install.get()
+
+    def tls_context(self, trust: "TrustSource") -> "ssl.SSLContext":
+        """One SSLContext per trust source per run, shared by every handshake (issue 17: loading a
+        CA bundle costs tens of ms; a context is safe to share between threads once built)."""
+        return self._tls.get().get(trust)
+
+    def public_roots(self) -> Optional["PublicRoots"]:
+        """The public roots (certifi) that TLS interception is judged against."""
+        return self._tls.get().public()
+
+    def nameserver_health(self, budget: "Budget") -> "NameserverReport":
+        """Every dns:nameserver target of the plan asked at once, by the first check that needs it
+        (within its budget); the others wait for that report (their verdicts depend on each other)."""
+        with self._nameservers_lock:
+            if self._nameservers is None:
+                from edgecheck.probes.nameservers import NameserverTarget, discover, probe_all
+
+                planned = [NameserverTarget(t.host, int(t.port or 53), t.upstream_of) for t in self._targets
+                           if t.kind is Kind.DNS and t.skip is None and t.host]
+                qname = next((t.host for t in self._targets if t.kind is Kind.ENDPOINT and t.host
+                              and not t.host.replace(".", "").isdigit() and ":" not in t.host), "localhost")
+                self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget)
+            return self._nameservers
 
     def publish(self, probe: str, results: Sequence[CheckResult]) -> None:
         """The engine hands finished results of one probe kind to the kinds that come after it."""

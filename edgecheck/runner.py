@@ -18,14 +18,28 @@ from edgecheck.catalog import load_catalog
 from edgecheck.cluster.inputs import ClusterInputs, resolve_cluster_inputs
 from edgecheck.errors import UsageError
 from edgecheck.model import Mode, Phase, Report
-from edgecheck.plan import Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
+from edgecheck.plan import Nameserver, Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
 from edgecheck.runcontext import RunContext
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+RESOLV_CONF = "/etc/resolv.conf"  # what glibc reads; RunContext.resolv_conf reads the same
 
 
-def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_phase: str = "join") -> Selection:
+def resolver_inputs(resolv_conf: str = RESOLV_CONF) -> Tuple[Tuple[Nameserver, ...], str]:
+    """The nameservers of this host's resolver configuration, and the upstreams behind a local
+    stub (SPEC 7.2), read while planning (files and /proc only: nothing is sent), so the plan and
+    `edgecheck targets` list one dns:nameserver check each. Returns (nameservers, error)."""
+    from edgecheck.probes.nameservers import discover
+
+    setup = discover(resolv_conf)
+    if setup.error:
+        return (), setup.error
+    return tuple(Nameserver(t.address, t.port, t.upstream_of, t.source) for t in setup.targets), ""
+
+
+def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_phase: str = "join",
+                    resolver: Tuple[Tuple[Nameserver, ...], str] = ((), "")) -> Selection:
     region = options.get("region")
     if not region:
         raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
@@ -42,6 +56,8 @@ def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_
         tunnel_server=parse_host(tunnel, "--tunnel-server") if tunnel else None,
         apiserver_hint=cluster.hint,
         components=cluster.components,
+        nameservers=resolver[0],
+        resolver_error=resolver[1],
     )
 
 
@@ -54,7 +70,7 @@ def cluster_inputs(options: Mapping[str, Any], default_phase: str = "join") -> C
 def plan_from_options(options: Mapping[str, Any], default_phase: str = "join") -> Tuple[Plan, ClusterInputs]:
     """The plan for these selection options; raises UsageError before any packet."""
     cluster = cluster_inputs(options, default_phase)
-    selection = build_selection(options, cluster, default_phase)
+    selection = build_selection(options, cluster, default_phase, resolver_inputs())
     return build_plan(load_catalog(options.get("targets_files") or ()), selection), cluster
 
 

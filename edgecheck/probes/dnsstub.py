@@ -27,8 +27,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from edgecheck.host.sockets import parse_proc_net
-
 RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
 RESOLVED_UPSTREAM_FILE = "/run/systemd/resolve/resolv.conf"
 NM_NO_STUB_FILE = "/run/NetworkManager/no-stub-resolv.conf"
@@ -213,6 +211,8 @@ def _list_dir(path: str) -> List[str]:
 def _udp_inodes(address: str, port: int = 53) -> List[int]:
     """Inodes of UDP sockets bound to address:port (or the wildcard) in the caller's namespace.
     /proc/thread-self/net, not /proc/net: a thread that entered another namespace sees its own."""
+    from edgecheck.host.sockets import parse_proc_net  # psutil: only when a stub must be identified
+
     exact, wildcard = [], []
     for name, proto in (("udp", "udp"), ("udp6", "udp")):
         text = _read(f"/proc/thread-self/net/{name}") or _read(f"/proc/net/{name}") or ""

@@ -21,11 +21,12 @@ is retried over TCP.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import dns.exception
 import dns.flags
@@ -38,6 +39,7 @@ import dns.rdatatype
 
 from edgecheck.probes import dnsstub
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.probes.resolver import rcode_meaning
 
 MAXNS = 3  # glibc resolv/bits/types/res_state.h
 RES_TIMEOUT, RES_DFLRETRY = 5, 2  # glibc resolv/resolv.h defaults
@@ -253,49 +255,6 @@ def probe_nameserver(address: str, qname: str, budget: Budget, *, port: int = 53
 
 
 # ------------------------------------------------------------------------------ verdicts
-_RCODE_MEANING = {
-    "SERVFAIL": "the nameserver could not get an answer (its upstream or the domain's own nameservers "
-                "failed or did not answer, or DNSSEC validation failed)",
-    "REFUSED": "the nameserver refuses to answer this host (an access list, or it does not resolve "
-               "names for this client)",
-    "NOTIMP": "the nameserver does not implement this kind of query",
-    "FORMERR": "the nameserver could not parse the query",
-    "NXDOMAIN": "the name does not exist",
-}
-
-
-def rcode_meaning(rcode: str) -> str:
-    return _RCODE_MEANING.get(rcode.upper(), "the nameserver answered with an error code")
-
-
-def dns_error_message(host: str, errors: Mapping[str, str]) -> str:
-    """Pure: the `dns-error` message naming the response code of each nameserver that gave one.
-
-    errors: nameserver -> rcode name ("SERVFAIL") or another failure text. resolver.py's
-    NoNameservers handling can feed it from dnspython's per-server errors (their 4th item is the
-    rcode text for an error answer)."""
-    rcodes = {ns: e.upper() for ns, e in errors.items() if e.upper() in dns.rcode.Rcode.__members__}
-    if rcodes and len(set(rcodes.values())) == 1 and len(rcodes) == len(errors):
-        code = next(iter(rcodes.values()))
-        servers = ", ".join(rcodes)
-        return (f"{host} does not resolve: nameserver{'s' if len(rcodes) > 1 else ''} {servers} answered "
-                f"{code} ({rcode_meaning(code)}).")
-    parts = [f"{ns} answered {e.upper()}" if ns in rcodes else f"{ns}: {e}" for ns, e in errors.items()]
-    return f"{host} does not resolve: " + "; ".join(parts) + "."
-
-
-def rcodes_from_dnspython(exc: BaseException) -> Dict[str, str]:
-    """nameserver -> rcode text (or error text) from a dns.resolver.NoNameservers exception."""
-    out: Dict[str, str] = {}
-    for err in (getattr(exc, "kwargs", {}) or {}).get("errors") or []:
-        server = getattr(err[0], "address", None) or str(err[0]).replace("Do53:", "").rsplit("@", 1)[0]
-        detail = err[3] if len(err) > 3 else err[-1]
-        if isinstance(detail, ConnectionRefusedError):
-            detail = "refused (ICMP port unreachable)"
-        out[server] = str(detail)
-    return out
-
-
 @dataclass(frozen=True)
 class NameserverVerdict:
     address: str
@@ -410,43 +369,85 @@ class NameserverReport:
         return ev
 
 
-def check_nameservers(resolv_conf: str, qname: str, budget: Budget, *,
-                      resolved_file: str = dnsstub.RESOLVED_UPSTREAM_FILE) -> NameserverReport:
-    """Probe every nameserver of resolv_conf (and, when they are all loopback stubs, the stubs'
-    upstreams) concurrently within the budget, and judge them."""
-    total = budget.left()
+@dataclass(frozen=True)
+class NameserverTarget:
+    """One nameserver to probe: from resolv.conf, or an upstream found behind a local stub."""
+
+    address: str
+    port: int = 53
+    upstream_of: Optional[str] = None  # the loopback stub in resolv.conf this one serves behind
+    source: str = ""  # the file it was read from
+
+
+@dataclass
+class ResolverSetup:
+    """What the resolver configuration says, read from files only (no packet): the runner reads
+    it while planning, so the plan lists one dns:nameserver check per nameserver."""
+
+    conf: ResolvConf
+    targets: List[NameserverTarget] = field(default_factory=list)
+    stubs: List[dnsstub.StubInfo] = field(default_factory=list)
+    note: str = ""
+    error: str = ""  # resolv.conf unreadable
+
+
+def discover(resolv_conf: str, *, resolved_file: str = dnsstub.RESOLVED_UPSTREAM_FILE,
+             qname: Optional[str] = None) -> ResolverSetup:
+    """The nameservers of resolv_conf and, when they are all loopback stubs, the stubs' upstreams."""
     try:
         conf = read_resolv_conf(resolv_conf)
     except OSError as exc:
-        return NameserverReport(conf=ResolvConf(resolv_conf), qname=qname,
-                                error=f"cannot read {resolv_conf}: {exc.strerror or exc}")
-    report = NameserverReport(conf=conf, qname=qname)
+        return ResolverSetup(ResolvConf(resolv_conf), error=f"cannot read {resolv_conf}: {exc.strerror or exc}")
+    setup = ResolverSetup(conf)
     if not conf.nameservers:
         # glibc res_init.c: no nameserver line means the local host, 127.0.0.1.
-        conf = dataclasses.replace(conf, nameservers=("127.0.0.1",))
-        report.conf = conf
-        report.note = f"{resolv_conf} has no nameserver line, so glibc asks 127.0.0.1"
-    targets: List[Tuple[str, int, Optional[str]]] = [(a, 53, None) for a in conf.nameservers]
-    if conf.nameservers and all(dnsstub.is_loopback(a) for a in conf.used):
+        setup.conf = conf = dataclasses.replace(conf, nameservers=("127.0.0.1",))
+        setup.note = f"{resolv_conf} has no nameserver line, so glibc asks 127.0.0.1"
+    setup.targets = [NameserverTarget(a, 53, None, resolv_conf) for a in conf.nameservers]
+    if all(dnsstub.is_loopback(a) for a in conf.used):
         for address in conf.used:
             stub = dnsstub.discover_stub(address, resolved_file=resolved_file, qname=qname)
-            report.stubs.append(stub)
-            targets += [(u.address, u.port, address) for u in stub.upstreams]
-        report.note = _join(report.note, stub_note(report.stubs))
+            setup.stubs.append(stub)
+            source = ", ".join(stub.sources)
+            setup.targets += [NameserverTarget(u.address, u.port, address, source) for u in stub.upstreams]
+        setup.note = _join(setup.note, stub_note(setup.stubs))
     elif dnsstub.nscd_running():
-        report.note = _join(report.note, "nscd caches this host's glibc lookups in front of these nameservers; "
-                                         "kubelet and CoreDNS do not use it")
-    calls = [lambda t=t: probe_nameserver(t[0], qname, budget, port=t[1], edns=conf.edns0, use_vc=conf.use_vc,
-                                          upstream_of=t[2]) for t in targets]
+        setup.note = _join(setup.note, "nscd caches this host's glibc lookups in front of these nameservers; "
+                                       "kubelet and CoreDNS do not use it")
+    return setup
+
+
+def probe_all(setup: ResolverSetup, targets: Sequence[NameserverTarget], qname: str,
+              budget: Budget) -> NameserverReport:
+    """Probe these nameservers concurrently within the budget, and judge them together.
+
+    A nameserver gets at most resolv.conf's `timeout:` to answer: glibc gives up on it after that
+    long, so a slower one is as good as dead to the node's components (and a dead one then costs
+    the run no more than it costs every lookup)."""
+    conf = setup.conf
+    budget = Budget(min(budget.end, time.monotonic() + conf.timeout))
+    total = budget.left()
+    report = NameserverReport(conf=conf, qname=qname, stubs=list(setup.stubs), note=setup.note, error=setup.error)
+    calls = [functools.partial(probe_nameserver, t.address, qname, budget, port=t.port, edns=conf.edns0,
+                               use_vc=conf.use_vc, upstream_of=t.upstream_of) for t in targets]
     for t, outcome in zip(targets, run_parallel(calls, budget)):
         if outcome is not None and outcome[0] == "ok":
             report.probes.append(outcome[1])
         else:
             detail = "no answer in time" if outcome is None else f"{type(outcome[1]).__name__}: {outcome[1]}"
-            report.probes.append(NameserverProbe(t[0], t[1], TIMEOUT if outcome is None else ERROR,
-                                                 detail=detail, upstream_of=t[2]))
+            report.probes.append(NameserverProbe(t.address, t.port, TIMEOUT if outcome is None else ERROR,
+                                                 detail=detail, upstream_of=t.upstream_of))
     report.verdicts = judge_nameservers(conf, report.probes, qname, round(total, 1))
     return report
+
+
+def check_nameservers(resolv_conf: str, qname: str, budget: Budget, *,
+                      resolved_file: str = dnsstub.RESOLVED_UPSTREAM_FILE) -> NameserverReport:
+    """Every nameserver of resolv_conf (and, behind loopback stubs, their upstreams), probed and judged."""
+    setup = discover(resolv_conf, resolved_file=resolved_file, qname=qname)
+    if setup.error:
+        return NameserverReport(conf=setup.conf, qname=qname, error=setup.error)
+    return probe_all(setup, setup.targets, qname, budget)
 
 
 def _join(*notes: str) -> str:

@@ -417,26 +417,35 @@ def judge_retry(retry: MssRetry) -> PathMtuVerdict:
                                 "arrive, and no ICMP reports it (a path-MTU black hole)", working, failing)
 
 
-def describe(verdict: PathMtuVerdict, host: str, port: int, stage: str = "tls",
-             interface: Optional[str] = None) -> Tuple[str, str]:
-    """Pure: (message, remediation) for a black hole found at stage "tls" or "http"."""
+def message(verdict: PathMtuVerdict, host: str, port: int, stage: str = "tls") -> str:
+    """Pure: what a black hole found at stage "tls" or "http" looks like, with the sizes."""
     what = "the TLS handshake" if stage == "tls" else "the HTTP response"
     work, fail = verdict.largest_working, verdict.smallest_failing
     sizes = f"packets of up to {work} bytes arrive" if work else "smaller packets arrive"
     if fail:
         sizes += f", packets of {fail} bytes and more are lost"
-    msg = (f"TCP {port} to {host} connects but {what} stalls: {sizes}, and nothing reports it "
-           f"(a path-MTU black hole). A retry with a smaller TCP MSS completes.")
-    clamp = work - 40 if work else SMALL_MSS_V4
+    return (f"TCP {port} to {host} connects but {what} stalls: {sizes}, and nothing reports it "
+            f"(a path-MTU black hole). A retry with a smaller TCP MSS completes.")
+
+
+def remedy(largest_working: Optional[int], interface: Optional[str] = None, host: str = "these endpoints") -> str:
+    """Pure: the three fixes, with the sizes that were measured (IPv4 header sizes)."""
+    clamp = largest_working - 40 if largest_working else SMALL_MSS_V4
+    mtu = largest_working or 1280
     dev = interface or "<interface>"
-    rem = (f"A link on the path to {host} is smaller than this host's MTU and the ICMP 'fragmentation "
-           f"needed' (type 3 code 4; IPv6: packet too big, type 2) that should report it is filtered. "
-           f"Fix one of: clamp the TCP MSS on the router or tunnel that carries this traffic "
-           f"(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu, "
-           f"or --set-mss {clamp}); lower this host's MTU to {work or 1280} "
-           f"(ip link set dev {dev} mtu {work or 1280}, and persist it in the network configuration); "
-           f"or allow ICMP type 3 code 4 through the firewalls on the path so path-MTU discovery works.")
-    return msg, rem
+    return (f"A link on the path to {host} is smaller than this host's MTU and the ICMP 'fragmentation "
+            f"needed' (type 3 code 4; IPv6: packet too big, type 2) that should report it is filtered. "
+            f"Fix one of: clamp the TCP MSS on the router or tunnel that carries this traffic "
+            f"(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu, "
+            f"or --set-mss {clamp}); lower this host's MTU to {mtu} "
+            f"(ip link set dev {dev} mtu {mtu}, and persist it in the network configuration); "
+            f"or allow ICMP type 3 code 4 through the firewalls on the path so path-MTU discovery works.")
+
+
+def describe(verdict: PathMtuVerdict, host: str, port: int, stage: str = "tls",
+             interface: Optional[str] = None) -> Tuple[str, str]:
+    """Pure: (message, remediation) for a black hole found at stage "tls" or "http"."""
+    return message(verdict, host, port, stage), remedy(verdict.largest_working, interface, host)
 
 
 def path_mtu_evidence(stage: str, verdict: PathMtuVerdict, retry: MssRetry,

@@ -77,6 +77,7 @@ class RavenMtuNote:
     raven_mtu: Optional[int] = None  # what Raven will configure: interface MTU - 64
     lossy_range: Optional[tuple] = None  # pod packet sizes Raven allows but the path cannot carry
     message: str = ""
+    fix: str = ""  # what to do when pod packets would be lost
 
     def evidence(self) -> Dict[str, Any]:
         ev = asdict(self)
@@ -84,6 +85,12 @@ class RavenMtuNote:
         if self.lossy_range:
             ev["lossy_range"] = list(self.lossy_range)
         return ev
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"raven_mtu": self.evidence()}
+
+
+STANDARD_MTU = 1500  # Ethernet: a path at least this large needs no note
 
 
 def raven_note(path_mtu: int, interface_mtu: Optional[int] = None, suite: str = DEFAULT_SUITE,
@@ -100,8 +107,10 @@ def raven_note(path_mtu: int, interface_mtu: Optional[int] = None, suite: str = 
             lossy = (inner + 1, raven)
             msg += (f" Raven sizes its tunnel from this host's interface MTU ({interface_mtu} - "
                     f"{RAVEN_IPSEC_ENCAP} = {raven}), so pod packets of {inner + 1}-{raven} bytes are lost "
-                    f"unless ICMP 'fragmentation needed' reaches this host: lower the interface MTU to "
-                    f"{inner + RAVEN_IPSEC_ENCAP} or less, or clamp TCP MSS for pod traffic to {inner - 40}.")
-        else:
-            msg += f" Raven's tunnel MTU ({raven}, from the interface MTU {interface_mtu}) fits."
+                    f"unless ICMP 'fragmentation needed' reaches this host.")
+            # The interface must fit the path itself too (the host's own traffic), and leave Raven room.
+            fix = (f"Lower this host's interface MTU to {min(path_mtu, inner + RAVEN_IPSEC_ENCAP)} or less, or clamp the TCP MSS "
+                   f"of pod traffic to {inner - 40}, so Raven's IPsec packets fit the path to the gateway.")
+            return RavenMtuNote(path_mtu, suite, inner, (lo, hi), interface_mtu, raven, lossy, msg, fix)
+        msg += f" Raven's tunnel MTU ({raven}, from the interface MTU {interface_mtu}) fits."
     return RavenMtuNote(path_mtu, suite, inner, (lo, hi), interface_mtu, raven, lossy, msg)

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import dns.exception
 import dns.inet
@@ -144,24 +144,85 @@ def _cname_chain(answer: dns.resolver.Answer) -> List[str]:
     return chain
 
 
+_RCODE_MEANING = {
+    "SERVFAIL": "the nameserver could not get an answer (its upstream or the domain's own nameservers "
+                "failed or did not answer, or DNSSEC validation failed)",
+    "REFUSED": "the nameserver refuses to answer this host (an access list, or it does not resolve "
+               "names for this client)",
+    "NOTIMP": "the nameserver does not implement this kind of query",
+    "FORMERR": "the nameserver could not parse the query",
+    "NXDOMAIN": "the name does not exist",
+}
+_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
+           "NOTAUTH", "NOTZONE", "BADVERS")
+
+
+def rcode_meaning(rcode: str) -> str:
+    return _RCODE_MEANING.get(rcode.upper(), "the nameserver answered with an error code")
+
+
+def describe_rcodes(errors: Mapping[str, str]) -> str:
+    """Pure: the DNS response code of each nameserver that gave one (SPEC 7.1: `dns-error` names
+    it), e.g. "nameserver 10.0.0.1 answered SERVFAIL (the nameserver could not ...)".
+
+    errors: nameserver -> rcode name ("SERVFAIL") or another failure text."""
+    rcodes = {ns: e.upper() for ns, e in errors.items() if e.upper() in _RCODES}
+    if rcodes and len(set(rcodes.values())) == 1 and len(rcodes) == len(errors):
+        code = next(iter(rcodes.values()))
+        return (f"nameserver{'s' if len(rcodes) > 1 else ''} {', '.join(rcodes)} answered {code} "
+                f"({rcode_meaning(code)})")
+    return "; ".join(f"{ns} answered {e.upper()}" if ns in rcodes else f"{ns}: {e}" for ns, e in errors.items())
+
+
+def dns_error_message(host: str, errors: Mapping[str, str]) -> str:
+    return f"{host} does not resolve: {describe_rcodes(errors)}."
+
+
+def _error_entries(exc: BaseException) -> List[Tuple[str, bool, Any]]:
+    """(nameserver, over TCP?, error or rcode text) from dnspython's per-attempt errors (2.x:
+    (server, tcp, port, error-or-rcode, response))."""
+    entries = (getattr(exc, "kwargs", None) or {}).get("errors") or []
+    return [(_address(e[0]), bool(e[1]), e[3] if len(e) > 3 else e[-1]) for e in entries]
+
+
+def rcodes_from_dnspython(exc: BaseException) -> Dict[str, str]:
+    """nameserver -> rcode text (or error text) from a dns.resolver.NoNameservers exception."""
+    out: Dict[str, str] = {}
+    for server, _tcp, detail in _error_entries(exc):
+        if isinstance(detail, ConnectionRefusedError):
+            detail = "refused (ICMP port unreachable: no DNS service listens there)"
+        out[server] = str(detail)
+    return out
+
+
+def tcp_after_truncation(exc: BaseException) -> Optional[str]:
+    """When an answer came back truncated over UDP and the retry over TCP 53 failed: the words
+    for it (TCP 53 is blocked), else None. glibc and dnspython retry a TC answer over TCP."""
+    entries = _error_entries(exc)
+    truncated = {s for s, tcp, d in entries if not tcp and isinstance(d, dns.message.Truncated)}
+    failed = [(s, d) for s, tcp, d in entries if tcp and s in truncated]
+    if not failed:
+        return None
+    server, detail = failed[-1]
+    why = ("timed out" if isinstance(detail, dns.exception.Timeout)
+           else "refused" if isinstance(detail, ConnectionRefusedError) else str(detail))
+    return (f"the answer from nameserver {server} is larger than a UDP answer may be (truncated, TC) and the "
+            f"retry over TCP 53 {why}: TCP 53 to {server} is blocked")
+
+
 def describe_dns_error(exc: BaseException) -> Tuple[Reason, str]:
     """Pure classification of a dnspython exception into (reason, human detail)."""
     if isinstance(exc, dns.resolver.NXDOMAIN):
         return Reason.NXDOMAIN, "the name does not exist (NXDOMAIN)"
+    blocked = tcp_after_truncation(exc)
+    if blocked:  # the nameserver answered: not a timeout, whatever the TCP retry did
+        return Reason.DNS_ERROR, blocked
     if isinstance(exc, dns.exception.Timeout):
         return Reason.DNS_TIMEOUT, "no nameserver answered in time"
     if isinstance(exc, dns.resolver.NoResolverConfiguration):
         return Reason.DNS_ERROR, f"no usable nameserver configuration ({exc})"
     if isinstance(exc, dns.resolver.NoNameservers):
-        errors = exc.kwargs.get("errors") or []
-        parts = []
-        for err in errors:
-            # (server, tcp, port, error-or-rcode, response) in dnspython 2.x
-            server, detail = _address(err[0]), err[3] if len(err) > 3 else err[-1]
-            if isinstance(detail, ConnectionRefusedError):
-                detail = "refused (ICMP port unreachable: no DNS service listens there)"
-            parts.append(f"{server}: {detail}")
-        return Reason.DNS_ERROR, "every nameserver failed: " + ("; ".join(parts) or str(exc))
+        return Reason.DNS_ERROR, describe_rcodes(rcodes_from_dnspython(exc)) or str(exc)
     if isinstance(exc, dns.resolver.NoAnswer):
         return Reason.DNS_ERROR, "no address record in the answer"
     return Reason.DNS_ERROR, f"{type(exc).__name__}: {exc}"

@@ -39,15 +39,16 @@ def validated(result: RunResult) -> Dict[str, Any]:
     return report
 
 
-def plan_ids(args: List[str]) -> List[str]:
-    """`edgecheck targets` with the run's selection options (it sends no packet)."""
+def plan_ids(lab: Lab, args: List[str]) -> List[str]:
+    """`edgecheck targets` with the run's selection options (it sends no packet), in the node
+    namespace as the run: the plan lists the nameservers of that host's resolver configuration."""
     selection = [a for a in args]
     for opt in ("--timeout", "--apiserver-ca", "--ca-bundle"):
         if opt in selection:
             i = selection.index(opt)
             del selection[i:i + 2]
-    proc = subprocess.run([sys.executable, "-m", "edgecheck", "targets", *selection, "--format", "json"],
-                          capture_output=True, text=True, cwd=REPO, env=edgecheck_env(), timeout=60)
+    argv = lab.topology.node.exec_argv([sys.executable, "-m", "edgecheck", "targets", *selection, "--format", "json"])
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=edgecheck_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [t["id"] for t in json.loads(proc.stdout)["targets"]]
 
@@ -72,7 +73,7 @@ def test_healthy_lab_every_check_passes(runs: Runs, combo: Combo) -> None:
 def test_healthy_run_checks_exactly_the_plan(lab: Lab, runs: Runs, combo: Combo) -> None:
     result, _ = runs.healthy(combo)
     report = validated(result)
-    assert [c["id"] for c in report["checks"]] == plan_ids(base_args(lab, combo))
+    assert [c["id"] for c in report["checks"]] == plan_ids(lab, base_args(lab, combo))
     mode, phase, version = combo
     ids = {c["id"] for c in report["checks"]}
     control = f"cs-anony.{REGION}.aliyuncs.com" if mode == "public" else f"cs-anony-vpc.{REGION}.aliyuncs.com"

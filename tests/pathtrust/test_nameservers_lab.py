@@ -8,6 +8,7 @@ import dns.name
 import dns.resolver
 
 from edgecheck.probes import nameservers as N
+from edgecheck.probes import resolver
 from edgecheck.probes.budget import Budget
 from tests.pathtrust.conftest import CLOSED, DROPPED, GOOD1, GOOD2, NO_TCP, STRIPPER
 
@@ -94,9 +95,9 @@ def test_dns_error_message_from_a_real_resolution(dns_lab):
         return None
 
     exc = dns_lab.node.run(resolve)
-    errors = N.rcodes_from_dnspython(exc)
+    errors = resolver.rcodes_from_dnspython(exc)
     assert errors == {GOOD1: "SERVFAIL"}
-    assert "nameserver 10.82.0.1 answered SERVFAIL" in N.dns_error_message("a.fail.test", errors)
+    assert "nameserver 10.82.0.1 answered SERVFAIL" in resolver.dns_error_message("a.fail.test", errors)
 
 
 def test_large_answer_with_tcp_53_blocked(dns_lab):

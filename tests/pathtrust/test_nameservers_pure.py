@@ -9,6 +9,7 @@ import pytest
 
 from edgecheck.probes import dnsstub
 from edgecheck.probes import nameservers as N
+from edgecheck.probes import resolver
 from edgecheck.probes.nameservers import NameserverProbe
 
 
@@ -103,19 +104,19 @@ def test_judge_groups_stub_upstreams_separately_and_flags_ignored_servers():
 
 
 def test_dns_error_message_names_the_rcode():
-    assert N.dns_error_message("reg.test", {"10.0.0.1": "SERVFAIL"}) == (
+    assert resolver.dns_error_message("reg.test", {"10.0.0.1": "SERVFAIL"}) == (
         "reg.test does not resolve: nameserver 10.0.0.1 answered SERVFAIL (the nameserver could not get an "
         "answer (its upstream or the domain's own nameservers failed or did not answer, or DNSSEC validation "
         "failed)).")
-    m = N.dns_error_message("reg.test", {"10.0.0.1": "REFUSED", "10.0.0.2": "refused (ICMP port unreachable)"})
-    assert "10.0.0.1 answered REFUSED" in m and "10.0.0.2: refused (ICMP port unreachable)" in m
+    m = resolver.dns_error_message("reg.test", {"10.0.0.1": "REFUSED", "10.0.0.2": "refused (ICMP port unreachable: no DNS service listens there)"})
+    assert "10.0.0.1 answered REFUSED" in m and "10.0.0.2: refused (ICMP port unreachable" in m
 
 
 def test_rcodes_from_dnspython_no_nameservers():
     exc = dns.resolver.NoNameservers(errors=[("10.0.0.1", False, 53, "SERVFAIL", None),
                                              ("10.0.0.2", False, 53, ConnectionRefusedError(), None)],
                                      request=dns.message.make_query("a.test", "A"))
-    assert N.rcodes_from_dnspython(exc) == {"10.0.0.1": "SERVFAIL", "10.0.0.2": "refused (ICMP port unreachable)"}
+    assert resolver.rcodes_from_dnspython(exc) == {"10.0.0.1": "SERVFAIL", "10.0.0.2": "refused (ICMP port unreachable: no DNS service listens there)"}
 
 
 # ------------------------------------------------------------------------------ dnsmasq config
@@ -169,3 +170,17 @@ def test_stub_note_says_what_was_done():
         "tested too")
     lost = dnsstub.StubInfo("127.0.0.1", "unknown", note="no process found serving DNS on 127.0.0.1")
     assert "could not be found: no process found" in N.stub_note([lost])
+
+
+def test_truncated_answer_whose_tcp_retry_fails_is_tcp_53_blocked():
+    import dns.exception
+
+    exc = dns.resolver.LifetimeTimeout(timeout=1.0, errors=[
+        ("10.0.0.1", False, 53, dns.message.Truncated(), None),
+        ("10.0.0.1", True, 53, dns.exception.Timeout(), None)])
+    reason, words = resolver.describe_dns_error(exc)
+    assert reason.value == "dns-error"
+    assert "truncated" in words and "TCP 53 to 10.0.0.1 is blocked" in words and "timed out" in words
+    # A plain timeout without a truncated answer stays a timeout.
+    plain = dns.resolver.LifetimeTimeout(timeout=1.0, errors=[("10.0.0.1", False, 53, dns.exception.Timeout(), None)])
+    assert resolver.describe_dns_error(plain)[0].value == "dns-timeout"

@@ -141,7 +141,7 @@ def test_raven_note_on_a_pppoe_path_names_the_lossy_sizes():
     note = raven_mtu.raven_note(1492, interface_mtu=1500)
     assert note.inner_max == 1430 and note.raven_mtu == 1436
     assert note.lossy_range == (1431, 1436)
-    assert "1431-1436" in note.message and "1494" in note.message
+    assert "1431-1436" in note.message and "MTU to 1492" in note.fix and "MSS" in note.fix
 
 
 def test_raven_note_when_it_fits():
