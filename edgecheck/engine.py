@@ -12,7 +12,9 @@ published in the run's facts.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -26,6 +28,7 @@ CheckFn = Callable[[Target, RunContext], CheckResult]
 Item = Tuple[int, Target]
 
 MAX_IN_FLIGHT = 32
+SWITCH_INTERVAL_S = 0.0005
 DEADLINE_SLACK_S = 2.0  # the last syscalls returning, results collected, after the last wave
 
 
@@ -117,14 +120,35 @@ class _Batch:
 
 
 class _Loaded:
-    """The registry's check for a probe kind, imported on first call: a broken module only fails
-    its own checks (as internal errors), never the run."""
+    """The registry's check for a probe kind, imported before the checks start (prepare) or on
+    first call: a broken module only fails its own checks (as internal errors), never the run."""
 
     def __init__(self, probe: registry.ProbeKind) -> None:
         self.probe = probe
+        self._fn: Optional[CheckFn] = None
+
+    def prepare(self, targets: Sequence[Target], ctx: RunContext) -> None:
+        """Import the check now, and let its module warm what the run's checks share
+        (`warm(targets, ctx)`, e.g. the TLS contexts, built on a background thread)."""
+        self._fn = self.probe.load()
+        warm = getattr(importlib.import_module(self.probe.check.partition(":")[0]), "warm", None)
+        if warm is not None:
+            warm(targets, ctx)
 
     def __call__(self, target: Target, ctx: RunContext) -> CheckResult:
-        return self.probe.load()(target, ctx)
+        return (self._fn or self.probe.load())(target, ctx)
+
+
+def _prepare(targets: Sequence[Target], ctx: RunContext, table: Mapping[str, CheckFn]) -> None:
+    """Every check the plan runs is imported before any starts: an import inside a check would be
+    counted in its time and hold the other checks at the import lock."""
+    for name in dict.fromkeys(t.probe for t in targets if t.skip is None):
+        check = table.get(name)
+        if isinstance(check, _Loaded):
+            try:
+                check.prepare(targets, ctx)
+            except Exception:  # noqa: BLE001 - the check then fails on its own, as an internal error
+                pass
 
 
 def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int = MAX_IN_FLIGHT,
@@ -141,7 +165,19 @@ def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int
         ctx = dataclasses.replace(ctx, targets=tuple(targets))
     checks = {p.name: table[p.name] if table and p.name in table else _Loaded(p) for p in registry.PROBES}
     checks.update(table or {})
+    _prepare(targets, ctx, checks)
+    interval = sys.getswitchinterval()
+    # Checks mostly wait in short syscalls; a thread back from one waits for the GIL up to the
+    # switch interval (5 ms by default), which multiplied the engine time of every check (issue 17).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        return _run_waves(targets, ctx, checks, max_in_flight)
+    finally:
+        sys.setswitchinterval(interval)
 
+
+def _run_waves(targets: List[Target], ctx: RunContext, checks: Mapping[str, CheckFn], max_in_flight: int
+               ) -> List[CheckResult]:
     results: Dict[int, CheckResult] = {}
     waves: List[List[Item]] = [[], []]  # kinds with no dependency, then kinds that read others' results
     for index, target in enumerate(targets):

@@ -76,11 +76,11 @@ class RunFacts:
 
         return SharedResolver(self._resolv_conf)
 
-    @staticmethod
-    def _read_sockets() -> "SocketTable":
-        from edgecheck.host.sockets import read_socket_table
+    def _read_sockets(self) -> "SocketTable":
+        from edgecheck.host.sockets import read_socket_table, read_socket_table_for
 
-        return read_socket_table()
+        ports = {(t.protocol or "tcp", t.port) for t in self._targets if t.kind is Kind.INBOUND and t.port}
+        return read_socket_table_for(ports) if ports else read_socket_table()
 
     def _read_os_release(self) -> "OsRelease":
         from edgecheck.host.distro import read_os_release
@@ -128,7 +128,8 @@ class RunFacts:
                            if t.kind is Kind.DNS and t.skip is None and t.host]
                 qname = next((t.host for t in self._targets if t.kind is Kind.ENDPOINT and t.host
                               and not t.host.replace(".", "").isdigit() and ":" not in t.host), "localhost")
-                self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget)
+                self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget,
+                                              self.resolver().refused)
             return self._nameservers
 
     def publish(self, probe: str, results: Sequence[CheckResult]) -> None:

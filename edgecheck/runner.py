@@ -152,12 +152,16 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
 
 def run(prepared: Prepared) -> Report:
     """Every check of the plan, diagnosed: the Report every renderer takes."""
-    from edgecheck.cluster.kubeconfig import ca_file_for
     from edgecheck.diagnosis import diagnose
     from edgecheck.engine import run_checks
 
-    with ca_file_for(prepared.ctx.apiserver_ca, prepared.apiserver_ca_pem) as apiserver_ca:
-        results = run_checks(prepared.plan.targets, replace(prepared.ctx, apiserver_ca=apiserver_ca))
+    if prepared.apiserver_ca_pem is None:  # a CA file, or none: nothing to write
+        results = run_checks(prepared.plan.targets, prepared.ctx)
+    else:
+        from edgecheck.cluster.kubeconfig import ca_file_for
+
+        with ca_file_for(prepared.ctx.apiserver_ca, prepared.apiserver_ca_pem) as apiserver_ca:
+            results = run_checks(prepared.plan.targets, replace(prepared.ctx, apiserver_ca=apiserver_ca))
     return diagnose(Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
         agent_version=__version__,

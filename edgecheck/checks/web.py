@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from typing import Optional, Tuple
+import threading
+from typing import Optional, Sequence, Tuple
 
 from edgecheck.checks import pathmtu
 from edgecheck.checks.base import Probing, close_all
@@ -24,6 +25,19 @@ from edgecheck.probes.proxy import select_proxy
 from edgecheck.probes.tcp import connect_all
 from edgecheck.probes.tls import system_trust
 from edgecheck.runcontext import RunContext
+
+
+def warm(targets: Sequence[Target], ctx: RunContext) -> None:
+    """Build the run's SSLContexts (one per trust source) on a background thread while the quick
+    local checks run: loading a system CA bundle costs tens of ms, once per run."""
+    trusts = list(dict.fromkeys(trust_for(t, ctx) for t in targets if t.probe == "https" and t.skip is None))
+
+    def build() -> None:
+        for trust in trusts:
+            ctx.facts.tls_context(trust)
+
+    if trusts:
+        threading.Thread(target=build, daemon=True, name="edgecheck-tls-contexts").start()
 
 
 def check_https(target: Target, ctx: RunContext) -> CheckResult:

@@ -17,8 +17,6 @@ import shutil
 import subprocess
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import psutil
-
 from edgecheck.evidence import DaemonView, KernelClock
 
 DAEMON_TIMEOUT_S = 1.0  # chronyc/timedatectl answer in milliseconds when their daemon is there
@@ -155,13 +153,20 @@ def read_daemon_views(timeout: float) -> List[DaemonView]:
     return views
 
 
-def running_time_daemons() -> List[str]:
+def running_time_daemons(proc: str = "/proc") -> List[str]:
+    """Time daemons running on this host, by process name (/proc/<pid>/comm: what psutil's
+    process name reads, without importing psutil for it)."""
     found: List[str] = []
     try:
-        for p in psutil.process_iter(["name"]):
-            name = p.info.get("name") or ""
-            if name in _TIME_DAEMONS and name not in found:
-                found.append(name)
-    except psutil.Error:
-        pass
+        pids = [p for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(os.path.join(proc, pid, "comm"), encoding="utf-8", errors="replace") as f:
+                name = f.read().strip()
+        except OSError:
+            continue  # gone meanwhile, or hidden
+        if name in _TIME_DAEMONS and name not in found:
+            found.append(name)
     return found

@@ -22,94 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
-import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-import dns.exception
-import dns.flags
-import dns.inet
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdatatype
-
-from edgecheck.probes import dnsstub
-from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.probes import dnsclient, dnsstub, dnswire
+from edgecheck.probes.budget import Budget, run_parallel
+from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
 from edgecheck.probes.resolver import rcode_meaning
-
-MAXNS = 3  # glibc resolv/bits/types/res_state.h
-RES_TIMEOUT, RES_DFLRETRY = 5, 2  # glibc resolv/resolv.h defaults
-RES_MAXRETRANS, RES_MAXRETRY = 30, 5
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 OK, DNS_TIMEOUT, DNS_ERROR = "ok", "dns-timeout", "dns-error"  # SPEC reason spellings
-
-
-# ------------------------------------------------------------------------------ resolv.conf
-@dataclass(frozen=True)
-class ResolvConf:
-    path: str
-    nameservers: Tuple[str, ...] = ()
-    timeout: int = RES_TIMEOUT
-    attempts: int = RES_DFLRETRY
-    rotate: bool = False
-    edns0: bool = False
-    use_vc: bool = False
-
-    @property
-    def used(self) -> Tuple[str, ...]:
-        """The nameservers glibc actually uses (the first three)."""
-        return self.nameservers[:MAXNS]
-
-    @property
-    def ignored(self) -> Tuple[str, ...]:
-        return self.nameservers[MAXNS:]
-
-    def evidence(self) -> Dict[str, Any]:
-        ev = asdict(self)
-        ev["nameservers"] = list(self.nameservers)
-        ev["ignored_by_glibc"] = list(self.ignored)
-        return ev
-
-
-def parse_resolv_conf(text: str, path: str = "/etc/resolv.conf") -> ResolvConf:
-    """Pure: nameservers and the options that decide how long a lookup waits."""
-    servers: List[str] = []
-    timeout, attempts = RES_TIMEOUT, RES_DFLRETRY
-    rotate = edns0 = use_vc = False
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split(";", 1)[0].split()
-        if not parts:
-            continue
-        if parts[0] == "nameserver" and len(parts) >= 2:
-            try:
-                ipaddress.ip_address(parts[1].split("%", 1)[0])
-                servers.append(parts[1])
-            except ValueError:
-                continue
-        elif parts[0] == "options":
-            for opt in parts[1:]:
-                name, _, value = opt.partition(":")
-                if name == "timeout" and value.isdigit():
-                    timeout = min(int(value), RES_MAXRETRANS)
-                elif name == "attempts" and value.isdigit():
-                    attempts = min(int(value), RES_MAXRETRY)
-                elif name == "rotate":
-                    rotate = True
-                elif name == "edns0":
-                    edns0 = True
-                elif name in ("use-vc", "usevc"):
-                    use_vc = True
-    return ResolvConf(path, tuple(servers), timeout, max(1, attempts), rotate, edns0, use_vc)
-
-
-def read_resolv_conf(path: str) -> ResolvConf:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return parse_resolv_conf(fh.read(), path)
 
 
 # ------------------------------------------------------------------------------ glibc timing
@@ -184,15 +107,10 @@ class NameserverProbe:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
 
-def _query(qname: str, edns: bool) -> dns.message.QueryMessage:
-    return dns.message.make_query(dns.name.from_text(qname), dns.rdatatype.A, use_edns=0 if edns else False)
-
-
-def _classify_answer(out: NameserverProbe, response: dns.message.Message) -> None:
-    rcode = response.rcode()
-    out.rcode = dns.rcode.to_text(rcode)
-    out.answers = sum(len(r) for r in response.answer)
-    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+def _classify_reply(out: NameserverProbe, reply: dnswire.Reply) -> None:
+    out.rcode = reply.rcode_text
+    out.answers = len(reply.answers)
+    if reply.rcode in (dnswire.NOERROR, dnswire.NXDOMAIN):
         out.outcome = ANSWERED
         out.detail = f"answered {out.rcode}" + (f" with {out.answers} records" if out.answers else "")
     else:
@@ -200,57 +118,32 @@ def _classify_answer(out: NameserverProbe, response: dns.message.Message) -> Non
         out.detail = f"answered {out.rcode}: {rcode_meaning(out.rcode)}"
 
 
-def _tcp(out: NameserverProbe, q: dns.message.Message, budget: Budget) -> None:
-    try:
-        response = dns.query.tcp(q, out.address.split("%", 1)[0], timeout=max(0.01, budget.left()), port=out.port)
-    except (dns.exception.Timeout, socket.timeout, TimeoutError):
-        out.tcp = "timeout"
-    except ConnectionRefusedError:
-        out.tcp = "refused"
-    except (OSError, EOFError, dns.exception.DNSException) as exc:
-        out.tcp = f"error: {exc}"
-    else:
-        out.tcp = "ok"
-        _classify_answer(out, response)
-        return
-    if out.truncated:
-        out.outcome = TCP_BLOCKED
-        out.detail = (f"the answer is larger than UDP allows here (truncated, TC) and the retry over TCP 53 "
-                      f"failed ({out.tcp}): TCP 53 is blocked")
-    else:
-        out.outcome = TIMEOUT if out.tcp == "timeout" else REFUSED if out.tcp == "refused" else ERROR
-        out.detail = f"over TCP 53: {out.tcp}"
+_TCP_WORDS = {dnsclient.TIMEOUT: "timeout", dnsclient.REFUSED: "refused"}
 
 
 def probe_nameserver(address: str, qname: str, budget: Budget, *, port: int = 53, edns: bool = False,
                      use_vc: bool = False, upstream_of: Optional[str] = None) -> NameserverProbe:
     """One A query for qname to address, as glibc would send it; TCP retry after truncation."""
     out = NameserverProbe(address=address, port=port, upstream_of=upstream_of)
-    start = time.monotonic()
-    q = _query(qname, edns)
-    try:
-        if use_vc:
-            _tcp(out, q, budget)
-            return out
-        with socket.socket(dns.inet.af_for_address(address.split("%", 1)[0]), socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            sock.connect((address.split("%", 1)[0], port))
-            try:
-                response = dns.query.udp(q, address.split("%", 1)[0], timeout=max(0.01, budget.left()), port=port,
-                                         sock=sock, raise_on_truncation=True, ignore_unexpected=True)
-            except dns.message.Truncated:
-                out.truncated = True
-                _tcp(out, q, budget)
-                return out
-        _classify_answer(out, response)
-    except (dns.exception.Timeout, socket.timeout, TimeoutError):
+    asked = dnsclient.ask(address, qname, dnswire.TYPE_A, budget.end, port=port, edns=edns, use_vc=use_vc)
+    out.ms, out.truncated = asked.ms, asked.truncated
+    if asked.tcp is not None:
+        out.tcp = _TCP_WORDS.get(asked.tcp, asked.tcp)
+    if asked.reply is not None:
+        _classify_reply(out, asked.reply)
+    elif out.truncated:
+        out.outcome = TCP_BLOCKED
+        out.detail = (f"the answer is larger than UDP allows here (truncated, TC) and the retry over TCP 53 "
+                      f"failed ({out.tcp}): TCP 53 is blocked")
+    elif asked.tcp is not None:  # use-vc: TCP only
+        out.outcome = TIMEOUT if out.tcp == "timeout" else REFUSED if out.tcp == "refused" else ERROR
+        out.detail = f"over TCP 53: {out.tcp}"
+    elif asked.error == dnsclient.TIMEOUT:
         out.outcome, out.detail = TIMEOUT, "no answer in time"
-    except ConnectionRefusedError:
+    elif asked.error == dnsclient.REFUSED:
         out.outcome, out.detail = REFUSED, "refused (ICMP port unreachable: no DNS service listens there)"
-    except (OSError, dns.exception.DNSException) as exc:
-        out.outcome, out.detail = ERROR, f"{type(exc).__name__}: {exc}"
-    finally:
-        out.ms = elapsed_ms(start)
+    else:
+        out.outcome, out.detail = ERROR, asked.error or "no reply"
     return out
 
 
@@ -418,7 +311,7 @@ def discover(resolv_conf: str, *, resolved_file: str = dnsstub.RESOLVED_UPSTREAM
 
 
 def probe_all(setup: ResolverSetup, targets: Sequence[NameserverTarget], qname: str,
-              budget: Budget) -> NameserverReport:
+              budget: Budget, refused: Optional[Set[str]] = None) -> NameserverReport:
     """Probe these nameservers concurrently within the budget, and judge them together.
 
     A nameserver gets at most resolv.conf's `timeout:` to answer: glibc gives up on it after that
@@ -437,6 +330,12 @@ def probe_all(setup: ResolverSetup, targets: Sequence[NameserverTarget], qname: 
             detail = "no answer in time" if outcome is None else f"{type(outcome[1]).__name__}: {outcome[1]}"
             report.probes.append(NameserverProbe(t.address, t.port, TIMEOUT if outcome is None else ERROR,
                                                  detail=detail, upstream_of=t.upstream_of))
+    for p in report.probes:
+        if p.outcome == TIMEOUT and refused and p.address in refused:
+            # Hosts rate-limit ICMP errors: this run's other lookups were refused by it at once.
+            p.outcome = REFUSED
+            p.detail = ("refused other queries of this run (ICMP port unreachable: no DNS service listens "
+                        "there); this one got no answer because hosts rate-limit those ICMP errors")
     report.verdicts = judge_nameservers(conf, report.probes, qname, round(total, 1))
     return report
 

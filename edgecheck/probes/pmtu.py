@@ -25,13 +25,15 @@ to None elsewhere. tcp(7) for TCP_MAXSEG.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import ssl
 import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.probes.budget import Budget, elapsed_ms
 
@@ -291,6 +293,56 @@ def stall_delay(budget_left: float) -> float:
     return max(STALL_MIN_S, min(STALL_MAX_S, budget_left * STALL_FRACTION))
 
 
+class _Alarms:
+    """One daemon thread runs the alarms of every stall watch of the process: arming a watch
+    costs a heap entry, not a thread (a healthy run arms two per HTTPS check, and cancels them)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: List[List[Any]] = []  # [when, sequence, callback or None when cancelled]
+        self._sequence = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, when: float, callback: Callable[[], None]) -> List[Any]:
+        entry: List[Any] = [when, next(self._sequence), callback]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="edgecheck-stall-alarms")
+                self._thread.start()
+            self._cond.notify()
+        return entry
+
+    def cancel(self, entry: List[Any]) -> None:
+        with self._cond:
+            entry[2] = None
+
+    def _next(self) -> Callable[[], None]:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2] is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left <= 0:
+                    callback: Callable[[], None] = heapq.heappop(self._heap)[2]
+                    return callback
+                self._cond.wait(left)
+
+    def _run(self) -> None:
+        while True:
+            callback = self._next()
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one watch's failure never stops the others' alarms
+                pass
+
+
+_ALARMS = _Alarms()
+
+
 class StallWatch:
     """Arms a small-MSS retry next to an operation that may stall (a TLS handshake or an HTTP
     request on a connection to address:port; context None for plain HTTP).
@@ -323,9 +375,8 @@ class StallWatch:
         self._aborted = False
         # A dup keeps the connection's TCP_INFO readable even after the TLS layer took the fd.
         self._dup = sock.dup() if sock is not None else None
-        self._timer = threading.Timer(delay if delay is not None else stall_delay(budget.left()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        wait = delay if delay is not None else stall_delay(budget.left())
+        self._alarm = _ALARMS.add(self.start + wait, self._fire)
 
     @property
     def fired(self) -> bool:
@@ -352,7 +403,7 @@ class StallWatch:
     def finish(self, stalled: bool, grace: float = 0.5) -> Optional[MssRetry]:
         """stalled: the caller's operation ended without progress (its timeout). Returns the
         retry when there is one to judge, else None (and aborts a retry still running)."""
-        self._timer.cancel()
+        _ALARMS.cancel(self._alarm)
         if stalled:
             self._fire()  # the operation may have stalled before the timer (tiny budgets)
         with self._lock:

@@ -3,32 +3,31 @@ configuration parsing."""
 
 from __future__ import annotations
 
-import dns.message
-import dns.resolver
 import pytest
 
 from edgecheck.probes import dnsstub
 from edgecheck.probes import nameservers as N
+from edgecheck.probes.resolvconf import parse_resolv_conf
 from edgecheck.probes import resolver
 from edgecheck.probes.nameservers import NameserverProbe
 
 
 def test_parse_resolv_conf_options_and_glibc_limits():
-    c = N.parse_resolv_conf(
+    c = parse_resolv_conf(
         "# comment\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver bogus\nsearch example\n"
         "nameserver 10.0.0.3\nnameserver 10.0.0.4 ; fourth\noptions timeout:2 attempts:9 rotate edns0\n"
         "options timeout:45\n", "/x")
     assert c.nameservers == ("10.0.0.1", "fe80::1%eth0", "10.0.0.3", "10.0.0.4")
     assert c.used == ("10.0.0.1", "fe80::1%eth0", "10.0.0.3") and c.ignored == ("10.0.0.4",)
     assert (c.timeout, c.attempts, c.rotate, c.edns0) == (30, 5, True, True)  # capped as glibc does
-    d = N.parse_resolv_conf("nameserver 1.1.1.1\n")
+    d = parse_resolv_conf("nameserver 1.1.1.1\n")
     assert (d.timeout, d.attempts, d.rotate, d.edns0, d.use_vc) == (5, 2, False, False, False)
 
 
 def test_glibc_per_server_timeouts():
-    three = N.parse_resolv_conf("nameserver 1.0.0.1\nnameserver 1.0.0.2\nnameserver 1.0.0.3\n")
+    three = parse_resolv_conf("nameserver 1.0.0.1\nnameserver 1.0.0.2\nnameserver 1.0.0.3\n")
     assert [N.server_timeout(three, i) for i in range(3)] == [5, 3, 6]  # 5, 10//3, 20//3
-    two = N.parse_resolv_conf("nameserver 1.0.0.1\nnameserver 1.0.0.2\noptions timeout:1\n")
+    two = parse_resolv_conf("nameserver 1.0.0.1\nnameserver 1.0.0.2\noptions timeout:1\n")
     assert [N.server_timeout(two, i) for i in range(2)] == [1, 1]
 
 
@@ -41,12 +40,12 @@ def test_glibc_per_server_timeouts():
     (["silent", "silent"], 2 * (5 + 5), False),
 ])
 def test_lookup_wait(states, wait, answered):
-    conf = N.parse_resolv_conf("".join(f"nameserver 10.0.0.{i + 1}\n" for i in range(len(states))))
+    conf = parse_resolv_conf("".join(f"nameserver 10.0.0.{i + 1}\n" for i in range(len(states))))
     assert N.lookup_wait(conf, states) == (wait, answered)
 
 
 def test_expected_wait_with_rotate_is_the_mean_over_start_positions():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions rotate timeout:4\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions rotate timeout:4\n")
     assert N.expected_wait(conf, ["silent", "answers"]) == 2.0  # half the lookups wait 4 s
 
 
@@ -55,7 +54,7 @@ def _p(address, outcome, **kw):
 
 
 def test_judge_dead_first_warns_with_the_wait():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions timeout:3\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions timeout:3\n")
     v = {x.address: x for x in N.judge_nameservers(conf, [_p("10.0.0.1", N.TIMEOUT),
                                                          _p("10.0.0.2", N.ANSWERED, rcode="NOERROR")], "a.test")}
     assert (v["10.0.0.1"].status, v["10.0.0.1"].reason, v["10.0.0.1"].wait_s) == ("warn", "dns-timeout", 3)
@@ -65,32 +64,32 @@ def test_judge_dead_first_warns_with_the_wait():
 
 
 def test_judge_dead_second_does_not_cost_a_wait():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
     v = N.judge_nameservers(conf, [_p("10.0.0.1", N.ANSWERED), _p("10.0.0.2", N.TIMEOUT)], "a.test")[1]
     assert v.status == "warn" and v.wait_s == 0 and "do not wait" in v.message
 
 
 def test_judge_none_answers_fails_and_names_the_rcode():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
     vs = N.judge_nameservers(conf, [_p("10.0.0.1", N.RCODE, rcode="SERVFAIL"), _p("10.0.0.2", N.REFUSED)], "a.test")
     assert [(v.status, v.reason) for v in vs] == [("fail", "dns-error"), ("fail", "dns-error")]
     assert "SERVFAIL" in vs[0].message and "ICMP port unreachable" in vs[1].message
 
 
 def test_judge_refused_first_moves_on_at_once():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
     v = N.judge_nameservers(conf, [_p("10.0.0.1", N.REFUSED), _p("10.0.0.2", N.ANSWERED)], "a.test")[0]
     assert v.status == "warn" and v.reason == "dns-error" and v.wait_s == 0
 
 
 def test_judge_tcp_blocked():
-    conf = N.parse_resolv_conf("nameserver 10.0.0.1\n")
+    conf = parse_resolv_conf("nameserver 10.0.0.1\n")
     v = N.judge_nameservers(conf, [_p("10.0.0.1", N.TCP_BLOCKED, truncated=True, tcp="timeout")], "big.test")[0]
     assert (v.status, v.reason) == ("fail", "dns-error") and "TCP 53" in v.message and "512" in v.message
 
 
 def test_judge_groups_stub_upstreams_separately_and_flags_ignored_servers():
-    conf = N.parse_resolv_conf("nameserver 127.0.0.53\n")
+    conf = parse_resolv_conf("nameserver 127.0.0.53\n")
     vs = N.judge_nameservers(conf, [_p("127.0.0.53", N.ANSWERED),
                                     _p("10.0.0.1", N.TIMEOUT, upstream_of="127.0.0.53"),
                                     _p("10.0.0.2", N.ANSWERED, upstream_of="127.0.0.53")], "a.test")
@@ -98,7 +97,7 @@ def test_judge_groups_stub_upstreams_separately_and_flags_ignored_servers():
     assert by["127.0.0.53"].status == "pass"
     assert by["10.0.0.1"].status == "warn" and "upstream of the local stub 127.0.0.53" in by["10.0.0.1"].message
     assert by["10.0.0.1"].wait_s is None  # pods reach it through CoreDNS, not glibc's loop
-    conf4 = N.parse_resolv_conf("".join(f"nameserver 10.0.0.{i}\n" for i in range(1, 5)))
+    conf4 = parse_resolv_conf("".join(f"nameserver 10.0.0.{i}\n" for i in range(1, 5)))
     v4 = N.judge_nameservers(conf4, [_p(f"10.0.0.{i}", N.ANSWERED) for i in range(1, 5)], "a.test")[3]
     assert not v4.used_by_glibc and "only the first 3" in v4.message
 
@@ -112,11 +111,15 @@ def test_dns_error_message_names_the_rcode():
     assert "10.0.0.1 answered REFUSED" in m and "10.0.0.2: refused (ICMP port unreachable" in m
 
 
-def test_rcodes_from_dnspython_no_nameservers():
-    exc = dns.resolver.NoNameservers(errors=[("10.0.0.1", False, 53, "SERVFAIL", None),
-                                             ("10.0.0.2", False, 53, ConnectionRefusedError(), None)],
-                                     request=dns.message.make_query("a.test", "A"))
-    assert resolver.rcodes_from_dnspython(exc) == {"10.0.0.1": "SERVFAIL", "10.0.0.2": "refused (ICMP port unreachable: no DNS service listens there)"}
+def test_every_nameserver_failing_names_each_rcode():
+    failure = resolver.Failure("nameservers", [("10.0.0.1", False, "SERVFAIL"),
+                                               ("10.0.0.2", False, "refused (ICMP port unreachable: no DNS service listens there)")])
+    reason, words = resolver.describe_failure(failure)
+    assert reason.value == "dns-error"
+    assert words == ("10.0.0.1 answered SERVFAIL; 10.0.0.2: refused (ICMP port unreachable: no DNS service "
+                     "listens there)")
+    alone = resolver.Failure("nameservers", [("10.0.0.1", False, "SERVFAIL"), ("10.0.0.1", False, "SERVFAIL")])
+    assert resolver.describe_failure(alone)[1].startswith("nameserver 10.0.0.1 answered SERVFAIL (the nameserver")
 
 
 # ------------------------------------------------------------------------------ dnsmasq config
@@ -173,14 +176,10 @@ def test_stub_note_says_what_was_done():
 
 
 def test_truncated_answer_whose_tcp_retry_fails_is_tcp_53_blocked():
-    import dns.exception
-
-    exc = dns.resolver.LifetimeTimeout(timeout=1.0, errors=[
-        ("10.0.0.1", False, 53, dns.message.Truncated(), None),
-        ("10.0.0.1", True, 53, dns.exception.Timeout(), None)])
-    reason, words = resolver.describe_dns_error(exc)
+    failure = resolver.Failure("nameservers", [("10.0.0.1", True, "timed out")], truncated_on={"10.0.0.1"})
+    reason, words = resolver.describe_failure(failure)
     assert reason.value == "dns-error"
     assert "truncated" in words and "TCP 53 to 10.0.0.1 is blocked" in words and "timed out" in words
     # A plain timeout without a truncated answer stays a timeout.
-    plain = dns.resolver.LifetimeTimeout(timeout=1.0, errors=[("10.0.0.1", False, 53, dns.exception.Timeout(), None)])
-    assert resolver.describe_dns_error(plain)[0].value == "dns-timeout"
+    plain = resolver.Failure("timeout", [("10.0.0.1", False, "timed out")])
+    assert resolver.describe_failure(plain)[0].value == "dns-timeout"
