@@ -64,6 +64,26 @@ sys.stderr.write("EDGECHECK-PHASES " + json.dumps(T) + "\n")
 """
 
 
+ALONE = r"""
+import json, sys, time, dataclasses
+from edgecheck import runner
+from edgecheck.engine import run_checks
+argv = sys.argv[2:]
+opts = {"ca_bundle": sys.argv[1], "raven_gateways": []}
+for key, value in zip(argv[::2], argv[1::2]):
+    key = key[2:].replace("-", "_")
+    if key == "raven_gateway":
+        opts["raven_gateways"].append(value)
+    else:
+        opts[key] = value
+prepared = runner.prepare(opts)
+https = [t for t in prepared.plan.targets if t.probe == "https" and t.skip is None]
+ctx = dataclasses.replace(prepared.ctx, deadline=time.monotonic() + 60, targets=tuple(https))
+run_checks(https, ctx, max_in_flight=1)
+print(json.dumps([r.duration_ms for r in run_checks(https, ctx, max_in_flight=1)]))
+"""
+
+
 def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -132,7 +152,8 @@ def measure(lab: Any, args: List[str], bundle: str, script: Path, repeat: int) -
     driver = node.exec_argv([sys.executable, "-S", "-c", DRIVER, "run", *args, "--ca-bundle", bundle,
                              "--format", "json"])
     bash = node.exec_argv(["bash", str(script)])
-    out: Dict[str, Any] = {"edgecheck": [], "script": [], "phases": [], "https_ms": [], "rss": [], "statuses": set()}
+    out: Dict[str, Any] = {"edgecheck": [], "script": [], "phases": [], "https_ms": [], "rss": [], "statuses": set(),
+                           "layers": []}
     _timed(cli, env)  # warm the page cache
     for _ in range(repeat):
         wall, rss, stdout, err = _timed(cli, env)
@@ -140,13 +161,17 @@ def measure(lab: Any, args: List[str], bundle: str, script: Path, repeat: int) -
         out["edgecheck"].append(wall)
         out["rss"].append(rss)
         out["statuses"] |= {f"{c['status']}/{c['reason']}" for c in report["checks"]}
-        out["https_ms"] += [c["duration_ms"] for c in report["checks"] if c["kind"] == "endpoint"
-                            and c["id"].split(":")[-1].split("/")[0] in ("443", "6443")]
+        https = [c for c in report["checks"] if c["kind"] == "endpoint" and "tls" in c["evidence"]]
+        out["https_ms"] += [c["duration_ms"] for c in https]
+        out["layers"] += [(c["evidence"].get("dns_ms") or 0, c["evidence"]["tls"]["ms"], c["evidence"]["http"]["ms"])
+                          for c in https]
         out["checks"] = len(report["checks"])
         wall_s, _, _, err_s = _timed(bash, env)
         out["script"].append(wall_s)
         out["script_errors"] = err_s.strip()
         wall_d, _, _, err_d = _timed(driver, env)
+        _, _, alone, _ = _timed(node.exec_argv([sys.executable, "-S", "-c", ALONE, bundle, *args]), env)
+        out.setdefault("alone", []).extend(json.loads(alone or "[]"))
         phases = json.loads(next(line for line in err_d.splitlines() if line.startswith("EDGECHECK-PHASES"))[17:])
         phases["interpreter"] = wall_d - phases["inside"]
         phases["wall"] = wall_d
@@ -165,8 +190,12 @@ def show(label: str, m: Dict[str, Any]) -> None:
     print(f"  ratio edgecheck / script       {e / s:.2f}")
     print("  phases (driver run, medians):  " + ", ".join(f"{k} {v:.1f} ms" for k, v in phases.items())
           + f", exit and the rest {rest:.1f} ms")
+    layers = m["layers"]
     print(f"  HTTPS checks: median engine time {_median(m['https_ms']):.0f} ms "
-          f"(n={len(m['https_ms'])}, max {max(m['https_ms'])} ms)")
+          f"(n={len(m['https_ms'])}, max {max(m['https_ms'])} ms); of which DNS {_median([x[0] for x in layers]):.0f}, "
+          f"TLS handshake {_median([x[1] for x in layers]):.0f}, HTTP {_median([x[2] for x in layers]):.0f} ms")
+    if m.get("alone"):
+        print(f"  the same HTTPS checks one at a time (engine, max_in_flight=1): median {_median(m['alone']):.1f} ms")
     print(f"  peak RSS {max(m['rss']) / 1024:.1f} MiB; statuses {sorted(m['statuses'])}")
     if m.get("script_errors"):
         print(f"  script errors: {m['script_errors']}")
@@ -187,7 +216,7 @@ def main() -> int:
     lab = Lab(regions=("cn-hangzhou",))
     lab.start()
     try:
-        run_args = base_args(lab, combo)  # type: ignore[arg-type]
+        run_args = base_args(lab, combo)  # type: ignore
         selection = list(run_args)
         for option in ("--timeout", "--apiserver-ca"):
             i = selection.index(option)

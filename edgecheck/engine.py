@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import sys
 import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -28,7 +27,6 @@ CheckFn = Callable[[Target, RunContext], CheckResult]
 Item = Tuple[int, Target]
 
 MAX_IN_FLIGHT = 32
-SWITCH_INTERVAL_S = 0.0005
 DEADLINE_SLACK_S = 2.0  # the last syscalls returning, results collected, after the last wave
 
 
@@ -166,14 +164,7 @@ def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int
     checks = {p.name: table[p.name] if table and p.name in table else _Loaded(p) for p in registry.PROBES}
     checks.update(table or {})
     _prepare(targets, ctx, checks)
-    interval = sys.getswitchinterval()
-    # Checks mostly wait in short syscalls; a thread back from one waits for the GIL up to the
-    # switch interval (5 ms by default), which multiplied the engine time of every check (issue 17).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        return _run_waves(targets, ctx, checks, max_in_flight)
-    finally:
-        sys.setswitchinterval(interval)
+    return _run_waves(targets, ctx, checks, max_in_flight)
 
 
 def _run_waves(targets: List[Target], ctx: RunContext, checks: Mapping[str, CheckFn], max_in_flight: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 
@@ -48,6 +48,23 @@ class Lazy(Generic[T]):
             return self._value  # type: ignore[return-value]
 
 
+class _Prefetch:
+    """A fact computed on a background thread; readers wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+    def run(self, compute: Callable[[], Any]) -> None:
+        try:
+            self.value = compute()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class RunFacts:
     """Facts about this host and this run, each read at most once per run (thread-safe)."""
 
@@ -63,6 +80,7 @@ class RunFacts:
         self._nameservers: Optional["NameserverReport"] = None
         self._nameservers_lock = threading.Lock()
         self._results: Dict[str, Tuple[CheckResult, ...]] = {}
+        self._prefetched: Dict[str, _Prefetch] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -131,6 +149,27 @@ class RunFacts:
                 self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget,
                                               self.resolver().refused)
             return self._nameservers
+
+    def prefetch(self, key: str, compute: Callable[[], Any]) -> None:
+        """Start computing a fact now, on a background thread (a check module's warm(), called by
+        the engine before the checks start): a check that runs later, such as the clock after the
+        NTP probes, then reads it instead of adding its time to the run's."""
+        with self._lock:
+            if key in self._prefetched:
+                return
+            slot = self._prefetched[key] = _Prefetch()
+        threading.Thread(target=slot.run, args=(compute,), daemon=True, name=f"edgecheck-{key}").start()
+
+    def fetched(self, key: str, compute: Callable[[], Any], wait: float) -> Any:
+        """The prefetched fact (waiting at most `wait` seconds for it); computed here when nobody
+        prefetched it or it is not ready in time."""
+        with self._lock:
+            slot = self._prefetched.get(key)
+        if slot is None or not slot.done.wait(max(0.0, wait)):
+            return compute()
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
 
     def publish(self, probe: str, results: Sequence[CheckResult]) -> None:
         """The engine hands finished results of one probe kind to the kinds that come after it."""

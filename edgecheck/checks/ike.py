@@ -10,25 +10,49 @@ DF probe is sent (a datagram that gets no answer proves nothing about its size).
 
 from __future__ import annotations
 
-from typing import Optional
+import socket
+from typing import TYPE_CHECKING, Optional
 
 from edgecheck.checks.base import exchange_all
 from edgecheck.model import CheckResult, Reason, Status, Target
 from edgecheck.probes import ike
-from edgecheck.probes.raven_mtu import STANDARD_MTU, RavenMtuNote
 from edgecheck.runcontext import RunContext
 
+if TYPE_CHECKING:
+    from edgecheck.probes.pmtu_measure import EgressRoute
+    from edgecheck.probes.raven_mtu import RavenMtuNote
 
-def raven_mtu_note(address: str) -> Optional[RavenMtuNote]:
+STANDARD_MTU = 1500  # Ethernet: a path at least this large needs no note
+IP_MTU, IPV6_MTU = 14, 24  # linux/in.h, linux/in6.h (pmtu_measure.py reads more of the path)
+
+
+def kernel_path_mtu(address: str) -> Optional[int]:
+    """The kernel's path-MTU estimate toward address: the route's MTU, or less if an ICMP too-big
+    taught it. Connecting a UDP socket selects the route and sends nothing."""
+    v6 = ":" in address
+    try:
+        with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((address, 9))
+            return int(s.getsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_MTU if v6 else IP_MTU))
+    except OSError:
+        return None
+
+
+def egress_route(address: str) -> "EgressRoute":
+    """Interface, its MTU, gateway (pmtu_measure.py, imported only when a note is due)."""
+    from edgecheck.probes.pmtu_measure import egress_route as read
+
+    return read(address)
+
+
+def raven_mtu_note(address: str) -> Optional["RavenMtuNote"]:
     """The IPsec note when the kernel's path MTU toward the gateway is below 1500 (no packet sent)."""
-    from edgecheck.probes.pmtu_measure import egress_route, kernel_path_mtu
-    from edgecheck.probes.raven_mtu import raven_note
-
     path = kernel_path_mtu(address)
     if path is None or path >= STANDARD_MTU:
         return None
-    egress = egress_route(address)
-    return raven_note(path, egress.interface_mtu, outer_ipv6=":" in address)
+    from edgecheck.probes.raven_mtu import raven_note
+
+    return raven_note(path, egress_route(address).interface_mtu, outer_ipv6=":" in address)
 
 
 def check_ike(target: Target, ctx: RunContext) -> CheckResult:

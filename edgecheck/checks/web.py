@@ -9,6 +9,7 @@ through it: see webproxy.py.
 
 from __future__ import annotations
 
+import encodings.idna
 import os
 import socket
 import ssl
@@ -25,6 +26,10 @@ from edgecheck.probes.proxy import select_proxy
 from edgecheck.probes.tcp import connect_all
 from edgecheck.probes.tls import system_trust
 from edgecheck.runcontext import RunContext
+
+# ssl encodes server_hostname with the idna codec: imported with this module (before the checks
+# start) rather than inside the run's first handshake, with every other check waiting on the import.
+IDNA = encodings.idna.Codec
 
 
 def warm(targets: Sequence[Target], ctx: RunContext) -> None:

@@ -22,7 +22,6 @@ from edgecheck.evidence import (ClockEvidence, InboundEvidence, PathMtu, PortHol
                                 TlsResult, ToolEvidence, TrustSource)
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
 from edgecheck.probes import tlskind
-from edgecheck.probes.yurthub import YurtHubProbe
 
 
 @dataclass(frozen=True)
@@ -407,6 +406,8 @@ def _component(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         component = c.target.component
         name = component.name if component else c.target.entry
         logs = component.check if component else "its logs"
+        from edgecheck.probes.yurthub import YurtHubProbe  # its check ran, so it is imported already
+
         probe = c.evidence.find(YurtHubProbe)
         if probe is None or not probe.answering:
             paragraphs.append(f"Start or fix {name}: {logs}.")

@@ -33,11 +33,7 @@ class Scene:
 def scene_of(report: Report) -> Scene:
     params = report.params or {}
     clock = next((c.evidence.find(ClockEvidence) for c in report.checks if c.kind is Kind.CLOCK), None)
-    try:
-        now: Optional[datetime.datetime] = datetime.datetime.strptime(
-            report.generated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        now = None
+    now = tlskind.parse_time(report.generated_at)
     return Scene(
         mode=Mode(params.get("mode") or Mode.PUBLIC.value),
         phase=Phase(params.get("phase") or Phase.JOIN.value),

@@ -91,19 +91,23 @@ def decode_proc_address(hexaddr: str) -> Tuple[str, int]:
     return str(ipaddress.ip_address(raw)), int(port, 16)
 
 
-def parse_proc_net(text: str, protocol: str) -> List[ProcNetEntry]:
+def parse_proc_net(text: str, protocol: str, listening_only: bool = False) -> List[ProcNetEntry]:
+    """listening_only: skip connections before decoding their addresses (a busy node has
+    thousands; ipaddress is the slow part)."""
     entries: List[ProcNetEntry] = []
     for line in text.splitlines()[1:]:
         cols = line.split()
         if len(cols) < 10:
             continue
+        # UDP has no LISTEN state: a bound UDP socket is what holds the port.
+        listening = cols[3] == _TCP_LISTEN_HEX if protocol == "tcp" else True
+        if listening_only and not listening:
+            continue
         try:
             address, port = decode_proc_address(cols[1])
-            state, uid, inode = cols[3], int(cols[7]), int(cols[9])
+            uid, inode = int(cols[7]), int(cols[9])
         except ValueError:
             continue
-        # UDP has no LISTEN state: a bound UDP socket is what holds the port.
-        listening = state == _TCP_LISTEN_HEX if protocol == "tcp" else True
         entries.append(ProcNetEntry(protocol, address, port, listening, uid, inode))
     return entries
 
@@ -121,9 +125,8 @@ def _read_proc_net(strict: bool = False) -> Dict[Tuple[str, str, int], ProcNetEn
             if strict:
                 raise
             continue
-        for e in parse_proc_net(text, protocol):
-            if e.listening:
-                out.setdefault((protocol, _norm(e.address), e.port), e)
+        for e in parse_proc_net(text, protocol, listening_only=True):
+            out.setdefault((protocol, _norm(e.address), e.port), e)
     return out
 
 

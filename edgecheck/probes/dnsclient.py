@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 from edgecheck.probes.dnswire import MalformedReply, Reply, build_query, parse_reply
 
@@ -153,3 +153,77 @@ def ask(address: str, qname: str, qtype: int, deadline: float, *, port: int = 53
     finally:
         out.ms = int(round((time.monotonic() - start) * 1000))
     return out
+
+
+def ask_many(address: str, qname: str, qtypes: Sequence[int], deadline: float, *, port: int = 53,
+             edns: bool = False, use_vc: bool = False) -> List[Exchange]:
+    """Several questions about one name to one nameserver at once, from one thread (as glibc
+    sends A and AAAA back to back, RES_SNGLKUP unset): one connected UDP socket each, all polled
+    together; a truncated answer is asked again over TCP. Never raises for a network failure."""
+    if use_vc or len(qtypes) < 2:
+        return [ask(address, qname, t, deadline, port=port, edns=edns, use_vc=use_vc) for t in qtypes]
+    start = time.monotonic()
+    outs = [Exchange(address, port) for _ in qtypes]
+    pending: Dict[int, int] = {}  # fd -> index
+    socks: List[socket.socket] = []
+    queries: List[bytes] = []
+    qids: List[int] = []
+    try:
+        for i, qtype in enumerate(qtypes):
+            qids.append(random.randrange(0, 0x10000))
+            queries.append(build_query(qname, qtype, qids[i], edns=edns))
+            sock = socket.socket(_family(address), socket.SOCK_DGRAM)
+            socks.append(sock)
+            try:
+                sock.setblocking(False)
+                sock.connect((address.split("%", 1)[0], port))
+                sock.send(queries[i])
+                pending[sock.fileno()] = i
+            except OSError as exc:
+                outs[i].error = _failure(exc)
+        _collect(socks, pending, outs, qids, deadline)
+    finally:
+        for sock in socks:
+            sock.close()
+    for i, out in enumerate(outs):
+        if out.truncated:
+            try:
+                out.reply, out.tcp = tcp_exchange(address, port, queries[i], qids[i], deadline), "ok"
+            except (OSError, MalformedReply) as exc:
+                out.tcp = _failure(exc)
+        out.ms = int(round((time.monotonic() - start) * 1000))
+    return outs
+
+
+def _collect(socks: List[socket.socket], pending: Dict[int, int], outs: List[Exchange], qids: List[int],
+             deadline: float) -> None:
+    """Read the replies of ask_many's sockets until each has one, or the deadline."""
+    poller = select.poll()
+    for fd in pending:
+        poller.register(fd, select.POLLIN | select.POLLERR)
+    by_fd = {s.fileno(): s for s in socks}
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for fd, _event in poller.poll(left * 1000):
+            i = pending.get(fd)
+            if i is None:
+                continue
+            try:
+                reply = parse_reply(by_fd[fd].recv(65535))
+            except (BlockingIOError, MalformedReply):
+                continue
+            except OSError as exc:
+                outs[i].error = _failure(exc)
+            else:
+                if reply.qid != qids[i]:
+                    continue
+                if reply.truncated:
+                    outs[i].truncated = True
+                else:
+                    outs[i].reply = reply
+            del pending[fd]
+            poller.unregister(fd)
+    for i in pending.values():
+        outs[i].error = TIMEOUT

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import ssl
 import struct
@@ -340,7 +341,23 @@ class _Alarms:
                 pass
 
 
-_ALARMS = _Alarms()
+_ALARMS: Dict[int, _Alarms] = {}
+_ALARMS_LOCK = threading.Lock()
+
+
+def _alarms() -> _Alarms:
+    """The alarms of the caller's network namespace: a retry's connections must leave from the
+    namespace the watched connection is in, and a thread starts in its creator's namespace (one
+    namespace, one alarm thread, on a node; tests probe from several)."""
+    try:
+        key = os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        key = 0
+    with _ALARMS_LOCK:
+        alarms = _ALARMS.get(key)
+        if alarms is None:
+            alarms = _ALARMS[key] = _Alarms()
+        return alarms
 
 
 class StallWatch:
@@ -376,7 +393,8 @@ class StallWatch:
         # A dup keeps the connection's TCP_INFO readable even after the TLS layer took the fd.
         self._dup = sock.dup() if sock is not None else None
         wait = delay if delay is not None else stall_delay(budget.left())
-        self._alarm = _ALARMS.add(self.start + wait, self._fire)
+        self._alarms = _alarms()
+        self._alarm = self._alarms.add(self.start + wait, self._fire)
 
     @property
     def fired(self) -> bool:
@@ -403,7 +421,7 @@ class StallWatch:
     def finish(self, stalled: bool, grace: float = 0.5) -> Optional[MssRetry]:
         """stalled: the caller's operation ended without progress (its timeout). Returns the
         retry when there is one to judge, else None (and aborts a retry still running)."""
-        _ALARMS.cancel(self._alarm)
+        self._alarms.cancel(self._alarm)
         if stalled:
             self._fire()  # the operation may have stalled before the timer (tiny budgets)
         with self._lock:

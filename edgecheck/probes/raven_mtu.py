@@ -90,8 +90,6 @@ class RavenMtuNote:
         return {"raven_mtu": self.evidence()}
 
 
-STANDARD_MTU = 1500  # Ethernet: a path at least this large needs no note
-
 
 def raven_note(path_mtu: int, interface_mtu: Optional[int] = None, suite: str = DEFAULT_SUITE,
                outer_ipv6: bool = False) -> RavenMtuNote:

@@ -11,7 +11,6 @@ as getaddrinfo does. Rounds repeat until the probe budget ends, as before with d
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from edgecheck.evidence import Resolution
 from edgecheck.model import Reason
 from edgecheck.probes import dnsclient, dnswire
-from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.probes.budget import Budget, elapsed_ms
 from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
 
 
@@ -77,32 +76,52 @@ def _record(failure: Failure, asked: dnsclient.Exchange) -> bool:
     return why != dnsclient.TIMEOUT or asked.truncated
 
 
-def ask_all(conf: ResolvConf, qname: str, qtype: int, budget: Budget,
-            refused: Optional[Set[str]] = None) -> Tuple[Optional[Answer], Optional[Failure]]:
-    """The nameservers of conf in order, round after round, until one answers NOERROR or
-    NXDOMAIN, none is left worth asking, or the budget ends."""
+Outcome = Tuple[Optional[Answer], Optional[Failure]]
+
+
+def ask_all(conf: ResolvConf, qname: str, qtypes: Sequence[int], budget: Budget,
+            refused: Optional[Set[str]] = None) -> Dict[int, Outcome]:
+    """Per question type: the nameservers of conf in order, round after round, until one answers
+    NOERROR or NXDOMAIN, none is left worth asking, or the budget ends. The types pending at a
+    nameserver are asked together (dnsclient.ask_many), as glibc asks A and AAAA."""
     if not conf.nameservers:
-        return None, Failure("config", detail=f"no nameservers in {conf.path}")
-    failure = Failure("timeout")
-    servers = list(conf.nameservers)
-    while servers:
-        for server in list(servers):
-            if budget.left() <= 0:
-                return None, failure
-            asked = dnsclient.ask(server, qname, qtype, min(budget.end, time.monotonic() + conf.timeout),
-                                  edns=conf.edns0, use_vc=conf.use_vc)
-            reply = asked.reply
-            if reply is not None and reply.rcode == dnswire.NXDOMAIN:
-                return None, Failure("nxdomain", failure.errors)
-            if reply is not None and reply.rcode == dnswire.NOERROR:
-                addresses, chain = dnswire.addresses_and_chain(reply, qname, qtype)
-                return Answer(addresses, chain, server), None
-            if asked.failure == dnsclient.REFUSED and refused is not None:
-                refused.add(server)
-            if _record(failure, asked):
-                servers.remove(server)
-    failure.kind = "nameservers"
-    return None, failure
+        return {t: (None, Failure("config", detail=f"no nameservers in {conf.path}")) for t in qtypes}
+    failures = {t: Failure("timeout") for t in qtypes}
+    servers = {t: list(conf.nameservers) for t in qtypes}
+    done: Dict[int, Outcome] = {}
+    while any(servers[t] for t in qtypes if t not in done) and budget.left() > 0:
+        for server in conf.nameservers:
+            pending = [t for t in qtypes if t not in done and server in servers[t]]
+            if not pending or budget.left() <= 0:
+                continue
+            deadline = min(budget.end, time.monotonic() + conf.timeout)
+            asked = dnsclient.ask_many(server, qname, pending, deadline, edns=conf.edns0, use_vc=conf.use_vc)
+            for qtype, exchange in zip(pending, asked):
+                outcome = _judge(exchange, qname, qtype, failures[qtype], refused)
+                if outcome is not None:
+                    done[qtype] = outcome
+                elif _record(failures[qtype], exchange):
+                    servers[qtype].remove(server)
+    for qtype in qtypes:
+        if qtype not in done:
+            if not servers[qtype]:
+                failures[qtype].kind = "nameservers"
+            done[qtype] = (None, failures[qtype])
+    return done
+
+
+def _judge(asked: dnsclient.Exchange, qname: str, qtype: int, failure: Failure,
+           refused: Optional[Set[str]]) -> Optional[Outcome]:
+    """The final outcome of a question when this exchange settles it (NOERROR, NXDOMAIN)."""
+    reply = asked.reply
+    if reply is not None and reply.rcode == dnswire.NXDOMAIN:
+        return None, Failure("nxdomain", failure.errors)
+    if reply is not None and reply.rcode == dnswire.NOERROR:
+        addresses, chain = dnswire.addresses_and_chain(reply, qname, qtype)
+        return Answer(addresses, chain, asked.server), None
+    if asked.failure == dnsclient.REFUSED and refused is not None:
+        refused.add(asked.server)
+    return None
 
 
 # ------------------------------------------------------------------------------------ messages
@@ -163,7 +182,7 @@ def describe_failure(failure: Failure) -> Tuple[Reason, str]:
 
 def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None,
             conf: Optional[ResolvConf] = None) -> Resolution:
-    """Resolve A and AAAA concurrently (as getaddrinfo does) within the budget."""
+    """Resolve A and AAAA together (as getaddrinfo does) within the budget."""
     literal = ip_literal(host)
     if literal is not None:
         return Resolution(host=host, addresses=[literal], literal=True)
@@ -176,20 +195,16 @@ def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[s
         res.ms = elapsed_ms(start)
         return res
     res.nameservers = list(conf.nameservers)
-    kinds = (("A", dnswire.TYPE_A), ("AAAA", dnswire.TYPE_AAAA))
-    outcomes = run_parallel([functools.partial(ask_all, conf, host, t, budget, refused) for _, t in kinds], budget)
+    outcomes = ask_all(conf, host, (dnswire.TYPE_A, dnswire.TYPE_AAAA), budget, refused)
     res.ms = elapsed_ms(start)
     answers: Dict[str, Answer] = {}
     failures: Dict[str, Failure] = {}
-    for (name, _), outcome in zip(kinds, outcomes):
-        if outcome is None:
-            failures[name] = Failure("timeout")
-        elif outcome[0] == "error":
-            failures[name] = Failure("nameservers", detail=f"{type(outcome[1]).__name__}: {outcome[1]}")
-        elif outcome[1][0] is not None:
-            answers[name] = outcome[1][0]
-        else:
-            failures[name] = outcome[1][1]
+    for name, qtype in (("A", dnswire.TYPE_A), ("AAAA", dnswire.TYPE_AAAA)):
+        answer, failure = outcomes[qtype]
+        if answer is not None:
+            answers[name] = answer
+        elif failure is not None:
+            failures[name] = failure
     return _assemble(res, answers, failures)
 
 

@@ -112,6 +112,13 @@ def parse_time(value: Union[str, datetime.datetime, None]) -> Optional[datetime.
         if isinstance(value, datetime.datetime) and value.tzinfo is None:
             return value.replace(tzinfo=datetime.timezone.utc)
         return value
+    iso = value.strip()
+    if len(iso) == 20 and iso[4] == "-" and iso[10] == "T" and iso.endswith("Z"):  # without _strptime's import
+        try:
+            return datetime.datetime(int(iso[:4]), int(iso[5:7]), int(iso[8:10]), int(iso[11:13]), int(iso[14:16]),
+                                     int(iso[17:19]), tzinfo=datetime.timezone.utc)
+        except ValueError:
+            return None
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%b %d %H:%M:%S %Y %Z"):
         try:
             return datetime.datetime.strptime(value, fmt).replace(tzinfo=datetime.timezone.utc)

@@ -69,10 +69,10 @@ def test_ike_notes_raven_mtu_only_when_the_path_is_small(monkeypatch):
     from edgecheck.checks import ike
     from edgecheck.probes import pmtu_measure
 
-    monkeypatch.setattr(pmtu_measure, "kernel_path_mtu", lambda address, port=9: 1500)
+    monkeypatch.setattr(ike, "kernel_path_mtu", lambda address, port=9: 1500)
     assert ike.raven_mtu_note("192.0.2.20") is None
-    monkeypatch.setattr(pmtu_measure, "kernel_path_mtu", lambda address, port=9: 1400)
-    monkeypatch.setattr(pmtu_measure, "egress_route",
+    monkeypatch.setattr(ike, "kernel_path_mtu", lambda address, port=9: 1400)
+    monkeypatch.setattr(ike, "egress_route",
                         lambda address, timeout=1.0: pmtu_measure.EgressRoute(address, interface="eth0", interface_mtu=1500))
     note = ike.raven_mtu_note("192.0.2.20")
     assert note is not None and note.lossy_range == (note.inner_max + 1, 1436)

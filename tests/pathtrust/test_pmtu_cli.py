@@ -58,11 +58,7 @@ probe = "https"
 
 
 def _flush_learned_mtu(lab) -> None:
-    """A router's ICMP that gets through teaches the server a path MTU for the node's address, for
-    every connection toward it from any of its addresses: forget it between runs."""
-    for ns in (lab.server, lab.node):
-        ns.exec("ip", "route", "flush", "cache")
-        ns.exec("ip", "-6", "route", "flush", "cache")
+    lab.forget_pmtu()
 
 
 def _run_cli(lab, pki, targets, *extra: str) -> Dict[str, Any]:

@@ -42,6 +42,7 @@ def _handshake_with_watch(address: str, context: ssl.SSLContext, http: bool = Fa
 @pytest.mark.parametrize("family", ["hole4", "hole6"])
 def test_black_hole_stalls_and_small_mss_retry_works(path_lab, family):
     lab, address = path_lab["lab"], path_lab[family]
+    lab.forget_pmtu()
     stalled, watch, retry, wall = lab.node.run(_handshake_with_watch, address, path_lab["context"], True)
     assert stalled, "the normal handshake should stall behind the black hole"
     assert watch.fired and retry is not None
@@ -73,6 +74,7 @@ def test_http_response_stall_behind_the_black_hole(path_lab, scheme, port):
     from edgecheck.probes import httpget
 
     lab, address = path_lab["lab"], path_lab["hole4"]
+    lab.forget_pmtu()
     ctx = path_lab["context"] if scheme == "https" else None
 
     def run():

@@ -111,6 +111,14 @@ class PathLab:
             for tool, *spec in rules:
                 self.cpe.exec(tool, "-w", "5", "-D", "OUTPUT", *spec, "-j", "DROP")
 
+    def forget_pmtu(self) -> None:
+        """Drop what the end hosts learned from ICMP too-big: the server keeps a path MTU per
+        destination (the node), whichever of its addresses taught it, so a healthy path's lesson
+        would heal the black hole too."""
+        for ns in (self.server, self.node):
+            ns.exec("ip", "route", "flush", "cache")
+            ns.exec("ip", "-6", "route", "flush", "cache")
+
     def close(self) -> None:
         for ns in reversed(self.namespaces):
             ns.close()
