@@ -137,9 +137,13 @@ class _Loaded:
         return (self._fn or self.probe.load())(target, ctx)
 
 
-def _prepare(targets: Sequence[Target], ctx: RunContext, table: Mapping[str, CheckFn]) -> None:
-    """Every check the plan runs is imported before any starts: an import inside a check would be
-    counted in its time and hold the other checks at the import lock."""
+def warm(targets: Sequence[Target], ctx: RunContext, table: Optional[Mapping[str, CheckFn]] = None) -> None:
+    """Every check the plan runs is imported before any starts (an import inside a check would be
+    counted in its time and hold the other checks at the import lock), and each check module's
+    warm() starts what the run's checks share (RunFacts.prefetch). The runner calls this as soon as
+    the plan is known, so that work overlaps the rest of the start-up; run_checks calls it again
+    (idempotent) for callers that did not."""
+    table = table if table is not None else {p.name: _Loaded(p) for p in registry.PROBES}
     for name in dict.fromkeys(t.probe for t in targets if t.skip is None):
         check = table.get(name)
         if isinstance(check, _Loaded):
@@ -163,7 +167,7 @@ def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int
         ctx = dataclasses.replace(ctx, targets=tuple(targets))
     checks = {p.name: table[p.name] if table and p.name in table else _Loaded(p) for p in registry.PROBES}
     checks.update(table or {})
-    _prepare(targets, ctx, checks)
+    warm(targets, ctx, checks)
     return _run_waves(targets, ctx, checks, max_in_flight)
 
 

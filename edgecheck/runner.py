@@ -123,7 +123,7 @@ class Prepared:
 def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
             environ: Optional[Mapping[str, str]] = None) -> Prepared:
     """Validate every input and build the plan and the run's context; sends nothing."""
-    from edgecheck.engine import hard_deadline
+    from edgecheck.engine import hard_deadline, warm
 
     environ = os.environ if environ is None else environ
     started_wall, started = time.time(), time.monotonic()
@@ -146,6 +146,7 @@ def prepare(options: Mapping[str, Any], *, default_phase: str = "join",
     )
     params = selection_params(plan.selection, options, cluster)
     strict = bool(options.get("strict"))
+    warm(plan.targets, ctx)  # imports the checks and starts what they share (CA files parsed); sends nothing
     params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict)
     return Prepared(plan, ctx, params, strict, cluster.ca_pem, started, started_wall)
 

@@ -13,7 +13,6 @@ import encodings.idna
 import os
 import socket
 import ssl
-import threading
 from typing import Optional, Sequence, Tuple
 
 from edgecheck.checks import pathmtu
@@ -33,8 +32,9 @@ IDNA = encodings.idna.Codec
 
 
 def warm(targets: Sequence[Target], ctx: RunContext) -> None:
-    """Build the run's SSLContexts (one per trust source) on a background thread while the quick
-    local checks run: loading a system CA bundle costs tens of ms, once per run."""
+    """Build the run's SSLContexts (one per trust source) on a background thread from the moment
+    the plan is known: loading a system CA bundle costs tens of ms, once per run, and the first
+    handshakes would otherwise wait for it."""
     trusts = list(dict.fromkeys(trust_for(t, ctx) for t in targets if t.probe == "https" and t.skip is None))
 
     def build() -> None:
@@ -42,7 +42,7 @@ def warm(targets: Sequence[Target], ctx: RunContext) -> None:
             ctx.facts.tls_context(trust)
 
     if trusts:
-        threading.Thread(target=build, daemon=True, name="edgecheck-tls-contexts").start()
+        ctx.facts.prefetch("tls-contexts", build)
 
 
 def check_https(target: Target, ctx: RunContext) -> CheckResult:
