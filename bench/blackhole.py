@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from edgecheck import registry  # noqa: E402
 from edgecheck.catalog import load_catalog  # noqa: E402
 from edgecheck.engine import hard_deadline, run_checks  # noqa: E402
-from edgecheck.plan import HostPort, Selection, build_plan  # noqa: E402
+from edgecheck.plan import HostPort, Nameserver, Selection, build_plan  # noqa: E402
 from edgecheck.runcontext import RunContext  # noqa: E402
 from tests.probes.netns import Netns  # noqa: E402
 from tests.probes.servers import DnsServer  # noqa: E402
@@ -34,9 +34,11 @@ APISERVER, RAVEN, TUNNEL = "10.77.0.30", ("10.77.0.31", "10.77.0.32"), "10.77.0.
 DEAD_NAMESERVER = "10.77.0.53"
 
 
-def _plan(region: str):
+def _plan(region: str, nameserver: str):
+    """The catalog's plan, with the dns:nameserver check `run` adds for the resolver's nameserver."""
     sel = Selection(region=region, k8s_version=(1, 24), apiserver=HostPort(APISERVER, 6443),
-                    raven_gateways=RAVEN, tunnel_server=TUNNEL)
+                    raven_gateways=RAVEN, tunnel_server=TUNNEL,
+                    nameservers=(Nameserver(nameserver, 53, None, "resolv.conf"),))
     return build_plan(load_catalog(), sel).targets
 
 
@@ -66,7 +68,6 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
-    targets = _plan(args.region)
     client, far = Netns(), None
     try:
         far = Netns()
@@ -81,8 +82,10 @@ def main() -> int:
                 fh.write("nameserver 127.0.0.1\n")
             with open(dead, "w") as fh:
                 fh.write(f"nameserver {DEAD_NAMESERVER}\n")
+            targets = _plan(args.region, "127.0.0.1")
             wall, results = _run(client, targets, live, args.timeout)
             _report("A (DNS answers, endpoints dropped)", wall, args.timeout, targets, results)
+            targets = _plan(args.region, DEAD_NAMESERVER)
             wall, results = _run(client, targets, dead, args.timeout)
             _report("B (DNS dropped too)              ", wall, args.timeout, targets, results)
         dns.close()

@@ -1,3 +1,3 @@
-from edgecheck.cli import cli_entry
+from edgecheck.cli import main_entry
 
-cli_entry()
+main_entry()

@@ -19,6 +19,7 @@ once (hard_deadline, the one policy).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import threading
 import time
@@ -221,14 +222,39 @@ class _LoadedBatch:
 
 
 class _Loaded:
-    """The registry's check for a probe kind, imported on first call: a broken module only fails
-    its own checks (as internal errors), never the run."""
+    """The registry's check for a probe kind, imported before the checks start (prepare) or on
+    first call: a broken module only fails its own checks (as internal errors), never the run."""
 
     def __init__(self, probe: registry.ProbeKind) -> None:
         self.probe = probe
+        self._fn: Optional[CheckFn] = None
+
+    def prepare(self, targets: Sequence[Target], ctx: RunContext) -> None:
+        """Import the check now, and let its module warm what the run's checks share
+        (`warm(targets, ctx)`, e.g. the TLS contexts, built on a background thread)."""
+        self._fn = self.probe.load()
+        warm = getattr(importlib.import_module(self.probe.check.partition(":")[0]), "warm", None)
+        if warm is not None:
+            warm(targets, ctx)
 
     def __call__(self, target: Target, ctx: RunContext) -> CheckResult:
-        return self.probe.load()(target, ctx)
+        return (self._fn or self.probe.load())(target, ctx)
+
+
+def warm(targets: Sequence[Target], ctx: RunContext, table: Optional[Mapping[str, CheckFn]] = None) -> None:
+    """Every check the plan runs is imported before any starts (an import inside a check would be
+    counted in its time and hold the other checks at the import lock), and each check module's
+    warm() starts what the run's checks share (RunFacts.prefetch). The runner calls this as soon as
+    the plan is known, so that work overlaps the rest of the start-up; run_checks calls it again
+    (idempotent) for callers that did not."""
+    table = table if table is not None else {p.name: _Loaded(p) for p in registry.PROBES}
+    for name in dict.fromkeys(t.probe for t in targets if t.skip is None):
+        check = table.get(name)
+        if isinstance(check, _Loaded):
+            try:
+                check.prepare(targets, ctx)
+            except Exception:  # noqa: BLE001 - the check then fails on its own, as an internal error
+                pass
 
 
 def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int = MAX_IN_FLIGHT,
@@ -246,7 +272,12 @@ def run_checks(targets: Sequence[Target], ctx: RunContext, *, max_in_flight: int
         ctx = dataclasses.replace(ctx, targets=tuple(targets))
     checks = {p.name: table[p.name] if table and p.name in table else _Loaded(p) for p in registry.PROBES}
     checks.update(table or {})
+    warm(targets, ctx, checks)
+    return _run_waves(targets, ctx, checks, max_in_flight, table)
 
+
+def _run_waves(targets: List[Target], ctx: RunContext, checks: Mapping[str, CheckFn], max_in_flight: int,
+               table: Optional[Mapping[str, CheckFn]]) -> List[CheckResult]:
     results: Dict[int, CheckResult] = {}
     waves: List[List[Item]] = [[], []]  # kinds with no dependency, then kinds that read others' results
     for index, target in enumerate(targets):

@@ -188,6 +188,9 @@ class TlsResult:
     peer_certificate: Optional[Certificate] = None
     address: str = ""
     ms: int = 0
+    verify_kind: Optional[str] = None  # SPEC 7.1: unknown-issuer, self-signed, hostname-mismatch, expired, ...
+    verify_code: Optional[int] = None  # OpenSSL's X509_V_ERR_* code
+    timed_out: bool = False  # the handshake made no progress until the budget ran out (a stall)
 
     @property
     def issuer(self) -> str:
@@ -199,9 +202,85 @@ class TlsResult:
             "verified": self.verified, "verify_error": self.verify_error,
             "peer_certificate": self.peer_certificate.to_json() if self.peer_certificate else {},
             "ms": self.ms}
+        if self.verify_kind is not None:
+            ev["verify_kind"], ev["verify_code"] = self.verify_kind, self.verify_code
         if self.error:
             ev["error"] = self.error
         return {"tls": ev}
+
+
+@dataclass(frozen=True)
+class TlsInterception:
+    """A chain verified against the system store compared with the public roots (certifi)."""
+
+    intercepted: Optional[bool]  # None: could not tell
+    method: str  # "chain" | "handshake" | "unavailable"
+    issuer: str = ""  # who signed the server's certificate
+    anchor: str = ""  # the trust anchor the system store supplied
+    public_roots: str = ""  # the bundle compared with
+    detail: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"tls_interception": {"intercepted": self.intercepted, "method": self.method, "issuer": self.issuer,
+                                     "trust_anchor": self.anchor, "public_roots": self.public_roots,
+                                     "detail": self.detail}}
+
+
+@dataclass(frozen=True)
+class PathMtu:
+    """A stalled handshake or HTTP response retried with smaller TCP MSS values (pmtu.py), judged."""
+
+    stage: str  # "tls" | "http": where the original connection stalled
+    black_hole: bool
+    why: str
+    working_sizes: Tuple[int, ...] = ()  # IP packet sizes that completed
+    failing_sizes: Tuple[int, ...] = ()  # IP packet sizes that stalled
+    retry: Dict[str, Any] = field(default_factory=dict)  # every attempt (pmtu.MssRetry.evidence())
+    egress: Dict[str, Any] = field(default_factory=dict)  # interface, its MTU, gateway (no packet sent)
+
+    @property
+    def largest_working(self) -> Optional[int]:
+        return max(self.working_sizes) if self.working_sizes else None
+
+    @property
+    def smallest_failing(self) -> Optional[int]:
+        return min(self.failing_sizes) if self.failing_sizes else None
+
+    @property
+    def interface(self) -> Optional[str]:
+        return self.egress.get("interface")
+
+    def to_json(self) -> Dict[str, Any]:
+        ev: Dict[str, Any] = {"stage": self.stage, "black_hole": self.black_hole, "why": self.why,
+                              "working_packet_sizes": list(self.working_sizes),
+                              "failing_packet_sizes": list(self.failing_sizes),
+                              "largest_working": self.largest_working, "smallest_failing": self.smallest_failing,
+                              "retry": self.retry}
+        if self.egress:
+            ev["egress_route"] = self.egress
+        return {"path_mtu": ev}
+
+
+@dataclass(frozen=True)
+class RavenMtuNote:
+    """What Raven's IPsec tunnel leaves for pod packets on a small path to the gateway (raven_mtu.py)."""
+
+    path_mtu: int
+    suite: str
+    inner_max: int  # largest pod packet the tunnel carries without loss on this path
+    overhead: Tuple[int, int]  # (least, most) bytes
+    interface_mtu: Optional[int] = None
+    raven_mtu: Optional[int] = None  # what Raven will configure: interface MTU - 64
+    lossy_range: Optional[Tuple[int, int]] = None  # pod packet sizes Raven allows but the path cannot carry
+    message: str = ""
+    fix: str = ""  # what to do when pod packets would be lost
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"raven_mtu": {
+            "path_mtu": self.path_mtu, "suite": self.suite, "inner_max": self.inner_max,
+            "overhead": list(self.overhead), "interface_mtu": self.interface_mtu, "raven_mtu": self.raven_mtu,
+            "lossy_range": list(self.lossy_range) if self.lossy_range else None, "message": self.message,
+            "fix": self.fix}}
 
 
 @dataclass

@@ -52,6 +52,8 @@ class Reason(str, enum.Enum):
     HOST_FIREWALL = "host-firewall"  # this host's own packet filter drops or rejects the traffic
     KERNEL_SETTING = "kernel-setting"  # a kernel setting this host needs for the node is wrong
     UNPROVEN = "unproven"  # reach: something accepted the connection but did not prove to be the listener
+    PATH_MTU = "path-mtu"  # SPEC 7.1: TCP connects, large packets are lost (a smaller MSS works)
+    TLS_INTERCEPTED = "tls-intercepted"  # the chain verifies on the system store only: re-signed on the way
 
     def __str__(self) -> str:
         return self.value
@@ -67,6 +69,7 @@ class Kind(str, enum.Enum):
     COMPONENT = "component"  # a node component found running here (YurtHub)
     SYSTEM = "system"  # a kernel setting of this host (SPEC 7.2)
     REACH = "reach"  # a node's inbound port, probed from the other side (`edgecheck reach`)
+    DNS = "dns"  # a nameserver of this host's resolver configuration (SPEC 7.2)
 
     def __str__(self) -> str:
         return self.value
@@ -164,6 +167,7 @@ class Target:
     tool: Optional[ToolSpec] = None  # tool only
     skip: Optional[Skip] = None  # decided at plan time: no packet is sent
     notes: Tuple[str, ...] = ()  # special cases the documentation states for this endpoint
+    upstream_of: Optional[str] = None  # dns only: the loopback stub in resolv.conf this nameserver serves
 
     def target_fields(self) -> Dict[str, Any]:
         """The JSON `target` object: host, port, protocol where they apply."""
@@ -275,7 +279,8 @@ class Finding:
 
 def _what(checks: Tuple[CheckResult, ...]) -> str:
     nouns = {Kind.ENDPOINT: "endpoint", Kind.INBOUND: "port", Kind.TOOL: "tool", Kind.CLOCK: "clock check",
-             Kind.COMPONENT: "component", Kind.SYSTEM: "kernel setting", Kind.REACH: "node port"}
+             Kind.COMPONENT: "component", Kind.SYSTEM: "kernel setting", Kind.REACH: "node port",
+             Kind.DNS: "nameserver"}
     kinds = {c.kind for c in checks}
     noun = nouns.get(kinds.pop(), "check") if len(kinds) == 1 else "check"
     n = len(checks)

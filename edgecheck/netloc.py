@@ -14,6 +14,12 @@ def bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def authority(host: str, port: int, scheme: str) -> str:
+    """A URL's authority and the Host header: host_port without the scheme's default port
+    (RFC 9110 section 7.2), e.g. 'cs-anony.aliyuncs.com', '[2001:db8::1]:6443'."""
+    return bracketed(host) if port == (443 if scheme == "https" else 80) else host_port(host, port)
+
+
 def host_port(host: str, port: object) -> str:
     """'cs-anony.aliyuncs.com:443', '192.0.2.1:6443', '[2001:db8::1]:7443'; port may be a range
     text ('10280-10284') for a plan placeholder."""

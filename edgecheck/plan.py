@@ -52,6 +52,16 @@ class LocalComponent:
 
 
 @dataclass(frozen=True)
+class Nameserver:
+    """A nameserver of this host's resolver configuration (read by the runner; SPEC 7.2)."""
+
+    address: str
+    port: int = 53
+    upstream_of: Optional[str] = None  # found behind this loopback stub of resolv.conf
+    source: str = ""  # the file it was read from
+
+
+@dataclass(frozen=True)
 class Selection:
     """The inputs that decide the plan (SPEC section 1)."""
 
@@ -66,6 +76,8 @@ class Selection:
     tunnel_server: Optional[str] = None
     apiserver_hint: str = ""  # where node discovery looked, when it found no API server
     components: Tuple[LocalComponent, ...] = ()
+    nameservers: Tuple[Nameserver, ...] = ()
+    resolver_error: str = ""  # the resolver configuration could not be read
 
 
 @dataclass(frozen=True)
@@ -417,8 +429,27 @@ def _component_targets(sel: Selection) -> List[Target]:
     ]
 
 
+def _nameserver_targets(sel: Selection) -> List[Target]:
+    out = []
+    for ns in sel.nameservers:
+        if ns.upstream_of:
+            name = f"nameserver {ns.address}, upstream of the local stub {ns.upstream_of}"
+            why = (f"resolv.conf points only at the local stub {ns.upstream_of}, which forwards to it ({ns.source}); "
+                   f"kubelet and CoreDNS cannot use a loopback stub, so pods resolve through it")
+        else:
+            name = f"nameserver {ns.address} of this host's resolver"
+            why = f"listed in {ns.source}: the node's components ask it for every name, in order"
+        out.append(Target(
+            id=f"dns:nameserver:{ns.address}", kind=Kind.DNS, probe="nameserver", name=name, why=why,
+            source="this host's resolver configuration", entry="resolver", host=ns.address, port=ns.port,
+            protocol="udp", upstream_of=ns.upstream_of))
+    return out
+
+
 def _input_warnings(sel: Selection) -> List[str]:
     warnings = []
+    if sel.resolver_error:
+        warnings.append(f"nameserver checks left out: {sel.resolver_error}")
     if sel.raven_gateways and sel.mode is not Mode.PUBLIC:
         warnings.append("--raven-gateway ignored: the Raven cloud gateway is a public-mode endpoint")
     if sel.tunnel_server and (sel.mode is not Mode.PUBLIC or (sel.k8s_version or NEWEST) >= (1, 26)):
@@ -428,7 +459,7 @@ def _input_warnings(sel: Selection) -> List[str]:
 
 def build_plan(catalog: Catalog, sel: Selection) -> Plan:
     """Every target `run` checks for these inputs, in a stable order, each with why it is there."""
-    targets: List[Target] = []
+    targets: List[Target] = _nameserver_targets(sel)  # DNS first, as the troubleshooting order
     for entry in catalog.endpoints:
         if _applies(entry, sel):
             targets.extend(_endpoint_targets(entry, sel, catalog))

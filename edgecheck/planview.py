@@ -59,6 +59,7 @@ def _wrap(text: str, indent: int) -> List[str]:
 
 
 _SECTIONS = (
+    (Kind.DNS, "Nameservers of this host's resolver"),
     (Kind.ENDPOINT, "Outbound endpoints"),
     (Kind.INBOUND, "Inbound ports on this host"),
     (Kind.SYSTEM, "Kernel settings"),

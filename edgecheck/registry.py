@@ -2,7 +2,7 @@
 
 A new probe kind is one check module (edgecheck/checks/), one wire module (edgecheck/probes/ or
 edgecheck/host/) and one line in PROBES. The check is named by "module:function" and imported on
-first use, so `edgecheck --help` and `edgecheck targets` never import dnspython, requests or psutil,
+first use, so `edgecheck --help` and `edgecheck targets` never import the DNS client, requests or psutil,
 and a broken module only fails its own checks.
 """
 
@@ -65,6 +65,7 @@ PROBES: Tuple[ProbeKind, ...] = (
     ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),
     ProbeKind("reach", Kind.REACH, "edgecheck.checks.reach:check_reach", "any",
               batch="edgecheck.checks.reach:check_reach_many"),
+    ProbeKind("nameserver", Kind.DNS, "edgecheck.checks.nameserver:check_nameserver", "udp"),
 )
 
 BY_NAME: Dict[str, ProbeKind] = {p.name: p for p in PROBES}

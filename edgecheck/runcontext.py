@@ -11,17 +11,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 
 if TYPE_CHECKING:
+    import ssl
+
+    from edgecheck.evidence import TrustSource
     from edgecheck.firewall.hostview import HostFilter
     from edgecheck.host.distro import OsRelease
     from edgecheck.host.kernel import KernelState
     from edgecheck.host.sockets import SocketTable
     from edgecheck.host.tools import InstallPlan
+    from edgecheck.probes.budget import Budget
+    from edgecheck.probes.interception import PublicRoots
+    from edgecheck.probes.nameservers import NameserverReport
     from edgecheck.probes.resolver import SharedResolver
+    from edgecheck.probes.trustcache import ContextCache
 
 T = TypeVar("T")
 
@@ -43,6 +50,23 @@ class Lazy(Generic[T]):
             return self._value  # type: ignore[return-value]
 
 
+class _Prefetch:
+    """A fact computed on a background thread; readers wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+    def run(self, compute: Callable[[], Any]) -> None:
+        try:
+            self.value = compute()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class RunFacts:
     """Facts about this host and this run, each read at most once per run (thread-safe)."""
 
@@ -57,19 +81,29 @@ class RunFacts:
         self._kernel = Lazy(self._read_kernel)
         self._filter: Optional["HostFilter"] = None
         self._filter_lock = threading.Lock()
+        self._tls = Lazy(self._make_context_cache)
+        self._nameservers: Optional["NameserverReport"] = None
+        self._nameservers_lock = threading.Lock()
         self._results: Dict[str, Tuple[CheckResult, ...]] = {}
+        self._prefetched: Dict[str, _Prefetch] = {}
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _make_context_cache() -> "ContextCache":
+        from edgecheck.probes.trustcache import ContextCache
+
+        return ContextCache()
 
     def _make_resolver(self) -> "SharedResolver":
         from edgecheck.probes.resolver import SharedResolver
 
         return SharedResolver(self._resolv_conf)
 
-    @staticmethod
-    def _read_sockets() -> "SocketTable":
-        from edgecheck.host.sockets import read_socket_table
+    def _read_sockets(self) -> "SocketTable":
+        from edgecheck.host.sockets import read_socket_table, read_socket_table_for
 
-        return read_socket_table()
+        ports = {(t.protocol or "tcp", t.port) for t in self._targets if t.kind is Kind.INBOUND and t.port}
+        return read_socket_table_for(ports) if ports else read_socket_table()
 
     def _read_os_release(self) -> "OsRelease":
         from edgecheck.host.distro import read_os_release
@@ -116,6 +150,51 @@ class RunFacts:
     def install_plan(self) -> "InstallPlan":
         """One command installing every missing tool of the plan."""
         return self._install.get()
+
+    def tls_context(self, trust: "TrustSource") -> "ssl.SSLContext":
+        """One SSLContext per trust source per run, shared by every handshake (issue 17: loading a
+        CA bundle costs tens of ms; a context is safe to share between threads once built)."""
+        return self._tls.get().get(trust)
+
+    def public_roots(self) -> Optional["PublicRoots"]:
+        """The public roots (certifi) that TLS interception is judged against."""
+        return self._tls.get().public()
+
+    def nameserver_health(self, budget: "Budget") -> "NameserverReport":
+        """Every dns:nameserver target of the plan asked at once, by the first check that needs it
+        (within its budget); the others wait for that report (their verdicts depend on each other)."""
+        with self._nameservers_lock:
+            if self._nameservers is None:
+                from edgecheck.probes.nameservers import NameserverTarget, discover, probe_all
+
+                planned = [NameserverTarget(t.host, int(t.port or 53), t.upstream_of) for t in self._targets
+                           if t.kind is Kind.DNS and t.skip is None and t.host]
+                qname = next((t.host for t in self._targets if t.kind is Kind.ENDPOINT and t.host
+                              and not t.host.replace(".", "").isdigit() and ":" not in t.host), "localhost")
+                self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget,
+                                              self.resolver().refused)
+            return self._nameservers
+
+    def prefetch(self, key: str, compute: Callable[[], Any]) -> None:
+        """Start computing a fact now, on a background thread (a check module's warm(), called by
+        the engine before the checks start): a check that runs later, such as the clock after the
+        NTP probes, then reads it instead of adding its time to the run's."""
+        with self._lock:
+            if key in self._prefetched:
+                return
+            slot = self._prefetched[key] = _Prefetch()
+        threading.Thread(target=slot.run, args=(compute,), daemon=True, name=f"edgecheck-{key}").start()
+
+    def fetched(self, key: str, compute: Callable[[], Any], wait: float) -> Any:
+        """The prefetched fact (waiting at most `wait` seconds for it); computed here when nobody
+        prefetched it or it is not ready in time."""
+        with self._lock:
+            slot = self._prefetched.get(key)
+        if slot is None or not slot.done.wait(max(0.0, wait)):
+            return compute()
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
 
     def publish(self, probe: str, results: Sequence[CheckResult]) -> None:
         """The engine hands finished results of one probe kind to the kinds that come after it."""

@@ -19,14 +19,28 @@ from edgecheck.catalog import load_catalog
 from edgecheck.cluster.inputs import ClusterInputs, resolve_cluster_inputs
 from edgecheck.errors import UsageError
 from edgecheck.model import Mode, Phase, Report
-from edgecheck.plan import Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
+from edgecheck.plan import Nameserver, Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
 from edgecheck.runcontext import RunContext
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+RESOLV_CONF = "/etc/resolv.conf"  # what glibc reads; RunContext.resolv_conf reads the same
 
 
-def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_phase: str = "join") -> Selection:
+def resolver_inputs(resolv_conf: str = RESOLV_CONF) -> Tuple[Tuple[Nameserver, ...], str]:
+    """The nameservers of this host's resolver configuration, and the upstreams behind a local
+    stub (SPEC 7.2), read while planning (files and /proc only: nothing is sent), so the plan and
+    `edgecheck targets` list one dns:nameserver check each. Returns (nameservers, error)."""
+    from edgecheck.probes.nameservers import discover
+
+    setup = discover(resolv_conf)
+    if setup.error:
+        return (), setup.error
+    return tuple(Nameserver(t.address, t.port, t.upstream_of, t.source) for t in setup.targets), ""
+
+
+def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_phase: str = "join",
+                    resolver: Tuple[Tuple[Nameserver, ...], str] = ((), "")) -> Selection:
     region = options.get("region")
     if not region:
         raise UsageError("missing --region (or EDGECHECK_REGION): the cluster's region id, e.g. cn-hangzhou")
@@ -43,6 +57,8 @@ def build_selection(options: Mapping[str, Any], cluster: ClusterInputs, default_
         tunnel_server=parse_host(tunnel, "--tunnel-server") if tunnel else None,
         apiserver_hint=cluster.hint,
         components=cluster.components,
+        nameservers=resolver[0],
+        resolver_error=resolver[1],
     )
 
 
@@ -55,7 +71,7 @@ def cluster_inputs(options: Mapping[str, Any], default_phase: str = "join") -> C
 def plan_from_options(options: Mapping[str, Any], default_phase: str = "join") -> Tuple[Plan, ClusterInputs]:
     """The plan for these selection options; raises UsageError before any packet."""
     cluster = cluster_inputs(options, default_phase)
-    selection = build_selection(options, cluster, default_phase)
+    selection = build_selection(options, cluster, default_phase, resolver_inputs())
     return build_plan(load_catalog(options.get("targets_files") or ()), selection), cluster
 
 
@@ -155,7 +171,7 @@ def prepare_reach(options: Mapping[str, Any], nodes: Sequence[str], *,
 
 def _prepared(options: Mapping[str, Any], plan: Plan, cluster: ClusterInputs, environ: Mapping[str, str],
               started: float, started_wall: float) -> Prepared:
-    from edgecheck.engine import hard_deadline
+    from edgecheck.engine import hard_deadline, warm
 
     ca_bundle, trust_source = resolve_ca_bundle(options.get("ca_bundle"), environ)
     apiserver_ca = cluster.ca_file
@@ -177,6 +193,7 @@ def _prepared(options: Mapping[str, Any], plan: Plan, cluster: ClusterInputs, en
     )
     params = selection_params(plan.selection, options, cluster)
     strict = bool(options.get("strict"))
+    warm(plan.targets, ctx)  # imports the checks and starts what they share (CA files parsed); sends nothing
     params.update(timeout=timeout, trust=trust_source, ca_bundle=ca_bundle, apiserver_ca=apiserver_ca, strict=strict,
                   source_cidrs=list(source_cidrs))
     return Prepared(plan, ctx, params, strict, cluster.ca_pem, started, started_wall)
@@ -184,12 +201,16 @@ def _prepared(options: Mapping[str, Any], plan: Plan, cluster: ClusterInputs, en
 
 def run(prepared: Prepared) -> Report:
     """Every check of the plan, diagnosed: the Report every renderer takes."""
-    from edgecheck.cluster.kubeconfig import ca_file_for
     from edgecheck.diagnosis import diagnose
     from edgecheck.engine import run_checks
 
-    with ca_file_for(prepared.ctx.apiserver_ca, prepared.apiserver_ca_pem) as apiserver_ca:
-        results = run_checks(prepared.plan.targets, replace(prepared.ctx, apiserver_ca=apiserver_ca))
+    if prepared.apiserver_ca_pem is None:  # a CA file, or none: nothing to write
+        results = run_checks(prepared.plan.targets, prepared.ctx)
+    else:
+        from edgecheck.cluster.kubeconfig import ca_file_for
+
+        with ca_file_for(prepared.ctx.apiserver_ca, prepared.apiserver_ca_pem) as apiserver_ca:
+            results = run_checks(prepared.plan.targets, replace(prepared.ctx, apiserver_ca=apiserver_ca))
     return diagnose(Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prepared.started_wall)),
         agent_version=__version__,

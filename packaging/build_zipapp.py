@@ -9,7 +9,7 @@ directory instead of shiv's ~/.shiv, which a systemd system user often cannot us
 
 Dependencies are resolved for the floor, CPython 3.9, and restricted to pure-Python (`none`) and
 stable-ABI (`abi3`) wheels: pip then picks the newest releases that still support 3.9 (click
-8.1.x, dnspython 2.7, requests 2.32, ...) and the pure-Python build of charset-normalizer, so one
+8.1.x, requests 2.32, ...) and the pure-Python build of charset-normalizer, so one
 archive per architecture runs on every CPython >= 3.9 a node may have.
 """
 

@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from edgecheck.checks.base import Probing
     from edgecheck.reach.probeloop import Feed, Job, ProbeResult
 
-RESOLVE_IN_FLIGHT = 32  # name lookups at once (each is a blocking dnspython call on its own thread)
+RESOLVE_IN_FLIGHT = 32  # name lookups at once (each a blocking lookup on its own thread)
 COLLECT_MARGIN_S = 0.3  # the loop ends this long before the run's deadline: the engine gets every result
 NOT_STARTED = ("The check did not start: it waited for a name-lookup slot until less than its timeout was "
                "left before the run's overall deadline (this is about the run, not the network).")
 
 
 def literal_address(host: str) -> Optional[str]:
-    """The address when host is an IP literal (no DNS, and no dnspython import), else None."""
+    """The address when host is an IP literal (no DNS, and no resolver import), else None."""
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
@@ -55,7 +55,7 @@ class Named:
 
     `probing` (checks/base.py: the budget and the DNS layer of a single check) exists for names,
     and for every target when the caller asked for it; an IP literal needs none, so a run of IP
-    targets never imports the resolver (dnspython)."""
+    targets never imports the resolver."""
 
     target: Target
     start: float = 0.0

@@ -11,9 +11,10 @@ import socket
 from typing import Optional
 
 from edgecheck.checks.base import Probing, close_all
-from edgecheck.checks.tlshttp import http_failure, tls_failure, verified_handshake, web_passed
+from edgecheck.checks.tlshttp import http_failure, note_interception, open_tls, tls_failure, web_passed
 from edgecheck.evidence import ProxyRoute, TlsResult, TrustSource
 from edgecheck.model import CheckResult, Reason, Status
+from edgecheck.netloc import host_port
 from edgecheck.probes import httpget
 from edgecheck.probes.proxy import proxy_authorization, proxy_endpoint, strip_credentials, with_host
 from edgecheck.probes.tcp import connect_all
@@ -28,7 +29,7 @@ def web_via_proxy(probing: Probing, scheme: str, port: int, trust: Optional[Trus
 
     def proxy_error(detail: str) -> CheckResult:
         return probing.result(Status.FAIL, Reason.PROXY_ERROR,
-                              f"The proxy {shown} for {scheme.upper()} to {host}:{port} failed: {detail}.")
+                              f"The proxy {shown} for {scheme.upper()} to {host_port(host, port)} failed: {detail}.")
 
     probing.add(ProxyRoute(shown))
     if pscheme not in ("http", "https"):
@@ -49,22 +50,11 @@ def web_via_proxy(probing: Probing, scheme: str, port: int, trust: Optional[Trus
 
     tls: Optional[TlsResult] = None
     if trust is not None and pscheme == "http":
-        def tunnel_again() -> Optional[socket.socket]:
-            _, again = connect_all([chosen.address], pport, probing.budget, keep_open=True)
-            if chosen.address not in again:
-                return None
-            try:
-                return open_tunnel(again[chosen.address], host, port, auth, probing.budget)
-            except ProxyTunnelError:
-                return None
-
         try:
-            tunnel = open_tunnel(sock, host, port, auth, probing.budget)
+            tls = _tls_through_tunnel(probing, sock, chosen.address, pport, port, auth, trust)
         except ProxyTunnelError as exc:
             return proxy_error(str(exc))
-        tls = verified_handshake(tunnel, host, trust, probing.budget, tunnel_again)
         tls.address = f"via {shown}"
-        probing.add(tls)
         if not tls.ok:
             return tls_failure(probing, tls, f" through the proxy {shown}")
     else:
@@ -78,3 +68,29 @@ def web_via_proxy(probing: Probing, scheme: str, port: int, trust: Optional[Trus
         # Plain HTTP through a proxy: a gateway error is the proxy saying it could not reach the host.
         return proxy_error(f"it answered HTTP {http.status} for {http.url}, i.e. it could not reach {host}")
     return web_passed(probing, scheme, tls, http, trust, shown)
+
+
+def _tls_through_tunnel(probing: Probing, sock: socket.socket, proxy_address: str, proxy_port: int, port: int,
+                        auth: Optional[str], trust: TrustSource) -> TlsResult:
+    """CONNECT through the proxy, then the verified handshake in the tunnel (and the interception
+    verdict: an inspecting proxy re-signs in exactly this tunnel). Raises ProxyTunnelError."""
+    host = probing.target.host or ""
+
+    def tunnel_again() -> Optional[socket.socket]:
+        _, again = connect_all([proxy_address], proxy_port, probing.budget, keep_open=True)
+        if proxy_address not in again:
+            return None
+        try:
+            return open_tunnel(again[proxy_address], host, port, auth, probing.budget)
+        except ProxyTunnelError:
+            return None
+
+    tunnel = open_tunnel(sock, host, port, auth, probing.budget)
+    tls, stream = open_tls(probing, tunnel, trust, tunnel_again)
+    probing.add(tls)
+    if stream is not None:
+        try:
+            note_interception(probing, stream, trust, tunnel_again)
+        finally:
+            stream.close()
+    return tls

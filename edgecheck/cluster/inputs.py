@@ -10,13 +10,15 @@ is sent, and a malformed kubeconfig is a usage error before any probe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
-from edgecheck.cluster.discovery import Discovery, discover
-from edgecheck.cluster.kubeconfig import KubeCluster, load_kubeconfig
 from edgecheck.model import Phase
 from edgecheck.plan import DEFAULT_APISERVER_PORT, HostPort, LocalComponent, parse_host_port
 from edgecheck.probes.yurthub import YURTHUB_SERVE_PORT
+
+if TYPE_CHECKING:
+    from edgecheck.cluster.discovery import Discovery
+    from edgecheck.cluster.kubeconfig import KubeCluster
 
 YURTHUB_PURPOSE = "the node's proxy to the API server (OpenYurt YurtHub)"
 
@@ -34,8 +36,8 @@ class ClusterInputs:
 def resolve_cluster_inputs(options: Mapping[str, Any], phase: Phase, node_root: str = "/") -> ClusterInputs:
     given: Optional[str] = options.get("apiserver")
     ca_option: Optional[str] = options.get("apiserver_ca")
-    kube = load_kubeconfig(options["kubeconfig"]) if options.get("kubeconfig") else None
-    found = discover(node_root) if phase is Phase.RUNNING else None
+    kube = _kubeconfig(options["kubeconfig"]) if options.get("kubeconfig") else None
+    found = _discover(node_root) if phase is Phase.RUNNING else None
     components = _components(found) if found else ()
     if given:
         apiserver = parse_host_port(given, "--apiserver", DEFAULT_APISERVER_PORT)
@@ -56,14 +58,27 @@ def resolve_cluster_inputs(options: Mapping[str, Any], phase: Phase, node_root: 
     return ClusterInputs(apiserver, ca_file, ca_pem, params, components)
 
 
-def _kube_ca(kube: Optional[KubeCluster], params: Dict[str, Any]) -> Tuple[Optional[str], Optional[bytes]]:
+def _kubeconfig(path: str) -> "KubeCluster":
+    # Imported when used: a run given --apiserver in phase join reads no kubeconfig and no node file.
+    from edgecheck.cluster.kubeconfig import load_kubeconfig
+
+    return load_kubeconfig(path)
+
+
+def _discover(node_root: str) -> "Discovery":
+    from edgecheck.cluster.discovery import discover
+
+    return discover(node_root)
+
+
+def _kube_ca(kube: Optional["KubeCluster"], params: Dict[str, Any]) -> Tuple[Optional[str], Optional[bytes]]:
     if kube is None:
         return None, None
     params["apiserver_ca_source"] = kube.ca_origin
     return kube.ca_file, kube.ca_pem
 
 
-def _components(found: Discovery) -> Tuple[LocalComponent, ...]:
+def _components(found: "Discovery") -> Tuple[LocalComponent, ...]:
     """YurtHub when it runs here (or kubelet goes through it): its health is a local check."""
     install = found.yurthub
     if install is None and not found.kubelet_uses_yurthub:

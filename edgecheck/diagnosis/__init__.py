@@ -19,7 +19,9 @@ __all__ = ["Advice", "diagnose", "findings", "remediation"]
 
 
 def remediation(check: CheckResult, scene: Scene) -> str:
-    return advise(check.reason, [check], scene).text()
+    """The advice for this check alone, as for its root cause (a certificate the clock explains:
+    the clock's advice)."""
+    return advise(cause_of(check, scene).reason, [check], scene).text()
 
 
 def findings(report: Report, scene: Scene) -> List[Finding]:
@@ -30,7 +32,7 @@ def findings(report: Report, scene: Scene) -> List[Finding]:
         groups: Dict[Tuple[Cause, Status], List[CheckResult]] = {}
         for check in report.checks:
             if check.status is status:
-                groups.setdefault((cause_of(check), status), []).append(check)
+                groups.setdefault((cause_of(check, scene), status), []).append(check)
         first_seen = {key: i for i, key in enumerate(groups)}
         for key in sorted(groups, key=lambda k: (RANK.get(k[0].reason, len(RANK)), first_seen[k])):
             cause, checks = key[0], groups[key]
@@ -38,7 +40,7 @@ def findings(report: Report, scene: Scene) -> List[Finding]:
             out.append(Finding(
                 cause=cause.id, status=status, reason=cause.reason, title=title_of(cause, checks),
                 checks=tuple(checks), advice=advice.paragraphs, command=advice.command,
-                details=tuple(detail_of(c) for c in checks)))
+                details=tuple(detail_of(c, scene) for c in checks)))
     return out
 
 

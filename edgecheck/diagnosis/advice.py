@@ -16,13 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from edgecheck.diagnosis.scene import (Scene, failed_addresses, hosts_text, listed, nameservers, ports_text,
-                                       resolver_source, zone)
+from edgecheck.diagnosis.scene import (Scene, clock_explanation, failed_addresses, hosts_text, listed, nameservers,
+                                       ports_text, resolver_source, zone)
 from edgecheck.diagnosis.firewall import firewall_advice, firewall_also, not_evaluated_note, not_evaluated_outbound
-from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PortHolder, ProxyRoute,
-                                ReachProbe, ToolEvidence, TrustSource)
+from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PathMtu, PortHolder,
+                                ProxyRoute, RavenMtuNote, ReachProbe, TlsInterception, TlsResult, ToolEvidence,
+                                TrustSource)
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
-from edgecheck.probes.yurthub import YurtHubProbe
+from edgecheck.probes import tlskind
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,36 @@ def _nxdomain(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 
 def _dns_failure(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    endpoints = [c for c in checks if c.kind is not Kind.DNS]
+    own = tuple(_nameserver_paragraph(c) for c in checks if c.kind is Kind.DNS)
+    if not endpoints:
+        return Advice(tuple(dict.fromkeys(own)))
+    return Advice(_endpoint_dns_failure(endpoints, scene).paragraphs + own)
+
+
+def _nameserver_paragraph(check: CheckResult) -> str:
+    """For a dns:nameserver check: what is wrong with that nameserver, and where it is configured."""
+    from edgecheck.checks.nameserver import NameserverEvidence
+
+    ev = check.evidence.find(NameserverEvidence)
+    ns, conf = check.target.host or "", ev.resolv_conf if ev else "/etc/resolv.conf"
+    where = (f"the upstream list of the local stub {check.target.upstream_of}" if check.target.upstream_of
+             else f"{conf} (or what writes it: netplan, NetworkManager, systemd-resolved or DHCP)")
+    if ev is not None and ev.outcome == "tcp-blocked":
+        return (f"Allow TCP port 53 to {ns} (host firewall, data-centre firewall, security group): answers larger "
+                f"than a UDP datagram are fetched over TCP, and registry and OSS names can have such answers.")
+    if ev is not None and ev.rcode:
+        return (f"{ns} answers {ev.rcode}: check its forwarding (upstream servers, access lists, DNSSEC) with "
+                f"`dig @{ns} <name>`, or replace it in {where}.")
+    if check.status is Status.WARN:
+        wait = f" every lookup waits {ev.wait_s:g} s on it first;" if ev is not None and ev.wait_s else ""
+        return (f"Nameserver {ns} does not work while another one does:{wait} remove it from {where}, or make it "
+                f"answer (UDP and TCP 53 from this host).")
+    return (f"No nameserver answers: check that this host reaches {ns} on UDP and TCP port 53 (host firewall, "
+            f"data-centre firewall, security group) and that it runs, or point {where} at a resolver that works.")
+
+
+def _endpoint_dns_failure(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     ns = nameservers(checks[0])
     host = checks[0].target.host or ""
     first = ns[0] if ns else "<nameserver>"
@@ -179,6 +210,10 @@ def _proxy(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 # ------------------------------------------------------------------------------------------ TLS
 def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     trust = checks[0].evidence.find(TrustSource)
+    tls = checks[0].evidence.find(TlsResult)
+    kind = tls.verify_kind if tls is not None else None
+    if kind in (tlskind.EXPIRED, tlskind.NOT_YET_VALID, tlskind.HOSTNAME_MISMATCH, tlskind.OTHER):
+        return Advice((tlskind.remedy(kind or "", clock_explanation(checks[0], scene)),))
     if checks[0].target.trust is Trust.CLUSTER:
         cafile = trust.cafile if trust and trust.cafile else "the --apiserver-ca file"
         return Advice((f"The API server certificate does not verify against --apiserver-ca {cafile}: check "
@@ -191,6 +226,32 @@ def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         "Otherwise an expired certificate or a wrong name means the host is not the real endpoint: check "
         "the clock (see the clock check) and that the names resolve to the right addresses.",
     ))
+
+
+def _tls_intercepted(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    from edgecheck.probes import interception
+
+    parts = [c.evidence.find(TlsInterception) for c in checks]
+    anchors = list(dict.fromkeys(p.anchor or p.issuer for p in parts if p is not None and (p.anchor or p.issuer)))
+    return Advice((interception.remedy(anchors),))
+
+
+def _path_mtu(checks: Sequence[CheckResult], scene: Scene) -> Advice:
+    from edgecheck.probes import pmtu
+
+    parts = [p for p in (c.evidence.find(PathMtu) for c in checks) if p is not None]
+    sizes = [p.largest_working for p in parts if p.largest_working]
+    largest = min(sizes) if sizes else None
+    interface = next((p.interface for p in parts if p.interface), None)
+    paragraphs = [pmtu.remedy(largest, interface, hosts_text(checks) or "these endpoints")]
+    if scene.raven_gateways and largest:
+        from edgecheck.probes.raven_mtu import raven_note
+
+        mtu = next((p.egress.get("interface_mtu") for p in parts if p.egress.get("interface_mtu")), None)
+        note = raven_note(largest, mtu)
+        paragraphs.append(f"Raven gateway {listed(scene.raven_gateways)}: if its path crosses the same link, "
+                          + note.message[0].lower() + note.message[1:] + (f" {note.fix}" if note.fix else ""))
+    return Advice(tuple(paragraphs))
 
 
 def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
@@ -208,9 +269,12 @@ def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 def _passed(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     if _reach(checks):
         return _reach_nat(checks)
-    note = not_evaluated_note(checks)
-    if note:
-        return Advice((note,))
+    # A passed check can still carry a note: this host's filter could not be read for its port, or
+    # the path to the Raven gateway is too small for Raven's IPsec packets.
+    notes = [n.fix for n in (c.evidence.find(RavenMtuNote) for c in checks) if n is not None and n.fix]
+    notes += [n for n in (not_evaluated_note(checks),) if n]
+    if notes:
+        return Advice(tuple(dict.fromkeys(notes)))
     trust = checks[0].evidence.find(TrustSource)
     if trust is not None and not trust.verify and checks[0].target.trust is Trust.CLUSTER:
         return Advice((
@@ -233,9 +297,21 @@ def _clock(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         return Advice((f"The clocks of {_nodes(checks)} and this host differ{' by ' + offsets if offsets else ''}: "
                        "synchronise both (chrony against the same NTP servers; `edgecheck run` on the node checks "
                        "its clock). The cluster's certificates and tunnels fail the same way.",))
+    certificates = [c for c in checks if c.reason is Reason.TLS_VERIFY_FAILED]
+    others = [c for c in checks if c not in certificates]
+    # Certificates alone (the clock check warns while they fail): the clock's evidence still says what to do.
+    advice = _clock_itself(others or certificates, scene.clock if not others else None)
+    if not certificates:
+        return advice
+    return Advice(advice.paragraphs + (
+        f"The certificate failures of {hosts_text(certificates)} come from this clock: at the correct time their "
+        f"certificates are valid, so they clear once the clock is right.",), advice.command)
+
+
+def _clock_itself(checks: Sequence[CheckResult], measured: Optional[ClockEvidence]) -> Advice:
     local = next((c for c in checks if c.kind is Kind.CLOCK), None)
-    clock = local.evidence.find(ClockEvidence) if local else None
-    if local is None or clock is None:
+    clock = local.evidence.find(ClockEvidence) if local else measured
+    if clock is None:
         host = hosts_text(checks)
         if checks[0].reason is Reason.CLOCK_UNSYNCHRONISED:
             return Advice((f"{host} answered but says it is not synchronised itself: use another NTP server, or "
@@ -244,10 +320,11 @@ def _clock(checks: Sequence[CheckResult], scene: Scene) -> Advice:
                        f"`chronyc sources`), with {host} as a source.",))
     enable = _enable_chrony(clock)
     offset = abs(clock.offset_s) if clock.offset_s is not None else 0.0
-    if local.reason is Reason.CLOCK_OFFSET and offset > clock.fail_s:
+    reason = local.reason if local is not None else Reason.CLOCK_OFFSET
+    if reason is Reason.CLOCK_OFFSET and offset > clock.fail_s:
         return Advice(("Step the clock once with chronyd running: `chronyc makestep` (add `makestep 1 3` to "
                        "chrony.conf so a boot steps large offsets).", enable))
-    if local.reason is Reason.CLOCK_OFFSET:
+    if reason is Reason.CLOCK_OFFSET or local is None:
         return Advice((f"Check the configured time sources (`chronyc sources -v`) against "
                        f"{' / '.join(clock.ntp_servers) or 'your NTP servers'}.",))
     daemon = next((d for d in clock.running_time_daemons if d != "ntpdate"), None)
@@ -464,6 +541,8 @@ def _component(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         component = c.target.component
         name = component.name if component else c.target.entry
         logs = component.check if component else "its logs"
+        from edgecheck.probes.yurthub import YurtHubProbe  # its check ran, so it is imported already
+
         probe = c.evidence.find(YurtHubProbe)
         if probe is None or not probe.answering:
             paragraphs.append(f"Start or fix {name}: {logs}.")
@@ -534,6 +613,8 @@ ADVICE: Dict[Reason, Adviser] = {
     Reason.UNPROVEN: _unproven,
     Reason.TLS_VERIFY_FAILED: _tls_verify,
     Reason.TLS_HANDSHAKE_FAILED: _tls_handshake,
+    Reason.TLS_INTERCEPTED: _tls_intercepted,
+    Reason.PATH_MTU: _path_mtu,
     Reason.CLOCK_OFFSET: _clock,
     Reason.CLOCK_UNSYNCHRONISED: _clock,
     Reason.PORT_IN_USE: _port_in_use,

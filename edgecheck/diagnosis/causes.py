@@ -9,23 +9,29 @@ proxy, issuer), so `edgecheck fleet` groups the same cause across a whole site.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from edgecheck.diagnosis.scene import failed_addresses, nameservers, resolver_source
-from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, ProxyRoute, ReachProbe,
-                                TlsResult, ToolEvidence)
-from edgecheck.model import CheckResult, Kind, Reason
+from edgecheck.diagnosis.scene import (Scene, blamed_on_clock, clock_explanation, failed_addresses, nameservers,
+                                       resolver_source)
+from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, PathMtu, ProxyRoute,
+                                ReachProbe, TlsInterception, TlsResult, ToolEvidence)
+from edgecheck.model import CheckResult, Kind, Reason, Status
+from edgecheck.probes import tlskind
 
 # Presentation order: the ACK troubleshooting page says DNS first, then network policies and
 # firewalls, then security groups; a proxy sits in front of all of those; TLS problems only show
-# once TCP works; then this host itself. This host's own packet filter is the first firewall on
-# every path, so it comes before the network's; kernel settings go with the other host checks.
+# once TCP works, and a path-MTU black hole is what makes TLS stall after TCP connects; then this
+# host itself. This host's own packet filter is the first firewall on every path, so it comes
+# before the network's; kernel settings go with the other host checks. A certificate that is
+# expired or not yet valid only because this host's clock is off is the clock's (cause_of), and
+# shows in the clock's finding.
 ORDER: Tuple[Reason, ...] = (
     Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR, Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR,
     Reason.PROXY_ERROR, Reason.HOST_FIREWALL, Reason.UNREACHABLE, Reason.TIMEOUT, Reason.REFUSED,
-    Reason.NO_RESPONSE, Reason.UNPROVEN, Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED, Reason.PORT_IN_USE,
-    Reason.PORT_NOT_LISTENING, Reason.LOOPBACK_ONLY, Reason.COMPONENT_UNHEALTHY, Reason.KERNEL_SETTING,
-    Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED, Reason.CLOCK_OFFSET,
+    Reason.NO_RESPONSE, Reason.UNPROVEN, Reason.PATH_MTU, Reason.TLS_HANDSHAKE_FAILED, Reason.TLS_VERIFY_FAILED,
+    Reason.TLS_INTERCEPTED, Reason.PORT_IN_USE, Reason.PORT_NOT_LISTENING, Reason.LOOPBACK_ONLY,
+    Reason.COMPONENT_UNHEALTHY, Reason.KERNEL_SETTING, Reason.TOOL_MISSING, Reason.CLOCK_UNSYNCHRONISED,
+    Reason.CLOCK_OFFSET,
     Reason.DEADLINE_EXCEEDED, Reason.MISSING_INPUT, Reason.NOT_APPLICABLE, Reason.INTERNAL_ERROR,
 )
 RANK: Dict[Reason, int] = {r: i for i, r in enumerate(ORDER)}
@@ -56,8 +62,12 @@ def _route(check: CheckResult) -> str:
     return "proxy" if check.evidence.find(ProxyRoute) else "direct"
 
 
-def cause_of(check: CheckResult) -> Cause:
+def cause_of(check: CheckResult, scene: Optional[Scene] = None) -> Cause:
+    """The root cause a check shares with others. scene (the whole report's) lets a certificate
+    date failure that this host's clock explains be the clock's cause."""
     reason, t = check.reason, check.target
+    if scene is not None and blamed_on_clock(check, scene):
+        return Cause(Reason.CLOCK_OFFSET)
     if check.kind is Kind.REACH and (reason in CONNECT_REASONS or reason is Reason.NO_RESPONSE):
         # Every blocked port of the nodes in one cause per protocol: one firewall rule, one route,
         # or nothing listening on the node explains them together (the advice names each port).
@@ -73,7 +83,14 @@ def cause_of(check: CheckResult) -> Cause:
         return Cause(reason, (("proxy", route.url if route else ""),))
     if reason is Reason.TLS_VERIFY_FAILED:
         tls = check.evidence.find(TlsResult)
-        return Cause(reason, (("issuer", tls.issuer if tls else ""),))
+        kind = (("kind", tls.verify_kind),) if tls and tls.verify_kind else ()
+        return Cause(reason, kind + (("issuer", tls.issuer if tls else ""),))
+    if reason is Reason.TLS_INTERCEPTED:
+        seen = check.evidence.find(TlsInterception)
+        return Cause(reason, (("anchor", seen.anchor if seen else ""),))
+    if reason is Reason.PATH_MTU:
+        mtu = check.evidence.find(PathMtu)
+        return Cause(reason, (("largest_working", str(mtu.largest_working if mtu else "")),))
     if reason is Reason.HOST_FIREWALL:
         return Cause(reason, firewall_scope(check))
     # Everything else: one cause per reason (all missing tools, all busy ports, ...).
@@ -114,6 +131,8 @@ def _ns_text(ns: str) -> str:
 
 
 def _dns_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
+    if all(c.kind is Kind.DNS and c.status is Status.WARN for c in checks):
+        return f"{_ns_text(cause.get('nameservers')).capitalize()} fails while another one answers"
     verb = {Reason.DNS_TIMEOUT: "time out at", Reason.DNS_ERROR: "fail at",
             Reason.NXDOMAIN: "return NXDOMAIN (no such name) at"}[cause.reason]
     source = resolver_source(checks)
@@ -130,6 +149,16 @@ def _connect_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
     return f"{cause.get('protocol').upper()} port {cause.get('port')}{via} {verb[cause.reason]}"
 
 
+_TLS_TITLES = {
+    tlskind.UNKNOWN_ISSUER: "TLS certificates from an issuer this host does not trust",
+    tlskind.SELF_SIGNED: "Self-signed TLS certificates",
+    tlskind.HOSTNAME_MISMATCH: "TLS certificates for other names",
+    tlskind.EXPIRED: "Expired TLS certificates",
+    tlskind.NOT_YET_VALID: "TLS certificates not valid yet",
+    tlskind.OTHER: "TLS certificates fail verification",
+}
+
+
 _TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
     Reason.NXDOMAIN: _dns_title,
     Reason.DNS_TIMEOUT: _dns_title,
@@ -141,9 +170,13 @@ _TITLES: Dict[Reason, Callable[[Cause, Sequence[CheckResult]], str]] = {
     Reason.PROXY_ERROR: lambda c, _: f"Proxy {c.get('proxy') or 'the configured proxy'} failed",
     Reason.NO_RESPONSE: lambda c, checks: _connect_title(c, checks) if c.get("route") == "inbound" else (
         f"No answer on {c.get('protocol').upper()} port {c.get('port')}"),
-    Reason.TLS_VERIFY_FAILED: lambda c, _: "TLS certificates not trusted" + (
+    Reason.TLS_VERIFY_FAILED: lambda c, _: _TLS_TITLES.get(c.get("kind"), "TLS certificates not trusted") + (
         f" (issuer: {c.get('issuer')})" if c.get("issuer") else ""),
     Reason.UNPROVEN: lambda c, _: "Ports accept connections, but not the expected listener or component",
+    Reason.TLS_INTERCEPTED: lambda c, _: "TLS is re-signed on the way (inspected)" + (
+        f" by {c.get('anchor')}" if c.get("anchor") else ""),
+    Reason.PATH_MTU: lambda c, _: "Large packets are lost on the path (path-MTU black hole)" + (
+        f": {c.get('largest_working')} bytes get through" if c.get("largest_working") else ""),
     Reason.TLS_HANDSHAKE_FAILED: lambda c, _: "TLS handshake fails after TCP connects",
     Reason.PORT_IN_USE: lambda c, _: "Ports the node needs are already in use",
     Reason.PORT_NOT_LISTENING: lambda c, _: "Ports a joined node serves are not listening",
@@ -165,12 +198,17 @@ def title_of(cause: Cause, checks: Sequence[CheckResult]) -> str:
     return titled(cause, checks) if titled else cause.reason.value
 
 
-def detail_of(check: CheckResult) -> str:
+def detail_of(check: CheckResult, scene: Optional[Scene] = None) -> str:
     """What to show next to one check of a finding: the part that differs from its siblings."""
     reason, ev = check.reason, check.evidence
     probe = ev.find(ReachProbe)
     if probe is not None and reason is not Reason.OK:
         return probe.detail
+    explanation = clock_explanation(check, scene) if scene is not None else None
+    if explanation is not None and explanation.explained:
+        tls = ev.find(TlsResult)
+        seems = "expired" if tls is not None and tls.verify_kind == tlskind.EXPIRED else "not yet valid"
+        return f"certificate {seems} by this host's clock; {explanation.words}"
     if reason is Reason.ADDRESS_OUTSIDE_EXPECTED_CIDR:
         blocks = ev.find(AddressBlocks)
         if blocks is not None:
@@ -180,6 +218,9 @@ def detail_of(check: CheckResult) -> str:
     if reason is Reason.TLS_VERIFY_FAILED:
         tls = ev.find(TlsResult)
         return tls.verify_error or "" if tls else ""
+    if reason is Reason.PATH_MTU:
+        mtu = ev.find(PathMtu)
+        return f"stalls in {'the TLS handshake' if mtu.stage == 'tls' else 'the HTTP response'}" if mtu else ""
     if reason in (Reason.PORT_IN_USE, Reason.LOOPBACK_ONLY):
         return _held_by(check)
     if reason is Reason.HOST_FIREWALL:

@@ -3,11 +3,13 @@ proxy carried some probes, and small readers of the typed evidence every advice 
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-from edgecheck.evidence import Connects, ProxyRoute, Resolution
-from edgecheck.model import CheckResult, Mode, Phase, Report
+from edgecheck.evidence import ClockEvidence, Connects, ProxyRoute, Resolution, TlsResult
+from edgecheck.model import CheckResult, Kind, Mode, Phase, Reason, Report
+from edgecheck.probes import tlskind
 from edgecheck.probes.ike import IkeEvidence
 from edgecheck.probes.ntp import NtpEvidence
 
@@ -19,6 +21,9 @@ class Scene:
     mode: Mode = Mode.PUBLIC
     phase: Phase = Phase.JOIN
     proxy_in_use: bool = False  # some HTTP(S) probe of this run went through a proxy
+    clock: Optional[ClockEvidence] = None  # the clock check's evidence, when it ran
+    now: Optional[datetime.datetime] = None  # when the run started, by this host's clock
+    raven_gateways: Tuple[str, ...] = ()
 
     @property
     def dedicated(self) -> bool:
@@ -27,11 +32,36 @@ class Scene:
 
 def scene_of(report: Report) -> Scene:
     params = report.params or {}
+    clock = next((c.evidence.find(ClockEvidence) for c in report.checks if c.kind is Kind.CLOCK), None)
+    now = tlskind.parse_time(report.generated_at)
     return Scene(
         mode=Mode(params.get("mode") or Mode.PUBLIC.value),
         phase=Phase(params.get("phase") or Phase.JOIN.value),
         proxy_in_use=any(c.evidence.find(ProxyRoute) is not None for c in report.checks),
+        clock=clock,
+        now=now,
+        raven_gateways=tuple(params.get("raven_gateways") or ()),
     )
+
+
+def clock_explanation(check: CheckResult, scene: Scene) -> Optional[tlskind.ClockExplanation]:
+    """For a certificate that is expired or not yet valid: does this run's clock offset explain
+    it (SPEC 7.1: then it is grouped under the clock as its root cause)? None: not a date failure."""
+    tls = check.evidence.find(TlsResult)
+    if (check.reason is not Reason.TLS_VERIFY_FAILED or tls is None
+            or tls.verify_kind not in (tlskind.EXPIRED, tlskind.NOT_YET_VALID)):
+        return None
+    cert = tls.peer_certificate
+    clock = scene.clock
+    return tlskind.explain_by_clock(
+        tls.verify_kind or "", cert.not_before if cert else None, cert.not_after if cert else None,
+        clock.offset_s if clock else None, scene.now,
+        warn_s=clock.warn_s if clock else 0.0, fail_s=clock.fail_s if clock else 0.0)
+
+
+def blamed_on_clock(check: CheckResult, scene: Scene) -> bool:
+    explanation = clock_explanation(check, scene)
+    return explanation is not None and explanation.explained is True
 
 
 def listed(items: Sequence[str]) -> str:
@@ -52,6 +82,8 @@ def hosts_text(checks: Sequence[CheckResult]) -> str:
 
 
 def nameservers(check: CheckResult) -> List[str]:
+    if check.kind is Kind.DNS:  # dns:nameserver:ADDR checks are about that one nameserver
+        return [check.target.host] if check.target.host else []
     res = check.evidence.find(Resolution)
     if res is None:
         return []

@@ -16,9 +16,7 @@ import pwd
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
-
-import psutil
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 from edgecheck.evidence import PortHolder
 
@@ -93,38 +91,63 @@ def decode_proc_address(hexaddr: str) -> Tuple[str, int]:
     return str(ipaddress.ip_address(raw)), int(port, 16)
 
 
-def parse_proc_net(text: str, protocol: str) -> List[ProcNetEntry]:
+def parse_proc_net(text: str, protocol: str, listening_only: bool = False) -> List[ProcNetEntry]:
+    """listening_only: skip connections before decoding their addresses (a busy node has
+    thousands; ipaddress is the slow part)."""
     entries: List[ProcNetEntry] = []
     for line in text.splitlines()[1:]:
         cols = line.split()
         if len(cols) < 10:
             continue
+        # UDP has no LISTEN state: a bound UDP socket is what holds the port.
+        listening = cols[3] == _TCP_LISTEN_HEX if protocol == "tcp" else True
+        if listening_only and not listening:
+            continue
         try:
             address, port = decode_proc_address(cols[1])
-            state, uid, inode = cols[3], int(cols[7]), int(cols[9])
+            uid, inode = int(cols[7]), int(cols[9])
         except ValueError:
             continue
-        # UDP has no LISTEN state: a bound UDP socket is what holds the port.
-        listening = state == _TCP_LISTEN_HEX if protocol == "tcp" else True
         entries.append(ProcNetEntry(protocol, address, port, listening, uid, inode))
     return entries
 
 
-def _read_proc_net() -> Dict[Tuple[str, str, int], ProcNetEntry]:
+def _read_proc_net(strict: bool = False) -> Dict[Tuple[str, str, int], ProcNetEntry]:
+    """Listening sockets by (protocol, address, port). strict: an unreadable file raises."""
     out: Dict[Tuple[str, str, int], ProcNetEntry] = {}
     for protocol, path in _PROC_NET_FILES:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
+        except FileNotFoundError:
+            continue  # e.g. no IPv6 in this kernel
         except OSError:
+            if strict:
+                raise
             continue
-        for e in parse_proc_net(text, protocol):
-            if e.listening:
-                out.setdefault((protocol, _norm(e.address), e.port), e)
+        for e in parse_proc_net(text, protocol, listening_only=True):
+            out.setdefault((protocol, _norm(e.address), e.port), e)
     return out
 
 
+def read_socket_table_for(ports: Collection[Tuple[str, int]]) -> SocketTable:
+    """The socket table as far as the plan's inbound ports need it. /proc/net names every
+    listening socket; only when one holds a port of `ports` is its process looked up, which means
+    psutil walking every /proc/<pid>/fd (the costly part of a run on a busy node). A healthy
+    `join` run, whose ports are free, never pays for that walk."""
+    try:
+        listening = _read_proc_net(strict=True)
+    except OSError:
+        return read_socket_table()  # unreadable /proc/net: the full path says why
+    if any((protocol, port) in ports for protocol, _, port in listening):
+        return read_socket_table()
+    return SocketTable(tuple(Socket(e.protocol, e.address, e.port, True, None, uid=e.uid, inode=e.inode)
+                             for e in listening.values()), source="/proc/net")
+
+
 def read_socket_table() -> SocketTable:
+    import psutil
+
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.Error, OSError) as exc:  # e.g. systemd ProcSubset=pid hides /proc/net
@@ -203,6 +226,8 @@ class ProcessInfo:
 
 
 def process_info(pid: int) -> ProcessInfo:
+    import psutil
+
     info = ProcessInfo(pid)
     try:
         p = psutil.Process(pid)

@@ -10,14 +10,11 @@ evidence. Nothing here changes the clock or starts a daemon.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import shutil
 import subprocess
-from typing import Dict, List, Optional, Sequence, Tuple
-
-import psutil
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.evidence import DaemonView, KernelClock
 
@@ -63,15 +60,32 @@ class _Timex(ctypes.Structure):
     ]
 
 
+def _adjtimex() -> Any:
+    """libc's ntp_adjtime (or adjtimex), or why not. The process's own symbols first (dlopen(NULL)
+    sees the libc Python runs on); ctypes.util.find_library runs ldconfig, so only as a fallback."""
+    for name in (None, "libc.so.6"):
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        fn = getattr(libc, "ntp_adjtime", None) or getattr(libc, "adjtimex", None)
+        if fn is not None:
+            return fn
+    try:
+        from ctypes import util
+
+        libc = ctypes.CDLL(util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError as exc:
+        return f"libc: {exc}"
+    return getattr(libc, "ntp_adjtime", None) or getattr(libc, "adjtimex", None) or \
+        "libc has neither ntp_adjtime nor adjtimex"
+
+
 def read_kernel_clock() -> KernelClock:
     """ntp_adjtime/adjtimex with modes=0: reads the kernel NTP state, never changes the clock."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError as exc:
-        return KernelClock(None, error=f"libc: {exc}")
-    fn = getattr(libc, "ntp_adjtime", None) or getattr(libc, "adjtimex", None)
-    if fn is None:
-        return KernelClock(None, error="libc has neither ntp_adjtime nor adjtimex")
+    fn = _adjtimex()
+    if isinstance(fn, str):
+        return KernelClock(None, error=fn)
     tx = _Timex()
     tx.modes = 0  # read-only: any other value would adjust the clock
     fn.argtypes = [ctypes.POINTER(_Timex)]
@@ -155,13 +169,20 @@ def read_daemon_views(timeout: float) -> List[DaemonView]:
     return views
 
 
-def running_time_daemons() -> List[str]:
+def running_time_daemons(proc: str = "/proc") -> List[str]:
+    """Time daemons running on this host, by process name (/proc/<pid>/comm: what psutil's
+    process name reads, without importing psutil for it)."""
     found: List[str] = []
     try:
-        for p in psutil.process_iter(["name"]):
-            name = p.info.get("name") or ""
-            if name in _TIME_DAEMONS and name not in found:
-                found.append(name)
-    except psutil.Error:
-        pass
+        pids = [p for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(os.path.join(proc, pid, "comm"), encoding="utf-8", errors="replace") as f:
+                name = f.read().strip()
+        except OSError:
+            continue  # gone meanwhile, or hidden
+        if name in _TIME_DAEMONS and name not in found:
+            found.append(name)
     return found

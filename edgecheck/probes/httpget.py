@@ -17,6 +17,7 @@ import urllib3.exceptions
 
 from edgecheck.evidence import HttpResult
 from edgecheck.model import Reason
+from edgecheck.netloc import authority, host_port
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.resolver import ip_literal
 
@@ -38,16 +39,6 @@ class _PinnedHostAdapter(requests.adapters.HTTPAdapter):
         if self._hostname:
             kwargs["server_hostname"] = self._hostname
         super().init_poolmanager(*args, **kwargs)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _host_header(host: str, port: int, scheme: str) -> str:
-    default = 443 if scheme == "https" else 80
-    h = _bracket(host)
-    return h if port == default else f"{h}:{port}"
 
 
 E = TypeVar("E", bound=BaseException)
@@ -101,17 +92,17 @@ def request(scheme: str, host: str, port: int, budget: Budget, *, address: Optio
     start = time.monotonic()
     literal_host = host.strip("[]")
     if proxy_url:
-        url = f"{scheme}://{_host_header(literal_host, port, scheme)}/"
+        url = f"{scheme}://{authority(literal_host, port, scheme)}/"
     else:
-        url = f"{scheme}://{_bracket(address or literal_host)}:{port}/"
-    shown_url = f"{scheme}://{_host_header(literal_host, port, scheme)}/"
+        url = f"{scheme}://{host_port(address or literal_host, port)}/"
+    shown_url = f"{scheme}://{authority(literal_host, port, scheme)}/"
     out = HttpResult(ok=False, url=shown_url)
     session = requests.Session()
     session.trust_env = False  # no os.environ proxies/CA overrides: the run decides (NOTES: #3829)
     is_ip = ip_literal(literal_host) is not None
     session.mount("https://", _PinnedHostAdapter(None if (proxy_url or is_ip) else literal_host))
     session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-    headers = {"User-Agent": USER_AGENT, "Host": _host_header(literal_host, port, scheme)}
+    headers = {"User-Agent": USER_AGENT, "Host": authority(literal_host, port, scheme)}
     proxies = {scheme: proxy_url} if proxy_url else {}
     left = budget.left()
     try:

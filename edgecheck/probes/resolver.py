@@ -1,30 +1,27 @@
 """Resolve hostnames through the host's resolver configuration, once per run per name.
 
-dnspython reads ctx.resolv_conf (not the machine's /etc/resolv.conf when a test points it
-elsewhere), so the answer and the nameserver that gave it are what this host's components get.
+As glibc's stub resolver does (resolv.conf(5), glibc resolv/res_send.c): the nameservers of
+ctx.resolv_conf (not the machine's /etc/resolv.conf when a test points it elsewhere) in order,
+each asked over a connected UDP socket (dnsclient.py) and over TCP after a truncated answer; an
+error answer (SERVFAIL, REFUSED, ...) or an ICMP refusal moves on to the next nameserver at once,
+silence after `options timeout:`. So the answer and the nameserver that gave it are what this
+host's components get, and a failure says what each nameserver did. A and AAAA are asked at once,
+as getaddrinfo does. Rounds repeat until the probe budget ends.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
-
-import dns.exception
-import dns.inet
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.query
-import dns.rdatatype
-import dns.resolver
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import Resolution
 from edgecheck.model import Reason
-from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.probes import dnsclient, dnswire
+from edgecheck.probes.budget import Budget, elapsed_ms
+from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
 
 
 def ip_literal(host: str) -> Optional[str]:
@@ -46,178 +43,189 @@ def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
     return out
 
 
-class ConnectedUdpNameserver(dns.nameserver.Do53Nameserver):
-    """Queries over a connected UDP socket.
+@dataclass
+class Failure:
+    """Why one question (A or AAAA) got no usable answer, with what each nameserver did."""
 
-    dnspython sends from an unconnected socket, which never sees the ICMP port unreachable a host
-    returns when no DNS service listens there: a stopped forwarder would look exactly like a
-    firewall dropping DNS (dns-timeout). A connected socket gets ECONNREFUSED at once, which the
-    resolver records per nameserver and which classifies as dns-error.
-
-    Hosts rate-limit ICMP errors (a burst of about six, then one a second), so when many names
-    are resolved at once only the first queries see the refusal; `refused` collects the
-    nameservers that refused during this run so the silent rest can be classified the same way.
-    """
-
-    def __init__(self, address: str, port: int, refused: Optional[Set[str]] = None) -> None:
-        super().__init__(address, port)
-        self.refused = refused
-
-    def query(
-        self,
-        request: dns.message.QueryMessage,
-        timeout: float,
-        source: Optional[str],
-        source_port: int,
-        max_size: bool,
-        one_rr_per_rrset: bool = False,
-        ignore_trailing: bool = False,
-    ) -> dns.message.Message:
-        if max_size:  # TCP retry after truncation: connected by nature
-            return super().query(request, timeout, source, source_port, max_size, one_rr_per_rrset, ignore_trailing)
-        with socket.socket(dns.inet.af_for_address(self.address), socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            sock.connect((self.address, self.port))
-            try:
-                return self._udp(sock, request, timeout, one_rr_per_rrset, ignore_trailing)
-            except ConnectionRefusedError:
-                if self.refused is not None:
-                    self.refused.add(self.address)
-                raise
-
-    def _udp(self, sock: socket.socket, request: dns.message.QueryMessage, timeout: float,
-             one_rr_per_rrset: bool, ignore_trailing: bool) -> dns.message.Message:
-        return dns.query.udp(
-            request,
-            self.address,
-            timeout=timeout,
-            port=self.port,
-            sock=sock,
-            raise_on_truncation=True,
-            one_rr_per_rrset=one_rr_per_rrset,
-            ignore_trailing=ignore_trailing,
-            ignore_errors=True,
-            ignore_unexpected=True,
-        )
+    kind: str  # "nxdomain" | "timeout" | "nameservers" (every one failed) | "config" | "no-answer"
+    errors: List[Tuple[str, bool, str]] = field(default_factory=list)  # (nameserver, over TCP?, rcode or words)
+    truncated_on: Set[str] = field(default_factory=set)  # nameservers whose UDP answer had TC
+    detail: str = ""
 
 
-def _address(nameserver: Any) -> str:
-    """The IP of a nameserver, whether dnspython gives an object or its "Do53:IP@port" text."""
-    address = getattr(nameserver, "address", None)
-    if address:
-        return address
-    text = str(nameserver)
-    if text.startswith("Do53:"):
-        return text[len("Do53:"):].rsplit("@", 1)[0]
-    return text
+@dataclass
+class Answer:
+    addresses: List[str]
+    chain: List[str]
+    nameserver: str
 
 
-def _load_resolver(resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None) -> dns.resolver.Resolver:
-    r = dns.resolver.Resolver(filename=resolv_conf, configure=True)
-    r.nameservers = [
-        ConnectedUdpNameserver(_address(ns), r.nameserver_ports.get(_address(ns), r.port), refused)
-        for ns in r.nameservers
-    ]
-    left = budget.left()
-    # dnspython's per-try timeout (resolv.conf `options timeout:`) bounded by what the probe has left;
-    # lifetime caps retries across all nameservers.
-    r.timeout = max(0.05, min(float(r.timeout), left))
-    r.lifetime = max(0.05, left)
-    r.cache = None
-    return r
+_REFUSED_WORDS = "refused (ICMP port unreachable: no DNS service listens there)"
 
 
-def _query(resolv_conf: str, host: str, rdtype: str, budget: Budget, refused: Optional[Set[str]]) -> dns.resolver.Answer:
-    resolver = _load_resolver(resolv_conf, budget, refused)
-    # Absolute name, no search list: plan hostnames are fully qualified, as glibc treats names
-    # with enough dots.
-    qname = dns.name.from_text(host)
-    return resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+def _record(failure: Failure, asked: dnsclient.Exchange) -> bool:
+    """Note what went wrong with this nameserver; True when it is no use for another round."""
+    if asked.truncated:
+        failure.truncated_on.add(asked.server)
+    if asked.reply is not None:
+        failure.errors.append((asked.server, asked.tcp is not None, asked.reply.rcode_text))
+        return True  # SERVFAIL, REFUSED, NOTIMP, FORMERR: glibc moves on at once
+    why = asked.failure or dnsclient.TIMEOUT
+    words = _REFUSED_WORDS if why == dnsclient.REFUSED else why
+    failure.errors.append((asked.server, asked.tcp is not None, words))
+    return why != dnsclient.TIMEOUT or asked.truncated
 
 
-def _cname_chain(answer: dns.resolver.Answer) -> List[str]:
-    chain: List[str] = []
-    for rrset in answer.response.answer:
-        if rrset.rdtype == dns.rdatatype.CNAME:
-            for rd in rrset:
-                chain.append(rd.target.to_text(omit_final_dot=True))
-    return chain
+Outcome = Tuple[Optional[Answer], Optional[Failure]]
 
 
-def describe_dns_error(exc: BaseException) -> Tuple[Reason, str]:
-    """Pure classification of a dnspython exception into (reason, human detail)."""
-    if isinstance(exc, dns.resolver.NXDOMAIN):
+def ask_all(conf: ResolvConf, qname: str, qtypes: Sequence[int], budget: Budget,
+            refused: Optional[Set[str]] = None) -> Dict[int, Outcome]:
+    """Per question type: the nameservers of conf in order, round after round, until one answers
+    NOERROR or NXDOMAIN, none is left worth asking, or the budget ends. The types pending at a
+    nameserver are asked together (dnsclient.ask_many), as glibc asks A and AAAA."""
+    if not conf.nameservers:
+        return {t: (None, Failure("config", detail=f"no nameservers in {conf.path}")) for t in qtypes}
+    failures = {t: Failure("timeout") for t in qtypes}
+    servers = {t: list(conf.nameservers) for t in qtypes}
+    done: Dict[int, Outcome] = {}
+    while any(servers[t] for t in qtypes if t not in done) and budget.left() > 0:
+        for server in conf.nameservers:
+            pending = [t for t in qtypes if t not in done and server in servers[t]]
+            if not pending or budget.left() <= 0:
+                continue
+            deadline = min(budget.end, time.monotonic() + conf.timeout)
+            asked = dnsclient.ask_many(server, qname, pending, deadline, edns=conf.edns0, use_vc=conf.use_vc)
+            for qtype, exchange in zip(pending, asked):
+                outcome = _judge(exchange, qname, qtype, failures[qtype], refused)
+                if outcome is not None:
+                    done[qtype] = outcome
+                elif _record(failures[qtype], exchange):
+                    servers[qtype].remove(server)
+    for qtype in qtypes:
+        if qtype not in done:
+            if not servers[qtype]:
+                failures[qtype].kind = "nameservers"
+            done[qtype] = (None, failures[qtype])
+    return done
+
+
+def _judge(asked: dnsclient.Exchange, qname: str, qtype: int, failure: Failure,
+           refused: Optional[Set[str]]) -> Optional[Outcome]:
+    """The final outcome of a question when this exchange settles it (NOERROR, NXDOMAIN)."""
+    reply = asked.reply
+    if reply is not None and reply.rcode == dnswire.NXDOMAIN:
+        return None, Failure("nxdomain", failure.errors)
+    if reply is not None and reply.rcode == dnswire.NOERROR:
+        addresses, chain = dnswire.addresses_and_chain(reply, qname, qtype)
+        return Answer(addresses, chain, asked.server), None
+    if asked.failure == dnsclient.REFUSED and refused is not None:
+        refused.add(asked.server)
+    return None
+
+
+# ------------------------------------------------------------------------------------ messages
+_RCODE_MEANING = {
+    "SERVFAIL": "the nameserver could not get an answer (its upstream or the domain's own nameservers "
+                "failed or did not answer, or DNSSEC validation failed)",
+    "REFUSED": "the nameserver refuses to answer this host (an access list, or it does not resolve "
+               "names for this client)",
+    "NOTIMP": "the nameserver does not implement this kind of query",
+    "FORMERR": "the nameserver could not parse the query",
+    "NXDOMAIN": "the name does not exist",
+}
+_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
+           "NOTAUTH", "NOTZONE", "BADVERS")
+
+
+def rcode_meaning(rcode: str) -> str:
+    return _RCODE_MEANING.get(rcode.upper(), "the nameserver answered with an error code")
+
+
+def describe_rcodes(errors: Mapping[str, str]) -> str:
+    """Pure: the DNS response code of each nameserver that gave one (SPEC 7.1: `dns-error` names
+    it), e.g. "nameserver 10.0.0.1 answered SERVFAIL (the nameserver could not ...)".
+
+    errors: nameserver -> rcode name ("SERVFAIL") or another failure text."""
+    rcodes = {ns: e.upper() for ns, e in errors.items() if e.upper() in _RCODES}
+    if rcodes and len(set(rcodes.values())) == 1 and len(rcodes) == len(errors):
+        code = next(iter(rcodes.values()))
+        return (f"nameserver{'s' if len(rcodes) > 1 else ''} {', '.join(rcodes)} answered {code} "
+                f"({rcode_meaning(code)})")
+    return "; ".join(f"{ns} answered {e.upper()}" if ns in rcodes else f"{ns}: {e}" for ns, e in errors.items())
+
+
+def describe_failure(failure: Failure) -> Tuple[Reason, str]:
+    """Pure: (reason, words) for a question that got no usable answer."""
+    if failure.kind == "nxdomain":
         return Reason.NXDOMAIN, "the name does not exist (NXDOMAIN)"
-    if isinstance(exc, dns.exception.Timeout):
-        return Reason.DNS_TIMEOUT, "no nameserver answered in time"
-    if isinstance(exc, dns.resolver.NoResolverConfiguration):
-        return Reason.DNS_ERROR, f"no usable nameserver configuration ({exc})"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        errors = exc.kwargs.get("errors") or []
-        parts = []
-        for err in errors:
-            # (server, tcp, port, error-or-rcode, response) in dnspython 2.x
-            server, detail = _address(err[0]), err[3] if len(err) > 3 else err[-1]
-            if isinstance(detail, ConnectionRefusedError):
-                detail = "refused (ICMP port unreachable: no DNS service listens there)"
-            parts.append(f"{server}: {detail}")
-        return Reason.DNS_ERROR, "every nameserver failed: " + ("; ".join(parts) or str(exc))
-    if isinstance(exc, dns.resolver.NoAnswer):
+    blocked = [(s, d) for s, tcp, d in failure.errors if tcp and s in failure.truncated_on]
+    if blocked:  # the nameserver answered: not a timeout, whatever the TCP retry did
+        server, why = blocked[-1]
+        return Reason.DNS_ERROR, (f"the answer from nameserver {server} is larger than a UDP answer may be "
+                                  f"(truncated, TC) and the retry over TCP 53 {why}: TCP 53 to {server} is blocked")
+    if failure.kind == "config":
+        return Reason.DNS_ERROR, f"no usable nameserver configuration ({failure.detail})"
+    if failure.kind == "no-answer":
         return Reason.DNS_ERROR, "no address record in the answer"
-    return Reason.DNS_ERROR, f"{type(exc).__name__}: {exc}"
+    if failure.kind == "timeout":
+        return Reason.DNS_TIMEOUT, "no nameserver answered in time"
+    errors: Dict[str, str] = {}
+    for server, _tcp, words in failure.errors:
+        errors[server] = words
+    return Reason.DNS_ERROR, describe_rcodes(errors) or "every nameserver failed"
 
 
-def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None) -> Resolution:
-    """Resolve A and AAAA concurrently (as getaddrinfo does) within the budget."""
+def resolve(host: str, resolv_conf: str, budget: Budget, refused: Optional[Set[str]] = None,
+            conf: Optional[ResolvConf] = None) -> Resolution:
+    """Resolve A and AAAA together (as getaddrinfo does) within the budget."""
     literal = ip_literal(host)
     if literal is not None:
         return Resolution(host=host, addresses=[literal], literal=True)
     start = time.monotonic()
     res = Resolution(host=host, source=resolv_conf)
     try:
-        res.nameservers = [_address(ns) for ns in _load_resolver(resolv_conf, budget).nameservers]
-    except Exception as exc:  # missing/empty/unreadable resolv.conf
-        res.reason, res.error = describe_dns_error(exc)
+        conf = conf or read_resolv_conf(resolv_conf)
+    except OSError as exc:
+        res.reason, res.error = Reason.DNS_ERROR, f"no usable nameserver configuration ({exc.strerror or exc}: {resolv_conf})"
         res.ms = elapsed_ms(start)
         return res
-
-    kinds = ("A", "AAAA")
-    outcomes = run_parallel([functools.partial(_query, resolv_conf, host, k, budget, refused) for k in kinds], budget)
-    answers: Dict[str, dns.resolver.Answer] = {}
-    failures: Dict[str, BaseException] = {}
-    for kind, outcome in zip(kinds, outcomes):
-        if outcome is None:
-            failures[kind] = dns.exception.Timeout()
-        elif outcome[0] == "ok":
-            answers[kind] = outcome[1]
-        else:
-            failures[kind] = outcome[1]
+    res.nameservers = list(conf.nameservers)
+    outcomes = ask_all(conf, host, (dnswire.TYPE_A, dnswire.TYPE_AAAA), budget, refused)
     res.ms = elapsed_ms(start)
+    answers: Dict[str, Answer] = {}
+    failures: Dict[str, Failure] = {}
+    for name, qtype in (("A", dnswire.TYPE_A), ("AAAA", dnswire.TYPE_AAAA)):
+        answer, failure = outcomes[qtype]
+        if answer is not None:
+            answers[name] = answer
+        elif failure is not None:
+            failures[name] = failure
+    return _assemble(res, answers, failures)
 
-    for kind in kinds:
-        ans = answers.get(kind)
-        if ans is None:
+
+def _assemble(res: Resolution, answers: Mapping[str, Answer], failures: Mapping[str, Failure]) -> Resolution:
+    for name in ("A", "AAAA"):
+        answer = answers.get(name)
+        if answer is None:
             continue
         if res.answered_by is None:
-            res.answered_by = _address(ans.nameserver)
+            res.answered_by = answer.nameserver
         if not res.cname_chain:
-            res.cname_chain = _cname_chain(ans)
-        if ans.rrset is not None:
-            res.addresses.extend(rd.address for rd in ans.rrset)
-
-    if any(isinstance(e, dns.resolver.NXDOMAIN) for e in failures.values()):
+            res.cname_chain = list(answer.chain)
+        res.addresses.extend(answer.addresses)
+    nx = next((f for f in failures.values() if f.kind == "nxdomain"), None)
+    if nx is not None:
         res.addresses = []
-        res.reason, res.error = describe_dns_error(
-            next(e for e in failures.values() if isinstance(e, dns.resolver.NXDOMAIN)))
+        res.reason, res.error = describe_failure(nx)
         return res
     if res.addresses:
         # One family answered: usable, but keep what the other said for the evidence.
-        res.partial_errors = {k: describe_dns_error(e)[1] for k, e in failures.items()}
+        res.partial_errors = {k: describe_failure(f)[1] for k, f in failures.items()}
         return res
     if failures:
         # Prefer the A failure: it is the family every component uses.
-        first = failures.get("A") or next(iter(failures.values()))
-        res.reason, res.error = describe_dns_error(first)
+        res.reason, res.error = describe_failure(failures.get("A") or next(iter(failures.values())))
     else:
         res.reason, res.error = Reason.DNS_ERROR, "the nameserver answered but returned no A or AAAA record"
     return res
@@ -244,9 +252,20 @@ class SharedResolver:
 
     def __init__(self, resolv_conf: str) -> None:
         self.resolv_conf = resolv_conf
+        self._conf: Optional[ResolvConf] = None  # read once per run
         self._lock = threading.Lock()
         self._entries: Dict[str, Tuple[threading.Event, List[Resolution]]] = {}
         self.refused: Set[str] = set()  # nameservers that answered ICMP port unreachable this run
+
+    def conf(self) -> Optional[ResolvConf]:
+        """resolv.conf as read for the first name of the run (None: unreadable; each name says so)."""
+        with self._lock:
+            if self._conf is None:
+                try:
+                    self._conf = read_resolv_conf(self.resolv_conf)
+                except OSError:
+                    return None
+            return self._conf
 
     def resolve(self, host: str, budget: Budget) -> Resolution:
         key = host.lower().rstrip(".")
@@ -258,7 +277,8 @@ class SharedResolver:
         event, slot = entry
         if owner:
             try:
-                slot.append(_explain_silence(resolve(host, self.resolv_conf, budget, self.refused), self.refused))
+                slot.append(_explain_silence(resolve(host, self.resolv_conf, budget, self.refused, self.conf()),
+                                             self.refused))
             except Exception as exc:  # never leave waiters hanging
                 slot.append(Resolution(host=host, source=self.resolv_conf, reason=Reason.DNS_ERROR,
                                        error=f"{type(exc).__name__}: {exc}"))

@@ -10,10 +10,12 @@ import os
 import socket
 import ssl
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from edgecheck.evidence import Certificate, TlsResult, TrustSource
 from edgecheck.model import Reason
+from edgecheck.netloc import host_port
+from edgecheck.probes import tlskind
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.x509 import describe_certificate
 
@@ -58,39 +60,43 @@ def system_trust() -> TrustSource:
     return TrustSource(True, origin="system (OpenSSL defaults)")
 
 
-def handshake(sock: socket.socket, host: str, trust: TrustSource, budget: Budget) -> TlsResult:
-    """TLS over an already connected socket (direct, or a proxy CONNECT tunnel). Closes sock.
+def handshake_open(sock: socket.socket, host: str, trust: TrustSource, budget: Budget,
+                   context: Optional[ssl.SSLContext] = None) -> Tuple[TlsResult, Optional[ssl.SSLSocket]]:
+    """TLS over an already connected socket (direct, or a proxy CONNECT tunnel); on success the
+    open TLS socket is returned for the HTTP request (the caller closes it), else sock is closed.
 
-    An IP-literal host gets no SNI (RFC 6066) but is still verified against the IP SAN.
+    context: the run's context for this trust source (RunFacts.tls_context), built once per run;
+    None builds one. An IP-literal host gets no SNI (RFC 6066) but is still verified against the
+    IP SAN. A verification failure carries its kind (SPEC 7.1 tls.verify_kind, tlskind.py).
     """
     start = time.monotonic()
     out = TlsResult(ok=False, sni=host)
-    context = context_for(trust)
+    tls: Optional[ssl.SSLSocket] = None
     try:
         sock.settimeout(max(0.01, budget.left()))
-        with context.wrap_socket(sock, server_hostname=host.strip("[]")) as tls:
-            out.ms = int(round((time.monotonic() - start) * 1000))
-            out.ok, out.version, out.verified = True, tls.version(), trust.verify
-            der = tls.getpeercert(binary_form=True)
-            if der:
-                out.peer_certificate = describe_certificate(der)
-            return out
+        tls = (context or context_for(trust)).wrap_socket(sock, server_hostname=host.strip("[]"))
+        out.ok, out.version, out.verified = True, tls.version(), trust.verify
+        der = tls.getpeercert(binary_form=True)
+        if der:
+            out.peer_certificate = describe_certificate(der)
     except ssl.SSLCertVerificationError as exc:
-        out.reason = Reason.TLS_VERIFY_FAILED
+        kind = tlskind.classify(exc)
+        out.reason, out.verify_kind, out.verify_code = Reason.TLS_VERIFY_FAILED, kind.kind, kind.code
         out.verify_error = exc.verify_message or str(exc)
         out.error = f"certificate verification failed: {out.verify_error}"
     except (socket.timeout, TimeoutError):
-        out.reason, out.error = Reason.TLS_HANDSHAKE_FAILED, "no TLS handshake reply in time"
+        out.reason, out.error, out.timed_out = Reason.TLS_HANDSHAKE_FAILED, "no TLS handshake reply in time", True
     except ssl.SSLError as exc:
         out.reason = Reason.TLS_HANDSHAKE_FAILED
         out.error = f"TLS handshake failed: {exc.reason or exc}"
     except OSError as exc:
         out.reason = Reason.TLS_HANDSHAKE_FAILED
         out.error = f"connection closed during the TLS handshake: {exc.strerror or exc}"
-    finally:
-        sock.close()
     out.ms = int(round((time.monotonic() - start) * 1000))
-    return out
+    if not out.ok:
+        (tls or sock).close()
+        return out, None
+    return out, tls
 
 
 def fetch_peer_certificate(sock: socket.socket, host: str, budget: Budget) -> Optional[Certificate]:
@@ -114,7 +120,7 @@ class ProxyTunnelError(Exception):
 def open_tunnel(proxy_sock: socket.socket, host: str, port: int, authorization: Optional[str],
                 budget: Budget) -> socket.socket:
     """HTTP CONNECT host:port over a connected proxy socket; returns the socket, now a tunnel."""
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = host_port(host, port)
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if authorization:
         lines.append(f"Proxy-Authorization: {authorization}")

@@ -6,7 +6,6 @@ getpeercert() returns an empty dict.
 
 from __future__ import annotations
 
-import datetime
 from typing import List, Optional, Tuple
 
 from edgecheck.evidence import Certificate
@@ -64,12 +63,17 @@ def _name(data: bytes, start: int, end: int) -> str:
 
 
 def _time(tag: int, raw: bytes) -> Optional[str]:
-    text = raw.decode("ascii")
-    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
-    try:
-        return datetime.datetime.strptime(text, fmt).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
+    """UTCTime (YYMMDDHHMMSSZ; RFC 5280 4.1.2.5.1: YY >= 50 is 19YY) or GeneralizedTime
+    (YYYYMMDDHHMMSSZ) as RFC 3339. Sliced by hand: datetime.strptime imports _strptime, calendar
+    and locale on first use, inside the first TLS check of a run."""
+    text = raw.decode("ascii", errors="replace")
+    digits = text[:-1] if text.endswith("Z") else ""
+    if tag == 0x17 and len(digits) == 12 and digits.isdigit():
+        year = int(digits[:2])
+        digits = str(1900 + year if year >= 50 else 2000 + year) + digits[2:]
+    if len(digits) != 14 or not digits.isdigit():
         return text
+    return f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}T{digits[8:10]}:{digits[10:12]}:{digits[12:14]}Z"
 
 
 def describe_certificate(der: bytes) -> Optional[Certificate]:

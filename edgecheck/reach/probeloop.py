@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
+from edgecheck.netloc import host_port
 from edgecheck.probes import icmperr
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.protocol import Endpoint
@@ -547,7 +548,7 @@ class HttpJob(StreamExchangeJob):
     def __init__(self, address: str, port: int, path: str = "/", host_header: Optional[str] = None) -> None:
         super().__init__(address, port)
         self.path = path
-        self.host_header = host_header or (f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
+        self.host_header = host_header or host_port(address, port)
 
     def request_bytes(self) -> bytes:
         return (f"GET {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"

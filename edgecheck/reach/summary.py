@@ -95,10 +95,6 @@ def event_line(event: ListenEvent) -> str:
 
 # --- listen: summary ----------------------------------------------------------------------------
 
-def _noise(report: PortReport) -> int:
-    return sum(n for k, n in report.counts.items() if k not in (Verdict.VALID,))
-
-
 def listen_summary_text(summary: ListenSummary) -> str:
     ran = summary.ended_at - summary.started_at
     lines = [f"edgecheck listen: ran {ran:.1f} s of {summary.duration_s:g} s, stopped by {summary.stop_reason} "

@@ -21,7 +21,7 @@ INDENT = "   "
 
 _RESET = "\033[0m"
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_KIND_ORDER = (Kind.ENDPOINT, Kind.REACH, Kind.INBOUND, Kind.SYSTEM, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
+_KIND_ORDER = (Kind.DNS, Kind.ENDPOINT, Kind.REACH, Kind.INBOUND, Kind.SYSTEM, Kind.COMPONENT, Kind.TOOL, Kind.CLOCK)
 
 
 class _Style:

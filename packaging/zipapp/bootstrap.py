@@ -242,7 +242,8 @@ def main():
     from edgecheck import cli
 
     sys.argv[0] = "edgecheck"
-    entry = getattr(cli, "cli_entry", None)  # one-line errors, exit codes per SPEC section 5
+    # one-line errors, exit codes per SPEC section 5; main_entry also skips the interpreter's teardown
+    entry = getattr(cli, "main_entry", None) or getattr(cli, "cli_entry", None)
     if entry is not None:
         return entry()
     return cli.main(prog_name="edgecheck")

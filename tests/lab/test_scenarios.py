@@ -7,6 +7,8 @@ Every report is validated against the shipped JSON Schema, and the exit code aga
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from contextlib import ExitStack
 from typing import Any, Dict, List
 
@@ -16,9 +18,9 @@ from tests.lab.lab import (APISERVER_PUBLIC, DNS_ADDR, MUTE_TLS_ADDR, NTP_SKEW_S
                   REFUSING_DNS_ADDR, TUNNEL_ADDR, Lab, RunResult)
 from tests.lab.scenarios import (COMBOS, INBOUND_TCP, REGION, Combo, Fault, Runs, all_inbound_listeners, base_args, checks_for, combo_id,
                         evidence_text, faults_for, host_matching, machine_kernel_check, ready_but_for_the_machine)
+from tests.lab.plan import REPO, edgecheck_env
 from tests.lab.topology import NODE_ADDR
 
-from tests import emptyns
 from tests.schema_check import assert_valid_report
 
 
@@ -37,14 +39,16 @@ def validated(result: RunResult) -> Dict[str, Any]:
     return report
 
 
-def plan_ids(args: List[str]) -> List[str]:
-    """`edgecheck targets` with the run's selection options (it sends no packet)."""
+def plan_ids(lab: Lab, args: List[str]) -> List[str]:
+    """`edgecheck targets` with the run's selection options (it sends no packet), in the node
+    namespace as the run: the plan lists the nameservers of that host's resolver configuration."""
     selection = [a for a in args]
     for opt in ("--timeout", "--apiserver-ca", "--ca-bundle"):
         if opt in selection:
             i = selection.index(opt)
             del selection[i:i + 2]
-    proc = emptyns.cli("targets", *selection, "--format", "json", timeout=60)
+    argv = lab.topology.node.exec_argv([sys.executable, "-m", "edgecheck", "targets", *selection, "--format", "json"])
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=edgecheck_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [t["id"] for t in json.loads(proc.stdout)["targets"]]
 
@@ -71,7 +75,7 @@ def test_healthy_lab_every_check_passes(runs: Runs, combo: Combo) -> None:
 def test_healthy_run_checks_exactly_the_plan(lab: Lab, runs: Runs, combo: Combo) -> None:
     result, _ = runs.healthy(combo)
     report = validated(result)
-    assert [c["id"] for c in report["checks"]] == plan_ids(base_args(lab, combo))
+    assert [c["id"] for c in report["checks"]] == plan_ids(lab, base_args(lab, combo))
     mode, phase, version = combo
     ids = {c["id"] for c in report["checks"]}
     control = f"cs-anony.{REGION}.aliyuncs.com" if mode == "public" else f"cs-anony-vpc.{REGION}.aliyuncs.com"

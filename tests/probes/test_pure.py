@@ -7,8 +7,6 @@ import os
 import struct
 import subprocess
 
-import dns.exception
-import dns.resolver
 import pytest
 
 from edgecheck.model import Reason, Status
@@ -16,7 +14,7 @@ from edgecheck.probes import ike, ntp
 from edgecheck.evidence import ConnectAttempt
 from edgecheck.probes.classify import judge_connects, reason_for_errno
 from edgecheck.probes.proxy import bypasses_proxy, environ_proxies, select_proxy, strip_credentials, with_host
-from edgecheck.probes.resolver import describe_dns_error, ip_literal, outside_cidrs
+from edgecheck.probes.resolver import Failure, describe_failure, ip_literal, outside_cidrs
 from edgecheck.probes.x509 import describe_certificate
 from tests.probes.servers import make_ca
 
@@ -76,9 +74,9 @@ def test_proxy_url_helpers():
 
 
 def test_dns_error_classification_and_cidrs():
-    assert describe_dns_error(dns.resolver.NXDOMAIN())[0] is Reason.NXDOMAIN
-    assert describe_dns_error(dns.exception.Timeout())[0] is Reason.DNS_TIMEOUT
-    assert describe_dns_error(dns.resolver.NoResolverConfiguration("x"))[0] is Reason.DNS_ERROR
+    assert describe_failure(Failure("nxdomain"))[0] is Reason.NXDOMAIN
+    assert describe_failure(Failure("timeout"))[0] is Reason.DNS_TIMEOUT
+    assert describe_failure(Failure("config", detail="x"))[0] is Reason.DNS_ERROR
     assert ip_literal("[2001:db8::1]") == "2001:db8::1" and ip_literal("a.example") is None
     assert outside_cidrs(["100.103.9.188", "47.1.2.3", "2001:db8::1"], ["100.103.9.188/32"]) == ["47.1.2.3", "2001:db8::1"]
 
