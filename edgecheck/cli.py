@@ -57,7 +57,25 @@ def probe_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose listed subcommands import their module on first use (click's documented lazy
+    loading: get_command/list_commands), so `run` never imports what only `fleet` needs."""
+
+    lazy_commands = {"fleet": "edgecheck.fleet.command:fleet_command"}
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            import importlib
+
+            module, _, name = self.lazy_commands[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="edgecheck")
 # Read by cli_entry from argv and the environment (it must know before click parses anything).
 @click.option("--debug", is_flag=True, envvar="EDGECHECK_DEBUG", expose_value=False, help="Show tracebacks for internal errors.")
@@ -289,11 +307,6 @@ def agent_command(state_dir: Optional[str], textfile: Optional[str], **options: 
 # ---------------------------------------------------------------------------------------------
 # JSON Schema of the report (edgecheck/report/schema.json)
 # ---------------------------------------------------------------------------------------------
-
-
-from edgecheck.fleet.command import fleet_command  # noqa: E402 - a command of its own module
-
-main.add_command(fleet_command)
 
 
 @main.command("schema")
