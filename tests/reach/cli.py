@@ -49,7 +49,10 @@ class ListenProcess:
         self.lines: List[str] = []
         self.ready = threading.Event()
         self._after_run = False
-        threading.Thread(target=self._read, daemon=True).start()
+        # stderr belongs to this thread alone: were communicate() to read it too at the end, the
+        # last lines (the per-probe ones) would land in whichever reader won the race.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self.ready.wait(20):
             self.proc.kill()
             raise AssertionError("listener did not start:\n" + "\n".join(self.lines))
@@ -80,8 +83,15 @@ class ListenProcess:
         """Signal it (or let the duration end it); its JSON summary, validated. Sets .returncode."""
         if sig is not None:
             self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=limit)
-        self.returncode = self.proc.returncode
+        assert self.proc.stdout is not None
+        watchdog = threading.Timer(limit, self.proc.kill)  # a hung listener fails the test, not the suite
+        watchdog.start()
+        try:
+            out = self.proc.stdout.read()  # EOF when it exits
+            self.returncode = self.proc.wait()
+            self._reader.join(limit)
+        finally:
+            watchdog.cancel()
         assert out.strip(), "no summary on stdout:\n" + "\n".join(self.lines[-30:])
         doc: Dict[str, Any] = json.loads(out)
         jsonschema.validate(doc, listen_schema())
