@@ -605,14 +605,13 @@ def parse_tools_document(path: str, text: str) -> List[ToolEntry]:
 
 def _builtin_text(name: str) -> Tuple[str, str]:
     """(display path, text) of a catalog file shipped in the package."""
-    from importlib import resources
+    import pkgutil  # not importlib.resources: it imports tempfile, shutil and the compressors on every run
 
-    try:
-        text = resources.files("edgecheck.targets").joinpath(name).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
+    data = pkgutil.get_data("edgecheck.targets", name)  # a file of the package, on disk or in a zip
+    if data is None:
         # A source checkout used without installing: the catalog sits next to the package.
-        text = (Path(__file__).resolve().parent.parent / "targets" / name).read_text(encoding="utf-8")
-    return f"targets/{name}", text
+        return f"targets/{name}", (Path(__file__).resolve().parent.parent / "targets" / name).read_text(encoding="utf-8")
+    return f"targets/{name}", data.decode("utf-8")
 
 
 def _read_user_file(path: str) -> str:

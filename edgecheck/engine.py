@@ -4,8 +4,10 @@ Results come back in plan order whatever happens: a probe that raises becomes fa
 a probe still running at the deadline becomes fail/deadline-exceeded and is abandoned on its
 daemon thread (concurrent.futures would join it at interpreter exit and hang the run).
 
-Scheduling comes from the registry: local checks first (they are quick and must not queue behind
-hung network probes), and a probe kind that reads others' results (`after`) runs once they are
+Scheduling comes from the registry: local checks first, on workers of their own (they are quick
+and must not queue behind hung network probes), alone until they are done or LOCAL_HEAD_START_S
+passed (one interpreter lock: their CPU work would otherwise be counted in the network probes'
+times); then the network probes. A probe kind that reads others' results (`after`) runs once they are
 published in the run's facts. A kind with a `batch` function gets all its targets at once and
 probes them together on one non-blocking loop (raw TCP connects, `reach`): hundreds of sockets
 cost less than a thread each, so they never queue behind the bounded workers.
@@ -35,6 +37,7 @@ Item = Tuple[int, Target]
 
 MAX_IN_FLIGHT = 32
 DEADLINE_SLACK_S = 2.0  # the last syscalls returning, results collected, after the last wave
+LOCAL_HEAD_START_S = 0.1  # the network probes of a wave start once its local checks are done, or after this
 
 
 def hard_deadline(targets: Sequence[Target], timeout: float, max_in_flight: int = MAX_IN_FLIGHT) -> float:
@@ -100,8 +103,8 @@ class _Batch:
     """A set of targets run on daemon worker threads; collect() returns by the deadline."""
 
     def __init__(self, items: Sequence[Item], table: Mapping[str, CheckFn], ctx: RunContext,
-                 max_in_flight: int) -> None:
-        self.items = list(items)
+                 max_in_flight: int, name: str = "check") -> None:
+        self.items, self.name = list(items), name
         self.table, self.ctx = table, ctx
         self.results: Dict[int, CheckResult] = {}
         self.started: Dict[int, float] = {}
@@ -146,17 +149,26 @@ class _Batch:
                 self.results.setdefault(index, result)
                 self.cond.notify_all()
 
+    def start(self) -> "_Batch":
+        if self.items:
+            for n in range(self.workers):
+                threading.Thread(target=self._work, daemon=True, name=f"edgecheck-{self.name}-{n}").start()
+        return self
+
+    def wait(self, until: float) -> None:
+        """Until every item has a result, the workers ended, or `until` (a time.monotonic() value)."""
+        with self.cond:
+            while len(self.results) < len(self.items) and self.running > 0:
+                left = min(until, self.ctx.deadline) - time.monotonic()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
+
     def collect(self) -> Dict[int, CheckResult]:
         if not self.items:
             return {}
-        for n in range(self.workers):
-            threading.Thread(target=self._work, daemon=True, name=f"edgecheck-check-{n}").start()
+        self.wait(self.ctx.deadline)
         with self.cond:
-            while len(self.results) < len(self.items) and self.running > 0:
-                left = self.ctx.deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.cond.wait(left)
             now = time.monotonic()
             for index, target in self.items:
                 if index not in self.results:
@@ -246,9 +258,11 @@ def warm(targets: Sequence[Target], ctx: RunContext, table: Optional[Mapping[str
     counted in its time and hold the other checks at the import lock), and each check module's
     warm() starts what the run's checks share (RunFacts.prefetch). The runner calls this as soon as
     the plan is known, so that work overlaps the rest of the start-up; run_checks calls it again
-    (idempotent) for callers that did not."""
+    (idempotent) for callers that did not. The local kinds' first: what they prefetch waits on
+    other processes (nft, chronyc, `--version`), the longer it has to overlap the better."""
     table = table if table is not None else {p.name: _Loaded(p) for p in registry.PROBES}
-    for name in dict.fromkeys(t.probe for t in targets if t.skip is None):
+    kinds = sorted(dict.fromkeys(t.probe for t in targets if t.skip is None), key=lambda n: registry.get(n).network)
+    for name in kinds:
         check = table.get(name)
         if isinstance(check, _Loaded):
             try:
@@ -285,11 +299,18 @@ def _run_waves(targets: List[Target], ctx: RunContext, checks: Mapping[str, Chec
             results[index] = _skip_result(target)
         else:
             waves[1 if registry.get(target.probe).after else 0].append((index, target))
-    waves[0].sort(key=lambda item: registry.get(item[1].probe).network)
     for wave in waves:
-        batches = _load_batches(wave, table)
-        groups = [_Group([i for i in wave if i[1].probe == probe], fn, ctx).start() for probe, fn in batches.items()]
-        results.update(_Batch([i for i in wave if i[1].probe not in batches], checks, ctx, max_in_flight).collect())
+        local = [i for i in wave if not registry.get(i[1].probe).network]
+        network = [i for i in wave if registry.get(i[1].probe).network]
+        # The local checks first, alone for a moment: on one interpreter lock, their CPU work would
+        # otherwise stretch every network probe's time (and they never queue behind hung probes).
+        quick = _Batch(local, checks, ctx, max_in_flight, "local").start()
+        quick.wait(time.monotonic() + LOCAL_HEAD_START_S)
+        batches = _load_batches(network, table)
+        groups = [_Group([i for i in network if i[1].probe == probe], fn, ctx).start() for probe, fn in batches.items()]
+        probes = _Batch([i for i in network if i[1].probe not in batches], checks, ctx, max_in_flight).start()
+        for batch in (quick, probes):
+            results.update(batch.collect())
         for group in groups:
             results.update(group.collect())
         for probe in {t.probe for t in targets}:

@@ -9,11 +9,13 @@ reads may live next to its wire module instead (NTP and IKE exchanges do).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
-from edgecheck.firewall.evaluate import BaseChainRef
-from edgecheck.firewall.manager import Manager, Opening
 from edgecheck.model import Reason
+
+if TYPE_CHECKING:  # annotations only: a run whose checks never read the host filter never imports it
+    from edgecheck.firewall.evaluate import BaseChainRef
+    from edgecheck.firewall.manager import Manager, Opening
 
 
 def _reason(reason: Optional[Reason]) -> Optional[str]:
@@ -397,6 +399,8 @@ class FirewallVerdict:
 
     def opening(self) -> Opening:
         """What must be let through, for the manager's remediation command."""
+        from edgecheck.firewall.manager import Opening
+
         peers = tuple(p for p in self.blocked if not p.endswith("/0"))  # "any source": no source match
         if self.direction == "in":
             return Opening("in", self.protocol, self.port, sources=peers)

@@ -6,7 +6,6 @@ show the plan safely and tests need no network.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
@@ -199,6 +198,8 @@ def region_warnings(region: str, catalog: Catalog) -> List[str]:
         f"region {region!r} is not in the catalog: endpoints are built from the documented name "
         "templates, but region tables (dedicated-mode routes) are unknown"
     )
+    import difflib  # only for a region the catalog does not know
+
     close = difflib.get_close_matches(region, list(catalog.regions), n=1, cutoff=0.75)
     if close:
         message += f"; did you mean {close[0]!r}?"

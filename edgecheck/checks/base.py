@@ -7,7 +7,6 @@ import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-from edgecheck.checks.hostfilter import attribute_connects, attribute_exchanges
 from edgecheck.evidence import AddressBlocks, ConnectAttempt, Connects, DirectRoute
 from edgecheck.model import CheckResult, Evidence, EvidencePart, Reason, Status, Target
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
@@ -76,6 +75,8 @@ class Probing:
     def connect_failure(self, attempts: Sequence[ConnectAttempt]) -> Optional[CheckResult]:
         if any(not a.ok for a in attempts):
             # Only a failed probe asks whether this host's own filter did it (host-firewall).
+            from edgecheck.checks.hostfilter import attribute_connects
+
             self.add(attribute_connects(self.target, self.ctx, attempts))
             self.add(Connects(tuple(attempts)))
         verdict = judge_connects(attempts)
@@ -123,5 +124,7 @@ def exchange_all(target: Target, ctx: RunContext, default_port: int,
             raise outcome[1]
         else:
             out.append(outcome[1])
+    from edgecheck.checks.hostfilter import attribute_exchanges  # reads the filter only when an exchange failed
+
     probing.add(attribute_exchanges(target, ctx, port, out))
     return probing, None, port, out

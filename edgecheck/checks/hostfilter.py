@@ -21,14 +21,16 @@ Decisions:
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from edgecheck.evidence import (ALLOWED, BLOCKED, NOT_EVALUATED, PARTIAL, UNKNOWN, ConnectAttempt, FirewallVerdict,
                                 IcmpError)
-from edgecheck.firewall.evaluate import DROP, Evaluation
-from edgecheck.firewall.hostview import HostFilter
 from edgecheck.model import Mode, Reason, Status, Target
 from edgecheck.runcontext import RunContext
+
+if TYPE_CHECKING:  # the filter (its parsers, psutil) is imported by the first check that reads it
+    from edgecheck.firewall.evaluate import Evaluation
+    from edgecheck.firewall.hostview import HostFilter
 
 ANY_SOURCE = {"ipv4": "0.0.0.0/0", "ipv6": "::/0"}
 NOT_READABLE = "needs CAP_NET_ADMIN: run as root or install the firewall-read.conf drop-in"
@@ -50,6 +52,8 @@ def _not_evaluated(direction: str, protocol: str, port: int, hf: HostFilter) -> 
 
 
 def _rule_fields(hf: HostFilter, ev: Optional[Evaluation]) -> dict:
+    from edgecheck.firewall.evaluate import DROP
+
     if ev is None:
         return {}
     action = "drop" if ev.verdict == DROP else (f"reject ({ev.reject_type})" if ev.blocked else "")
@@ -173,6 +177,8 @@ def _attribute(target: Target, ctx: RunContext, protocol: str, failing: List, ic
                port: Optional[int] = None) -> Optional[FirewallVerdict]:
     if not failing:
         return None
+    from edgecheck.firewall.evaluate import DROP
+
     port = int(port or target.port or 0)
     hf = host_filter(ctx)
     if not hf.ok:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Sequence, Tuple
 
-from edgecheck.checks.hostfilter import combine_inbound, inbound_verdict
+from edgecheck.checks.hostfilter import combine_inbound, host_filter, inbound_verdict
 from edgecheck.evidence import InboundEvidence, PortHolder
 from edgecheck.host import sockets
 from edgecheck.model import CheckResult, Evidence, Phase, Reason, Status, Target
@@ -58,6 +58,16 @@ def decide_inbound(target: Target, expect: str, holders: Sequence[PortHolder],
         return (Status.WARN, Reason.LOOPBACK_ONLY,
                 f"{label} listens on loopback only ({described}): the cloud cannot reach it through the node's address.")
     return Status.PASS, Reason.OK, f"{label} is listening: {described}."
+
+
+def warm(targets: Sequence[Target], ctx: RunContext) -> None:
+    """This host's socket table and packet filter (nft or iptables-save, psutil for the addresses)
+    are read once per run for every inbound check: from the moment the plan is known, on
+    background threads, so their subprocess and parsing overlap the rest of the start-up instead
+    of holding up the network probes."""
+    if any(t.probe == "inbound" and t.skip is None for t in targets):
+        ctx.facts.prefetch("socket-table", ctx.facts.socket_table)
+        ctx.facts.prefetch("host-filter", lambda: host_filter(ctx))
 
 
 def check_inbound(target: Target, ctx: RunContext) -> CheckResult:

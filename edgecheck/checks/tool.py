@@ -10,12 +10,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Dict, Optional, Sequence
 
 from edgecheck.evidence import Distribution, ToolEvidence
 from edgecheck.host.distro import package_manager, package_name
-from edgecheck.host.tools import VERSION_FLAGS, VERSION_TIMEOUT_S, executable_version, find_executables, search_dirs
-from edgecheck.model import CheckResult, Evidence, Phase, Reason, Status, Target
+from edgecheck.host.tools import (VERSION_TIMEOUT_S, executable_version, executable_versions, find_executables,
+                                  search_dirs, version_query)
+from edgecheck.model import CheckResult, Evidence, Phase, Reason, Status, Target, ToolSpec
 from edgecheck.runcontext import RunContext
+
+_FACT = "tool-versions"
+
+
+def warm(targets: Sequence[Target], ctx: RunContext) -> None:
+    """Every installed tool's `--version` process is started from the moment the plan is known,
+    all side by side on one background thread: the checks then read the versions instead of each
+    spawning its process while the network probes run."""
+    specs = [t.tool for t in targets if t.probe == "tool" and t.skip is None and t.tool is not None]
+    if specs:
+        timeout = min(VERSION_TIMEOUT_S, ctx.remaining())
+        dirs = search_dirs(ctx.tool_path)
+        ctx.facts.prefetch(_FACT, lambda: _versions(specs, dirs, timeout))
+
+
+def _versions(specs: Sequence[ToolSpec], dirs: Sequence[str], timeout: float) -> Dict[str, Optional[str]]:
+    found = [find_executables(spec, dirs) for spec in specs]
+    return executable_versions([version_query(f) for f in found if f], timeout)
 
 
 def check_tool(target: Target, ctx: RunContext) -> CheckResult:
@@ -30,8 +50,10 @@ def check_tool(target: Target, ctx: RunContext) -> CheckResult:
                         Distribution(osr.id, osr.version_id, osr.id_like))
     if found:
         # Report the version of the first executable that has a known-safe version flag.
-        name, path = next(((n, p) for n, p in found.items() if n in VERSION_FLAGS), next(iter(found.items())))
-        version = executable_version(name, path, min(VERSION_TIMEOUT_S, ctx.remaining()))
+        name, path = version_query(found)
+        timeout = min(VERSION_TIMEOUT_S, ctx.remaining())
+        versions = ctx.facts.fetched(_FACT, dict, timeout)
+        version = versions[path] if path in versions else executable_version(name, path, timeout)
         known = package_manager(osr) is not None
         evidence = replace(base, version=version,
                            distribution_package=package_name(spec.packages, osr, spec.name) if known else None)

@@ -20,7 +20,7 @@ from edgecheck.checks.base import Probing, close_all
 from edgecheck.checks.tlshttp import http_failure, note_interception, open_tls, tls_failure, web_passed
 from edgecheck.evidence import DirectRoute, HttpResult, TlsResult, TrustSource
 from edgecheck.model import CheckResult, Reason, Target, Trust
-from edgecheck.probes import http11
+from edgecheck.probes import http11, pmtu
 from edgecheck.probes.proxy import select_proxy
 from edgecheck.probes.tcp import connect_all
 from edgecheck.probes.tls import system_trust
@@ -34,7 +34,10 @@ IDNA = encodings.idna.Codec
 def warm(targets: Sequence[Target], ctx: RunContext) -> None:
     """Build the run's SSLContexts (one per trust source) on a background thread from the moment
     the plan is known: loading a system CA bundle costs tens of ms, once per run, and the first
-    handshakes would otherwise wait for it."""
+    handshakes would otherwise wait for it. The resolver's configuration is read now too (a small
+    file): otherwise every check's first lookup queues on the lock of the one reading it."""
+    ctx.facts.resolver().conf()
+    pmtu.start_alarms()
     trusts = list(dict.fromkeys(trust_for(t, ctx) for t in targets if t.probe == "https" and t.skip is None))
 
     def build() -> None:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from edgecheck.model import Phase
 from edgecheck.plan import DEFAULT_APISERVER_PORT, HostPort, LocalComponent, parse_host_port
-from edgecheck.probes.yurthub import YURTHUB_SERVE_PORT
 
 if TYPE_CHECKING:
     from edgecheck.cluster.discovery import Discovery
@@ -80,6 +79,8 @@ def _kube_ca(kube: Optional["KubeCluster"], params: Dict[str, Any]) -> Tuple[Opt
 
 def _components(found: "Discovery") -> Tuple[LocalComponent, ...]:
     """YurtHub when it runs here (or kubelet goes through it): its health is a local check."""
+    from edgecheck.probes.yurthub import YURTHUB_SERVE_PORT  # loaded by discovery already
+
     install = found.yurthub
     if install is None and not found.kubelet_uses_yurthub:
         return ()

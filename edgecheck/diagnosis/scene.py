@@ -10,8 +10,6 @@ from typing import List, Optional, Sequence, Tuple
 from edgecheck.evidence import ClockEvidence, Connects, ProxyRoute, Resolution, TlsResult
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Reason, Report
 from edgecheck.probes import tlskind
-from edgecheck.probes.ike import IkeEvidence
-from edgecheck.probes.ntp import NtpEvidence
 
 MAX_LISTED = 6  # addresses named in one sentence before "and N more"
 
@@ -106,6 +104,10 @@ def failed_addresses(check: CheckResult) -> List[str]:
     connects = check.evidence.find(Connects)
     if connects is not None and connects.failed_addresses:
         return connects.failed_addresses
+    # The UDP probes' own evidence: imported here, for a failed check, not by every run's diagnosis.
+    from edgecheck.probes.ike import IkeEvidence
+    from edgecheck.probes.ntp import NtpEvidence
+
     for part in (check.evidence.find(NtpEvidence), check.evidence.find(IkeEvidence)):
         if part is not None:
             failing = [o.address for o in part.exchanges if o.reason is not None]

@@ -14,26 +14,54 @@ Typical use (the I/O is in read_ruleset and localaddr; everything else is pure):
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
 
+# The evaluator and the ruleset model are what every user of the package needs (and the function
+# `evaluate` must shadow its module's name, as it always did); the rest loads on first use.
 from edgecheck.firewall.evaluate import ACCEPT, DROP, REJECT, UNKNOWN, BaseChainRef, Evaluation, RuleRef, evaluate
-from edgecheck.firewall.iptsave import parse_iptables_save
-from edgecheck.firewall.manager import (
-    FIREWALLD,
-    IPTABLES_LEGACY,
-    IPTABLES_NFT,
-    NFTABLES,
-    UFW,
-    Manager,
-    Opening,
-    Remedy,
-    detect_manager,
-    firewalld_zone,
-    remedy,
-)
-from edgecheck.firewall.nftjson import parse_nft_json
-from edgecheck.firewall.reader import ReadResult, Unreadable, read_ruleset
 from edgecheck.firewall.ruleset import Packet, Ruleset
-from edgecheck.firewall.sources import ALLOWED, BLOCKED, PARTIAL, CidrVerdict, SourceVerdict, evaluate_sources
+
+if TYPE_CHECKING:
+    from edgecheck.firewall.iptsave import parse_iptables_save
+    from edgecheck.firewall.manager import (
+        FIREWALLD,
+        IPTABLES_LEGACY,
+        IPTABLES_NFT,
+        NFTABLES,
+        UFW,
+        Manager,
+        Opening,
+        Remedy,
+        detect_manager,
+        firewalld_zone,
+        remedy,
+    )
+    from edgecheck.firewall.nftjson import parse_nft_json
+    from edgecheck.firewall.reader import ReadResult, Unreadable, read_ruleset
+    from edgecheck.firewall.sources import ALLOWED, BLOCKED, PARTIAL, CidrVerdict, SourceVerdict, evaluate_sources
+
+# A lazy face (PEP 562) for the rest: importing one submodule (the advice's manager) must not import
+# the parsers and the reader (subprocess) too.
+_HOME = {
+    "iptsave": ("parse_iptables_save",),
+    "manager": ("FIREWALLD", "IPTABLES_LEGACY", "IPTABLES_NFT", "NFTABLES", "UFW", "Manager", "Opening", "Remedy",
+                "detect_manager", "firewalld_zone", "remedy"),
+    "nftjson": ("parse_nft_json",),
+    "reader": ("ReadResult", "Unreadable", "read_ruleset"),
+    "sources": ("ALLOWED", "BLOCKED", "PARTIAL", "CidrVerdict", "SourceVerdict", "evaluate_sources"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ACCEPT", "DROP", "REJECT", "UNKNOWN", "ALLOWED", "BLOCKED", "PARTIAL",

@@ -1,7 +1,5 @@
-"""The `edgecheck fleet` click command. Register it with one line in edgecheck/cli.py:
-
-    from edgecheck.fleet.command import fleet_command
-    main.add_command(fleet_command)
+"""The `edgecheck fleet` click command. edgecheck/cli.py lists it in LazyGroup.lazy_commands, so
+this module is imported only when `fleet` runs (or `--help` lists it).
 
 Exit status (SPEC 7.5): 0 every node ready and every input a valid report; 1 a node is not
 ready, or an input was skipped; 2 usage error, or no input is a valid report; 74 an --output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -59,24 +60,44 @@ def find_executables(spec: ToolSpec, dirs: Sequence[str]) -> Dict[str, str]:
     return found
 
 
+def version_query(found: Dict[str, str]) -> Tuple[str, str]:
+    """(name, path) of the executable whose version a tool check reports: the first found that
+    has a known-safe version flag, else the first found."""
+    return next(((n, p) for n, p in found.items() if n in VERSION_FLAGS), next(iter(found.items())))
+
+
 def executable_version(name: str, path: str, timeout: float = VERSION_TIMEOUT_S) -> Optional[str]:
-    flags = VERSION_FLAGS.get(name)
-    if not flags or timeout <= 0:
-        return None
-    try:
-        proc = subprocess.run(
-            [path, *flags],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = proc.stdout.decode("utf-8", "replace")
-    m = _VERSION_RE.search(text)
-    return m.group(1) if m else None
+    return executable_versions([(name, path)], timeout).get(path)
+
+
+def executable_versions(queries: Sequence[Tuple[str, str]], timeout: float = VERSION_TIMEOUT_S
+                        ) -> Dict[str, Optional[str]]:
+    """path -> version for each (name, path): every `--version` process is started first, then
+    each is read within the same timeout, so they run side by side on one thread. An executable
+    without a known-safe flag, or one that fails or outlives the timeout, has None."""
+    deadline = time.monotonic() + timeout
+    out: Dict[str, Optional[str]] = {}
+    running: List[Tuple[str, subprocess.Popen]] = []
+    for name, path in queries:
+        flags = VERSION_FLAGS.get(name)
+        out[path] = None
+        if not flags or timeout <= 0:
+            continue
+        try:
+            running.append((path, subprocess.Popen([path, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.STDOUT, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})))
+        except OSError:
+            pass
+    for path, proc in running:
+        try:
+            stdout, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            continue
+        m = _VERSION_RE.search(stdout.decode("utf-8", "replace"))
+        out[path] = m.group(1) if m else None
+    return out
 
 
 @dataclass(frozen=True)

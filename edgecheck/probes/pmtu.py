@@ -303,16 +303,27 @@ class _Alarms:
         self._heap: List[List[Any]] = []  # [when, sequence, callback or None when cancelled]
         self._sequence = itertools.count()
         self._thread: Optional[threading.Thread] = None
+        self._start_lock = threading.Lock()
 
     def add(self, when: float, callback: Callable[[], None]) -> List[Any]:
         entry: List[Any] = [when, next(self._sequence), callback]
+        self.start()
         with self._cond:
             heapq.heappush(self._heap, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True, name="edgecheck-stall-alarms")
-                self._thread.start()
-            self._cond.notify()
+            if self._heap[0] is entry:
+                self._cond.notify()  # only an alarm due before the one it waits for wakes the thread
         return entry
+
+    def start(self) -> None:
+        """Start the alarm thread (once). Outside the heap's lock: watches never queue behind a
+        thread start."""
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, daemon=True, name="edgecheck-stall-alarms")
+                thread.start()
+                self._thread = thread
 
     def cancel(self, entry: List[Any]) -> None:
         with self._cond:
@@ -343,6 +354,12 @@ class _Alarms:
 
 _ALARMS: Dict[int, _Alarms] = {}
 _ALARMS_LOCK = threading.Lock()
+
+
+def start_alarms() -> None:
+    """Start the caller's namespace's alarm thread now (the web checks' warm-up), so the run's first
+    watch does not wait for a thread to start while the other checks hold the interpreter."""
+    _alarms().start()
 
 
 def _alarms() -> _Alarms:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from edgecheck.probes.interception import PublicRoots, public_roots
 from edgecheck.evidence import TrustSource
 from edgecheck.probes.tls import context_for
+
+if TYPE_CHECKING:  # the interception check runs only after a verification failure
+    from edgecheck.probes.interception import PublicRoots
 
 
 class ContextCache:
@@ -34,4 +36,6 @@ class ContextCache:
     def public(self) -> Optional[PublicRoots]:
         """The public roots for the interception check (built once per process: certifi's file
         only changes with the package)."""
+        from edgecheck.probes.interception import public_roots
+
         return public_roots()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from typing import Any, Dict, Mapping, Optional, TextIO
 
 from edgecheck.report.formats import EXTENSIONS, FORMATS, render
@@ -37,6 +36,8 @@ __all__ = [
 
 def schema() -> Dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the JSON report, as shipped in the package."""
+    from importlib import resources
+
     text = resources.files(__name__).joinpath("schema.json").read_text(encoding="utf-8")
     data: Dict[str, Any] = json.loads(text)
     return data

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from edgecheck.atomicfile import write_atomic
 from edgecheck.errors import OutputError, UsageError
 from edgecheck.model import Report
 from edgecheck.report.formats import EXTENSIONS, FORMATS, render
@@ -79,6 +78,10 @@ def write_outputs(
     # Directories are not re-checked here: after probing, a missing directory is a write
     # failure (OutputError), not a usage error.
     planned = check_outputs(outputs, default_format, check_dirs=False)
+    if not planned:
+        return
+    from edgecheck.atomicfile import write_atomic  # tempfile and friends: only when there is a file to write
+
     # Render everything first: a rendering bug must not leave some files new and some old.
     rendered = [(path, render(report, fmt, verbose=verbose, color=False)) for path, fmt in planned]
     failures: List[str] = []
