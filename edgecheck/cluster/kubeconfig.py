@@ -9,7 +9,7 @@ What is read, as kubectl (client-go clientcmd) reads it:
 - Never `users` (tokens, client keys, passwords), never exec or auth-provider plugins: they are
   not looked at, so they cannot reach a result, a log line, an error message or the network.
   The YAML parser necessarily reads the whole file; the parsed data is dropped on return and
-  error messages never quote the file (edgecheck/yamlload.py).
+  error messages never quote the file (edgecheck/cluster/yamlload.py).
 
 Every problem is a one-line edgecheck.errors.UsageError (exit 2): nothing is probed with a
 half-understood kubeconfig.
