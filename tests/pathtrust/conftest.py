@@ -21,7 +21,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from typing import Dict, Iterator, List, Optional
 
@@ -30,7 +29,7 @@ import pytest
 from tests.pathtrust.pki import Cert, Pki
 from tests.pathtrust.topology import PathLab
 from tests.probes.netns import Netns
-from tests.probes.servers import HttpsServer
+from tests.probes.servers import HttpsServer, TcpServer, read_request, server_context
 
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 TOOLS = {"ip": "iproute2", "iptables": "iptables", "ip6tables": "iptables", "openssl": "openssl",
@@ -107,26 +106,13 @@ def serve_chain(ns: Netns, address: str, port: int, leaf: Cert, chain: List[Cert
 BLACKHOLE_INDEX, HEALTHY_INDEX, SLOW_INDEX = 10, 11, 12
 
 
-class SlowTlsServer:
+class SlowTlsServer(TcpServer):
     """A TLS server that waits `delay` seconds before its handshake: slow but healthy."""
 
     def __init__(self, address: str, port: int, cert: str, key: str, delay: float) -> None:
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
+        self.context = server_context(cert, key)
         self.delay = delay
-        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__(address, port)
 
     def _handle(self, conn: socket.socket) -> None:
         time.sleep(self.delay)
@@ -139,32 +125,14 @@ class SlowTlsServer:
         finally:
             conn.close()
 
-    def close(self) -> None:
-        self.sock.close()
 
-
-class BigResponseServer:
+class BigResponseServer(TcpServer):
     """HTTP(S) server whose response (status line, headers and 8 kB body) goes out in one write:
     its first segment is full-size, so the status line itself is lost behind a black hole."""
 
     def __init__(self, address: str, port: int, cert: Optional[str] = None, key: Optional[str] = None) -> None:
-        self.context = None
-        if cert:
-            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.context.load_cert_chain(cert, key)
-        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        self.context = server_context(cert, key)
+        super().__init__(address, port)
 
     def _handle(self, conn: socket.socket) -> None:
         body = b"x" * 8192
@@ -172,21 +140,14 @@ class BigResponseServer:
             conn.settimeout(5)
             if self.context is not None:
                 conn = self.context.wrap_socket(conn, server_side=True)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            if read_request(conn) is None:
+                return
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
         except (OSError, ssl.SSLError):
             pass
         finally:
             conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="session")

@@ -81,22 +81,15 @@ class DnsServer:
         self.sock.close()
 
 
-class HttpsServer:
-    """TLS (or plain, or not-TLS-at-all) server answering any request with HTTP 204."""
+class TcpServer:
+    """Listens on address:port and hands each connection to _handle on a thread of its own.
+    Subclasses set their own state first, then call this __init__ (it starts serving)."""
 
-    def __init__(self, address: str, port: int, cert: Optional[str] = None, key: Optional[str] = None,
-                 mode: str = "tls") -> None:
-        self.mode = mode  # "tls" | "plain" | "garbage" (accepts TCP, answers junk to a ClientHello)
-        self.context = None
-        if mode == "tls":
-            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.context.load_cert_chain(cert, key)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((address, port))
         self.sock.listen(16)
-        self.requests: List[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -108,6 +101,43 @@ class HttpsServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def server_context(cert: Optional[str], key: Optional[str]) -> Optional[ssl.SSLContext]:
+    """A server-side TLS context for cert/key, or None for a plain server."""
+    if not cert:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def read_request(conn: socket.socket) -> Optional[bytes]:
+    """An HTTP request's head (through the blank line), or None when the peer closes first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+class HttpsServer(TcpServer):
+    """TLS (or plain, or not-TLS-at-all) server answering any request with HTTP 204."""
+
+    def __init__(self, address: str, port: int, cert: Optional[str] = None, key: Optional[str] = None,
+                 mode: str = "tls") -> None:
+        self.mode = mode  # "tls" | "plain" | "garbage" (accepts TCP, answers junk to a ClientHello)
+        self.context = server_context(cert, key) if mode == "tls" else None
+        self.requests: List[bytes] = []
+        super().__init__(address, port)
+
+    def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
             if self.mode == "garbage":
@@ -116,21 +146,15 @@ class HttpsServer:
                 return
             if self.context is not None:
                 conn = self.context.wrap_socket(conn, server_side=True)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            data = read_request(conn)
+            if data is None:
+                return
             self.requests.append(data)
             conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         except (OSError, ssl.SSLError):
             pass
         finally:
             conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class NtpResponder:
