@@ -213,7 +213,7 @@ def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     tls = checks[0].evidence.find(TlsResult)
     kind = tls.verify_kind if tls is not None else None
     if kind in (tlskind.EXPIRED, tlskind.NOT_YET_VALID, tlskind.HOSTNAME_MISMATCH, tlskind.OTHER):
-        return Advice((tlskind.remedy(kind or "", clock_explanation(checks[0], scene)),))
+        return Advice((tls_verify_remedy(kind or "", clock_explanation(checks[0], scene)),))
     if checks[0].target.trust is Trust.CLUSTER:
         cafile = trust.cafile if trust and trust.cafile else "the --apiserver-ca file"
         return Advice((f"The API server certificate does not verify against --apiserver-ca {cafile}: check "
@@ -229,21 +229,17 @@ def _tls_verify(checks: Sequence[CheckResult], scene: Scene) -> Advice:
 
 
 def _tls_intercepted(checks: Sequence[CheckResult], scene: Scene) -> Advice:
-    from edgecheck.probes import interception
-
     parts = [c.evidence.find(TlsInterception) for c in checks]
     anchors = list(dict.fromkeys(p.anchor or p.issuer for p in parts if p is not None and (p.anchor or p.issuer)))
-    return Advice((interception.remedy(anchors),))
+    return Advice((interception_remedy(anchors),))
 
 
 def _path_mtu(checks: Sequence[CheckResult], scene: Scene) -> Advice:
-    from edgecheck.probes import pmtu
-
     parts = [p for p in (c.evidence.find(PathMtu) for c in checks) if p is not None]
     sizes = [p.largest_working for p in parts if p.largest_working]
     largest = min(sizes) if sizes else None
     interface = next((p.interface for p in parts if p.interface), None)
-    paragraphs = [pmtu.remedy(largest, interface, hosts_text(checks) or "these endpoints")]
+    paragraphs = [path_mtu_remedy(largest, interface, hosts_text(checks) or "these endpoints")]
     if scene.raven_gateways and largest:
         from edgecheck.probes.raven_mtu import raven_note
 
@@ -252,6 +248,63 @@ def _path_mtu(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         paragraphs.append(f"Raven gateway {listed(scene.raven_gateways)}: if its path crosses the same link, "
                           + note.message[0].lower() + note.message[1:] + (f" {note.fix}" if note.fix else ""))
     return Advice(tuple(paragraphs))
+
+
+_TLS_VERIFY_REMEDIES = {
+    tlskind.UNKNOWN_ISSUER: (
+        "The issuer is not in this host's trust store. If a TLS-inspecting proxy or appliance sits on the path, its "
+        "CA must be added to the system store (update-ca-certificates or update-ca-trust) and to containerd; "
+        "otherwise this name reaches a server that is not the real endpoint: check DNS and the proxy settings."),
+    tlskind.SELF_SIGNED: (
+        "A self-signed certificate means this name reaches a server that is not the real endpoint (a captive "
+        "portal, a wrong mirror, a misrouted address): check DNS (/etc/hosts, the resolver) and the proxy settings."),
+    tlskind.HOSTNAME_MISMATCH: (
+        "The certificate belongs to other names, so this name reaches another site's server: check DNS "
+        "(/etc/hosts, the resolver), the address the name resolves to, and any transparent proxy."),
+    tlskind.EXPIRED: (
+        "The server's certificate is out of its dates. For your own endpoints renew it; for the cloud's endpoints "
+        "this means the name reaches a server that is not the real endpoint (check DNS and any inspecting proxy)."),
+    tlskind.OTHER: "Check the certificate chain the server presents (openssl s_client -connect HOST:PORT -showcerts).",
+}
+_TLS_VERIFY_REMEDIES[tlskind.NOT_YET_VALID] = _TLS_VERIFY_REMEDIES[tlskind.EXPIRED]
+
+
+def tls_verify_remedy(kind: str, clock: Optional[tlskind.ClockExplanation] = None) -> str:
+    """What to do for a certificate of this verify kind; a date failure the clock explains is the
+    clock's to fix."""
+    if clock is not None and kind in (tlskind.EXPIRED, tlskind.NOT_YET_VALID):
+        if clock.explained:
+            return (f"The cause is this host's clock: {clock.words}. Fix the clock first (see the clock check: "
+                    f"chrony or systemd-timesyncd must synchronise it); the certificate is valid at the correct time.")
+        if clock.explained is False:
+            return f"Not the clock: {clock.words}. " + _TLS_VERIFY_REMEDIES[kind]
+    return _TLS_VERIFY_REMEDIES.get(kind, _TLS_VERIFY_REMEDIES[tlskind.OTHER])
+
+
+def interception_remedy(anchors: Sequence[str]) -> str:
+    """What to do for intercepted chains whose trust anchors are `anchors`."""
+    ca = ", ".join(f"\"{a}\"" for a in anchors if a) or "the inspecting CA"
+    return (f"Make containerd, kubelet and the node's other components trust {ca} as well, or image pulls and "
+            f"the join fail: add it to the system trust store (update-ca-certificates or update-ca-trust) and to "
+            f"containerd (/etc/containerd/certs.d/<registry>/ca.crt, then restart containerd); or exempt the "
+            f"cluster's endpoints from inspection on the proxy or appliance.")
+
+
+def path_mtu_remedy(largest_working: Optional[int], interface: Optional[str] = None,
+                    host: str = "these endpoints") -> str:
+    """The three fixes for a path-MTU black hole, with the sizes measured (IPv4 header sizes)."""
+    from edgecheck.probes.pmtu import SMALL_MSS_V4
+
+    clamp = largest_working - 40 if largest_working else SMALL_MSS_V4
+    mtu = largest_working or 1280
+    dev = interface or "<interface>"
+    return (f"A link on the path to {host} is smaller than this host's MTU and the ICMP 'fragmentation "
+            f"needed' (type 3 code 4; IPv6: packet too big, type 2) that should report it is filtered. "
+            f"Fix one of: clamp the TCP MSS on the router or tunnel that carries this traffic "
+            f"(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu, "
+            f"or --set-mss {clamp}); lower this host's MTU to {mtu} "
+            f"(ip link set dev {dev} mtu {mtu}, and persist it in the network configuration); "
+            f"or allow ICMP type 3 code 4 through the firewalls on the path so path-MTU discovery works.")
 
 
 def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:

@@ -232,11 +232,3 @@ def message(verdict: InterceptionVerdict, host: str, port: int) -> str:
             f"intercepts this traffic; containerd, kubelet and the node's components must trust that CA too, "
             f"or image pulls and the join fail.")
 
-
-def remedy(anchors: Sequence[str]) -> str:
-    """Pure: what to do for intercepted chains whose trust anchors are `anchors`."""
-    ca = ", ".join(f"\"{a}\"" for a in anchors if a) or "the inspecting CA"
-    return (f"Make containerd, kubelet and the node's other components trust {ca} as well, or image pulls and "
-            f"the join fail: add it to the system trust store (update-ca-certificates or update-ca-trust) and to "
-            f"containerd (/etc/containerd/certs.d/<registry>/ca.crt, then restart containerd); or exempt the "
-            f"cluster's endpoints from inspection on the proxy or appliance.")

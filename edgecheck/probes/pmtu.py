@@ -513,16 +513,3 @@ def message(verdict: PathMtuVerdict, host: str, port: int, stage: str = "tls") -
     return (f"TCP {port} to {host} connects but {what} stalls: {sizes}, and nothing reports it "
             f"(a path-MTU black hole). A retry with a smaller TCP MSS completes.")
 
-
-def remedy(largest_working: Optional[int], interface: Optional[str] = None, host: str = "these endpoints") -> str:
-    """Pure: the three fixes, with the sizes that were measured (IPv4 header sizes)."""
-    clamp = largest_working - 40 if largest_working else SMALL_MSS_V4
-    mtu = largest_working or 1280
-    dev = interface or "<interface>"
-    return (f"A link on the path to {host} is smaller than this host's MTU and the ICMP 'fragmentation "
-            f"needed' (type 3 code 4; IPv6: packet too big, type 2) that should report it is filtered. "
-            f"Fix one of: clamp the TCP MSS on the router or tunnel that carries this traffic "
-            f"(iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu, "
-            f"or --set-mss {clamp}); lower this host's MTU to {mtu} "
-            f"(ip link set dev {dev} mtu {mtu}, and persist it in the network configuration); "
-            f"or allow ICMP type 3 code 4 through the firewalls on the path so path-MTU discovery works.")

@@ -192,24 +192,6 @@ def explain_by_clock(kind: str, not_before: Union[str, datetime.datetime, None],
     return ClockExplanation(False, status, offset_s, _iso(true_now), words)
 
 
-_REMEDIES = {
-    UNKNOWN_ISSUER: ("The issuer is not in this host's trust store. If a TLS-inspecting proxy or appliance sits "
-                     "on the path, its CA must be added to the system store (update-ca-certificates or "
-                     "update-ca-trust) and to containerd; otherwise this name reaches a server that is not the "
-                     "real endpoint: check DNS and the proxy settings."),
-    SELF_SIGNED: ("A self-signed certificate means this name reaches a server that is not the real endpoint "
-                  "(a captive portal, a wrong mirror, a misrouted address): check DNS (/etc/hosts, the "
-                  "resolver) and the proxy settings."),
-    HOSTNAME_MISMATCH: ("The certificate belongs to other names, so this name reaches another site's server: "
-                        "check DNS (/etc/hosts, the resolver), the address the name resolves to, and any "
-                        "transparent proxy."),
-    EXPIRED: ("The server's certificate is out of its dates. For your own endpoints renew it; for the cloud's "
-              "endpoints this means the name reaches a server that is not the real endpoint (check DNS and "
-              "any inspecting proxy)."),
-    OTHER: "Check the certificate chain the server presents (openssl s_client -connect HOST:PORT -showcerts).",
-}
-_REMEDIES[NOT_YET_VALID] = _REMEDIES[EXPIRED]
-
 
 def words(kind: str) -> str:
     return _WORDS.get(kind, _WORDS[OTHER])
@@ -224,14 +206,3 @@ def message(host: str, port: int, kind: str, cert: Optional[Certificate] = None,
                f"{cert.not_before} to {cert.not_after})")
     return f"TLS to {host_port(host, port)}{via} connects but the certificate fails verification: {words(kind)}{who}."
 
-
-def remedy(kind: str, clock: Optional[ClockExplanation] = None) -> str:
-    """Pure: what to do for a certificate of this kind; a date failure the clock explains is the
-    clock's to fix."""
-    if clock is not None and kind in (EXPIRED, NOT_YET_VALID):
-        if clock.explained:
-            return (f"The cause is this host's clock: {clock.words}. Fix the clock first (see the clock check: "
-                    f"chrony or systemd-timesyncd must synchronise it); the certificate is valid at the correct time.")
-        if clock.explained is False:
-            return f"Not the clock: {clock.words}. " + _REMEDIES[kind]
-    return _REMEDIES.get(kind, _REMEDIES[OTHER])

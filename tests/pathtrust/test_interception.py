@@ -10,6 +10,7 @@ import time
 import certifi
 import pytest
 
+from edgecheck.diagnosis.advice import interception_remedy
 from edgecheck.probes import interception
 from edgecheck.probes.budget import Budget
 
@@ -49,7 +50,7 @@ def test_corporate_ca_verifies_on_the_system_store_but_not_on_certifi(tls_lab, p
     assert "corp-inspection-root" in verdict.anchor
     msg = interception.message(verdict, "registry.test", 443)
     assert "re-signed by" in msg and "Corp TLS Inspection Issuing CA" in msg and "containerd" in msg
-    rem = interception.remedy([verdict.anchor])
+    rem = interception_remedy([verdict.anchor])
     assert "containerd" in rem and "kubelet" in rem and "corp-inspection-root" in rem
 
 

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from edgecheck.diagnosis.advice import path_mtu_remedy
 from edgecheck.evidence import PathMtu
 from edgecheck.probes import pmtu, pmtu_measure
 from edgecheck.probes.budget import Budget
@@ -62,7 +63,7 @@ def test_black_hole_stalls_and_small_mss_retry_works(path_lab, family):
     assert ev["original_connection"]["bytes_received"] == 0  # nothing in order arrived...
     assert ev["original_connection"]["out_of_order_packets"] >= 1  # ...but the flight's small tail did
     assert by_mss[small].progress.bytes_received > 4000  # the whole chain came through small
-    msg, rem = pmtu.message(verdict, "big.test", 443), pmtu.remedy(verdict.largest_working, None, "big.test")
+    msg, rem = pmtu.message(verdict, "big.test", 443), path_mtu_remedy(verdict.largest_working, None, "big.test")
     assert "1280" in msg and "1400" in msg and "black hole" in msg
     assert "TCPMSS" in rem and "mtu 1280" in rem and "type 3 code 4" in rem
 

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from edgecheck.diagnosis.advice import path_mtu_remedy
 from edgecheck.probes import pmtu, pmtu_measure, raven_mtu
 from edgecheck.probes.pmtu import MssRetry, SizeAttempt, TcpProgress
 
@@ -81,7 +82,7 @@ def test_judge_control_cannot_connect():
 def test_message_and_remedy_name_sizes_and_the_three_fixes():
     v = pmtu.PathMtuVerdict(True, "x", (576, 1280), (1400, 1500))
     msg = pmtu.message(v, "registry.example", 443, stage="http")
-    rem = pmtu.remedy(v.largest_working, "eth0", "registry.example")
+    rem = path_mtu_remedy(v.largest_working, "eth0", "registry.example")
     assert "the HTTP response stalls" in msg and "1280" in msg and "1400" in msg
     assert "--set-mss 1240" in rem and "ip link set dev eth0 mtu 1280" in rem and "type 3 code 4" in rem
 

@@ -9,6 +9,7 @@ import ssl
 
 import pytest
 
+from edgecheck.diagnosis.advice import tls_verify_remedy
 from edgecheck.evidence import Certificate, TrustSource
 from edgecheck.probes import tlskind
 from edgecheck.probes.budget import Budget
@@ -163,10 +164,10 @@ def test_message_in_words_and_remedy_under_the_clock():
     clock = tlskind.explain_by_clock(kind, cert.not_before, cert.not_after, 3 * 86400.0, NOW, **LIMITS)
     msg = tlskind.message("future.test", 443, kind, cert)
     assert "it is not valid yet" in msg and "CN=lab-root" in msg
-    rem = tlskind.remedy(kind, clock)
+    rem = tls_verify_remedy(kind, clock)
     assert rem.startswith("The cause is this host's clock") and "Fix the clock first" in rem
     good_clock = tlskind.explain_by_clock(kind, cert.not_before, cert.not_after, 0.0, NOW, **LIMITS)
-    rem = tlskind.remedy(kind, good_clock)
+    rem = tls_verify_remedy(kind, good_clock)
     assert rem.startswith("Not the clock") and "renew" in rem
     for k in tlskind.KINDS:
-        assert tlskind.words(k) in tlskind.message("h", 443, k) and tlskind.remedy(k)
+        assert tlskind.words(k) in tlskind.message("h", 443, k) and tls_verify_remedy(k)
