@@ -22,6 +22,7 @@ from edgecheck.checks.hostfilter import combine_inbound, host_filter, inbound_ve
 from edgecheck.evidence import InboundEvidence, PortHolder
 from edgecheck.host import sockets
 from edgecheck.model import CheckResult, Evidence, Phase, Reason, Status, Target
+from edgecheck.netloc import host_port
 from edgecheck.runcontext import RunContext
 
 EXPECT_FREE = "free"
@@ -30,7 +31,7 @@ OWNER_HIDDEN_HINT = "not visible without root (CAP_DAC_READ_SEARCH + CAP_SYS_PTR
 
 
 def describe_holder(h: PortHolder, owners_visible: bool) -> str:
-    where = f"[{h.address}]:{h.port}" if ":" in h.address else f"{h.address}:{h.port}"
+    where = host_port(h.address, h.port)
     if h.pid is not None:
         bits = [f"pid {h.pid}"] + ([f"user {h.user}"] if h.user else []) + ([h.unit] if h.unit else [])
         return f"{h.process or 'unknown process'} ({', '.join(bits)}) on {where}"

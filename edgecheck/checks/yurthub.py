@@ -12,6 +12,7 @@ import time
 from typing import Tuple
 
 from edgecheck.model import CheckResult, Evidence, Reason, Status, Target
+from edgecheck.netloc import host_port
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.yurthub import HEALTHZ_PATH, READYZ_PATH, YurtHubProbe, probe_yurthub
 from edgecheck.runcontext import RunContext
@@ -23,7 +24,7 @@ def _first_line(body: str) -> str:
 
 def decide_yurthub(name: str, probe: YurtHubProbe) -> Tuple[Status, Reason, str]:
     """pass / warn / fail for the node's YurtHub, from what the probe saw (pure)."""
-    at = f"[{probe.address}]:{probe.port}" if ":" in probe.address else f"{probe.address}:{probe.port}"
+    at = host_port(probe.address, probe.port)
     h, r = probe.healthz, probe.readyz
     if not probe.answering:
         what = {"refused": "refuses connections", "timeout": "does not answer in time"}.get(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from edgecheck.model import Phase
+from edgecheck.netloc import host_port
 from edgecheck.plan import DEFAULT_APISERVER_PORT, HostPort, LocalComponent, parse_host_port
 
 if TYPE_CHECKING:
@@ -91,6 +92,6 @@ def _components(found: "Discovery") -> Tuple[LocalComponent, ...]:
     where = install.probe_address()
     if where is None:
         return (LocalComponent(install.name, "yurthub", YURTHUB_PURPOSE, install.how, install.logs_hint(),
-                               unprobed=f"{install.name} serves on {install.bind_address}:{install.serve_port}, not on "
+                               unprobed=f"{install.name} serves on {host_port(install.bind_address, install.serve_port)}, not on "
                                         "loopback; edgecheck probes it on loopback only"),)
     return (LocalComponent(install.name, "yurthub", YURTHUB_PURPOSE, install.how, install.logs_hint(), *where),)

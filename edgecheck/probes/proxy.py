@@ -7,6 +7,8 @@ import ipaddress
 from typing import Dict, Mapping, Optional
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from edgecheck.netloc import bracketed, host_port
+
 
 def environ_proxies(environ: Mapping[str, str]) -> Dict[str, str]:
     """scheme -> proxy URL from *_proxy variables; the lowercase spelling wins, also when empty.
@@ -86,9 +88,7 @@ def strip_credentials(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
+    netloc = bracketed(parts.hostname or "")
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
@@ -112,9 +112,8 @@ def proxy_authorization(url: str) -> Optional[str]:
 def with_host(url: str, address: str) -> str:
     """The proxy URL with its host replaced by an address already resolved (keeps credentials)."""
     parts = urlsplit(url)
-    host = f"[{address}]" if ":" in address else address
     userinfo = ""
     if parts.username is not None:
         userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "") + "@"
-    netloc = f"{userinfo}{host}:{proxy_endpoint(url)[2]}"
+    netloc = userinfo + host_port(address, proxy_endpoint(url)[2])
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

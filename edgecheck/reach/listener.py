@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from edgecheck.netloc import host_port
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.protocol import Endpoint, Verdict
 
@@ -201,7 +202,7 @@ def local_addresses() -> List[str]:
 
 
 def _describe_bind_error(exc: OSError, address: str, spec: PortSpec) -> Tuple[str, str]:
-    where = f"[{address}]:{spec.port}/{spec.protocol}" if ":" in address else f"{address}:{spec.port}/{spec.protocol}"
+    where = f"{host_port(address, spec.port)}/{spec.protocol}"
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     if exc.errno == errno.EADDRINUSE:
         return BindState.HELD, f"already in use on {where} ({name}); left alone"

@@ -71,6 +71,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
+from edgecheck.netloc import host_port
+
 MAGIC = b"\x8eECR"  # 0x8E: not ASCII, not a TLS record type, not an HTTP method
 VERSION = 1
 TYPE_PROBE = 0x01
@@ -148,7 +150,7 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return host_port(self.address, self.port)
 
     def to_json(self) -> dict:
         return {"address": self.address, "port": self.port}
