@@ -8,6 +8,9 @@ written one way everywhere.
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Optional
+
 
 def bracketed(host: str) -> str:
     """'[2001:db8::1]' for an IPv6 literal (already bracketed stays as is); names and IPv4 unchanged."""
@@ -24,3 +27,11 @@ def host_port(host: str, port: object) -> str:
     """'cs-anony.aliyuncs.com:443', '192.0.2.1:6443', '[2001:db8::1]:7443'; port may be a range
     text ('10280-10284') for a plan placeholder."""
     return f"{bracketed(host)}:{port}"
+
+
+def ip_literal(host: str) -> Optional[str]:
+    """The canonical address if host is an IPv4/IPv6 literal (brackets allowed), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None

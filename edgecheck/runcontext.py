@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
+from edgecheck.netloc import ip_literal
 
 if TYPE_CHECKING:
     import ssl
@@ -170,7 +171,7 @@ class RunFacts:
                 planned = [NameserverTarget(t.host, int(t.port or 53), t.upstream_of) for t in self._targets
                            if t.kind is Kind.DNS and t.skip is None and t.host]
                 qname = next((t.host for t in self._targets if t.kind is Kind.ENDPOINT and t.host
-                              and not t.host.replace(".", "").isdigit() and ":" not in t.host), "localhost")
+                              and ip_literal(t.host) is None), "localhost")
                 self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget,
                                               self.resolver().refused)
             return self._nameservers

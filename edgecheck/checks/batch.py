@@ -10,7 +10,6 @@ started and says so: deadline-exceeded, never a network result.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 from edgecheck.evidence import Resolution
 from edgecheck.model import CheckResult, Evidence, Reason, Status, Target
+from edgecheck.netloc import ip_literal
 from edgecheck.runcontext import RunContext
 
 if TYPE_CHECKING:
@@ -31,20 +31,12 @@ NOT_STARTED = ("The check did not start: it waited for a name-lookup slot until 
                "left before the run's overall deadline (this is about the run, not the network).")
 
 
-def literal_address(host: str) -> Optional[str]:
-    """The address when host is an IP literal (no DNS, and no resolver import), else None."""
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
-
-
 def waves_needed(targets: Sequence[Target]) -> int:
     """Probe timeouts one batched kind needs back to back: its waves of name lookups, then its
     waves of sockets (the descriptor window this process can reach). For engine.hard_deadline."""
     from edgecheck.reach.probeloop import reachable_window
 
-    names = {t.host.lower() for t in targets if t.host and literal_address(t.host) is None}
+    names = {t.host.lower() for t in targets if t.host and ip_literal(t.host) is None}
     lookups = math.ceil(len(names) / RESOLVE_IN_FLIGHT)
     return lookups + max(1, math.ceil(len(targets) / reachable_window(len(targets))))
 
@@ -83,7 +75,7 @@ def _resolve(named: Named, ctx: RunContext, deadline: float, probing: bool) -> N
         return
     named.start = now
     host = named.target.host or ""
-    literal = literal_address(host)
+    literal = ip_literal(host)
     if literal is not None and not named.target.expected_cidrs:
         named.evidence.add(Resolution(host=host, addresses=[literal], literal=True))
         named.addresses = [literal]
@@ -107,7 +99,7 @@ JobMaker = Callable[[Named], List["Job"]]
 
 
 def _needs_lookup(target: Target) -> bool:
-    return literal_address(target.host or "") is None or bool(target.expected_cidrs)
+    return ip_literal(target.host or "") is None or bool(target.expected_cidrs)
 
 
 def probe_all(targets: Sequence[Target], ctx: RunContext, make_jobs: JobMaker, *,

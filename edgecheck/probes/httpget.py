@@ -18,8 +18,8 @@ import urllib3.exceptions
 from edgecheck.evidence import HttpResult
 from edgecheck.model import Reason
 from edgecheck.netloc import authority, host_port
+from edgecheck.netloc import ip_literal
 from edgecheck.probes.budget import Budget
-from edgecheck.probes.resolver import ip_literal
 
 # Trust.CLUSTER without --apiserver-ca is deliberately unverified and says so in the result;
 # the library's warning would only be noise on stderr.

@@ -19,17 +19,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import Resolution
 from edgecheck.model import Reason
+from edgecheck.netloc import ip_literal
 from edgecheck.probes import dnsclient, dnswire
 from edgecheck.probes.budget import Budget, elapsed_ms
 from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
-
-
-def ip_literal(host: str) -> Optional[str]:
-    """The canonical address if host is an IPv4/IPv6 literal (brackets allowed), else None."""
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
 
 
 def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
