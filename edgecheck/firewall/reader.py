@@ -24,6 +24,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from edgecheck.firewall.iptsave import parse_iptables_save
 from edgecheck.firewall.nftjson import parse_nft_items
 from edgecheck.firewall.ruleset import Ruleset
+from edgecheck.host.sockets import effective_capabilities
 
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 XTABLES_NAMES = ("filter", "mangle", "raw", "security", "nat")
@@ -71,16 +72,10 @@ def find_tool(name: str) -> Optional[str]:
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
 
 
-def has_cap_net_admin(status_path: str = "/proc/self/status") -> Optional[bool]:
+def has_cap_net_admin() -> Optional[bool]:
     """CapEff bit 12 of this process; None when unknown."""
-    try:
-        with open(status_path) as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    caps = effective_capabilities()
+    return None if caps is None else bool(caps >> CAP_NET_ADMIN & 1)
 
 
 def _denied(text: str) -> bool:

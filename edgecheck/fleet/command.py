@@ -16,10 +16,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import click
 
+from edgecheck import exitcodes
 from edgecheck.atomicfile import write_atomic_chunks
 from edgecheck.fleet.model import InvalidInput
 
-EXIT_OUTPUT_ERROR = 74  # sysexits EX_IOERR, as `run --output`
 EXTENSIONS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".text": "text"}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
@@ -116,7 +116,7 @@ def fleet_command(paths: Tuple[str, ...], fmt: str, outputs: Tuple[str, ...], st
             sys.stdout.write(chunk)
         sys.stdout.flush()
         failed = _write_outputs(outputs, fmt, summary, verbose)
-        code = EXIT_OUTPUT_ERROR if failed else summary.exit_code
+        code = exitcodes.OUTPUT_ERROR if failed else summary.exit_code
     sys.exit(code)
 
 
