@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from edgecheck.netloc import authority
+from edgecheck.probes import http11
 from edgecheck.probes.budget import Budget, elapsed_ms
 
 SMALL_MSS_V4 = 536
@@ -159,20 +159,11 @@ class SizeAttempt:
         return ev
 
 
-def _http_head(tls: socket.socket, host: str, port: int, budget: Budget) -> str:
-    """GET / and read the status line: enough to prove the response's first segments arrive."""
-    tls.sendall((f"GET / HTTP/1.1\r\nHost: {authority(host, port, 'https')}\r\nUser-Agent: edgecheck-probe\r\n"
-                 "Connection: close\r\n\r\n").encode("latin-1"))
-    data = b""
-    while b"\r\n" not in data:
-        tls.settimeout(max(0.01, budget.left()))
-        chunk = tls.recv(4096)
-        if not chunk:
-            raise ConnectionError("the server closed the connection before an HTTP status line")
-        data += chunk
-        if len(data) > 65536:
-            break
-    return data.split(b"\r\n", 1)[0].decode("latin-1", errors="replace")
+def _http_head(stream: socket.socket, host: str, port: int, scheme: str, budget: Budget) -> str:
+    """GET / and read the status line (http11, as the check itself asks): enough to prove the
+    response's first segments arrive."""
+    stream.sendall(http11.request_bytes(host, port, scheme))
+    return http11.read_status_line(stream, budget).decode("latin-1", errors="replace")
 
 
 def attempt_size(address: str, port: int, host: str, context: Optional[ssl.SSLContext], budget: Budget,
@@ -209,7 +200,7 @@ def attempt_size(address: str, port: int, host: str, context: Optional[ssl.SSLCo
             out.tls_version = tls.version()
         if http or context is None:
             out.stage = "http"
-            out.http_status_line = _http_head(stream, host, port, budget)
+            out.http_status_line = _http_head(stream, host, port, "http" if context is None else "https", budget)
         out.stage, out.ok = "done", True
     except (socket.timeout, TimeoutError):
         out.stalled = out.stage != "connect"
