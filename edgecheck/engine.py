@@ -257,9 +257,11 @@ def warm(targets: Sequence[Target], ctx: RunContext, table: Optional[Mapping[str
     """Every check the plan runs is imported before any starts (an import inside a check would be
     counted in its time and hold the other checks at the import lock), and each check module's
     warm() starts what the run's checks share (RunFacts.prefetch). The runner calls this as soon as
-    the plan is known, so that work overlaps the rest of the start-up; run_checks calls it again
-    (idempotent) for callers that did not. The local kinds' first: what they prefetch waits on
+    the plan is known, so that work overlaps the rest of the start-up; run_checks calls it too,
+    for callers that did not (once per run: the second call returns at once). The local kinds' first: what they prefetch waits on
     other processes (nft, chronyc, `--version`), the longer it has to overlap the better."""
+    if not ctx.facts.first_time("warm"):
+        return
     table = table if table is not None else {p.name: _Loaded(p) for p in registry.PROBES}
     kinds = sorted(dict.fromkeys(t.probe for t in targets if t.skip is None), key=lambda n: registry.get(n).network)
     for name in kinds:

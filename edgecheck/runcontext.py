@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 from edgecheck.netloc import ip_literal
@@ -87,6 +87,7 @@ class RunFacts:
         self._nameservers_lock = threading.Lock()
         self._results: Dict[str, Tuple[CheckResult, ...]] = {}
         self._prefetched: Dict[str, _Prefetch] = {}
+        self._once: Set[str] = set()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -175,6 +176,14 @@ class RunFacts:
                 self._nameservers = probe_all(discover(self._resolv_conf), planned, qname, budget,
                                               self.resolver().refused)
             return self._nameservers
+
+    def first_time(self, key: str) -> bool:
+        """True on the first call with this key in the run, then False: work a run does once."""
+        with self._lock:
+            if key in self._once:
+                return False
+            self._once.add(key)
+            return True
 
     def prefetch(self, key: str, compute: Callable[[], Any]) -> None:
         """Start computing a fact now, on a background thread (a check module's warm(), called by
