@@ -140,19 +140,21 @@ def read_socket_table_for(ports: Collection[Tuple[str, int]]) -> SocketTable:
     except OSError:
         return read_socket_table()  # unreadable /proc/net: the full path says why
     if any((protocol, port) in ports for protocol, _, port in listening):
-        return read_socket_table()
+        return read_socket_table(listening)
     return SocketTable(tuple(Socket(e.protocol, e.address, e.port, True, None, uid=e.uid, inode=e.inode)
                              for e in listening.values()), source="/proc/net")
 
 
-def read_socket_table() -> SocketTable:
+def read_socket_table(proc_net: Optional[Dict[Tuple[str, str, int], ProcNetEntry]] = None) -> SocketTable:
+    """Every listening socket with its process (psutil), its uid and inode from /proc/net
+    (`proc_net`, when the caller has already read it)."""
     import psutil
 
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.Error, OSError) as exc:  # e.g. systemd ProcSubset=pid hides /proc/net
         return SocketTable(error=f"{type(exc).__name__}: {exc}".rstrip(": "), source="none")
-    extra = _read_proc_net()
+    extra = proc_net if proc_net is not None else _read_proc_net()
     sockets: List[Socket] = []
     for c in conns:
         if not c.laddr:
