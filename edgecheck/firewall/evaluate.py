@@ -114,7 +114,6 @@ class Evaluation:
     reject_type: Optional[str] = None
     reason: str = ""  # for unknown: what could not be read
     uncertain: Tuple[RuleRef, ...] = ()
-    chains_evaluated: int = 0
 
     @property
     def blocked(self) -> bool:
@@ -216,7 +215,7 @@ def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Eval
     if len(kinds) == 1 and UNKNOWN not in kinds:
         rule = o.rule if o.kind != ACCEPT else first_accept[0]
         return Evaluation(pkt, o.kind, rule, o.path, base if o.kind != ACCEPT else None, o.reject_type,
-                          uncertain=uncertain, chains_evaluated=len(chains))
+                          uncertain=uncertain)
     # Paths disagree (or one could not be read): report the first unreadable rule.
     unk = next(((oo, b) for oo, b in outs if oo.kind == UNKNOWN), None)
     if unk is not None:
@@ -225,12 +224,12 @@ def evaluate(rs: Ruleset, pkt: Packet, max_branches: int = MAX_BRANCHES) -> Eval
         assert c.base is not None
         return Evaluation(pkt, UNKNOWN, oo.rule, oo.path,
                           BaseChainRef(t.source, t.family, t.name, c.name, c.base.hook, c.base.priority),
-                          reason=oo.reason, uncertain=uncertain, chains_evaluated=len(chains))
+                          reason=oo.reason, uncertain=uncertain)
     culprit = uncertain[0] if uncertain else None
     verdicts = " or ".join(sorted(kinds))
     return Evaluation(pkt, UNKNOWN, culprit, o.path, base,
                       reason=f"the packet is {verdicts} depending on a match this evaluator cannot read",
-                      uncertain=uncertain, chains_evaluated=len(chains))
+                      uncertain=uncertain)
 
 
 def _chain(table: Table, chain: Chain, f: Dict[str, object], start: int, mark: int, path: Tuple[str, ...],

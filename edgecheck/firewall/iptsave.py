@@ -45,8 +45,6 @@ NON_TERMINAL_TARGETS = {"LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "NOTRACK", "CT
                         "IDLETIMER", "LED", "RATEEST", "TEE"}
 TCP_FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
                  "ECE": 0x40, "CWR": 0x80, "ALL": 0xFF, "NONE": 0}
-ADDRTYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE",
-             "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 
 
 _PROTO_MODULES = ("tcp", "udp", "sctp", "udplite", "dccp")

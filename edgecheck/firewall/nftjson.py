@@ -318,10 +318,8 @@ class _Ctx:
     def _vmap(self, body: Dict[str, Any]) -> List[Expr]:
         key, kind, mask, deps = self._left(body["key"])
         data = body["data"]
-        name = None
         if isinstance(data, str) and data.startswith("@"):
-            name = data[1:]
-            s = self.sets.get((self.family, self.table, name))
+            s = self.sets.get((self.family, self.table, data[1:]))
             if s is None or s.get("map") != "verdict":
                 raise _Unsupported
             pairs = s.get("elem", [])
@@ -338,7 +336,7 @@ class _Ctx:
             else:
                 atoms = self._atoms(k, kind)
             entries.extend((a, verdict[0]) for a in atoms)
-        return [*deps, VerdictMap(key, tuple(entries), mask, name)]
+        return [*deps, VerdictMap(key, tuple(entries), mask)]
 
 
 _LeftReader = Callable[[_Ctx, Any], Tuple[str, str, Optional[int], List[Match]]]

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Scalar = Union[int, str, IPAddress]
 
 # Hooks in the order a packet meets them (netfilter's own order).
 INBOUND_HOOKS: Tuple[str, ...] = ("ingress", "prerouting", "input")
@@ -28,7 +27,6 @@ L4PROTO = {
     "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
     "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132, "udplite": 136, "dccp": 33, "all": -1,
 }
-L4NAME = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp"}
 
 
 V6_OFFSET = 1 << 128  # IPv6 addresses are stored as int + this, so they never equal an IPv4 one
@@ -154,7 +152,6 @@ class VerdictMap:
     key: str
     entries: Tuple[Tuple[Atom, Verdict], ...]
     mask: Optional[int] = None
-    map_name: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -162,9 +162,6 @@ class NameserverVerdict:
     def check_id(self) -> str:
         return f"dns:nameserver:{self.address}"
 
-    def evidence(self) -> Dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "message" and v is not None}
-
 
 def _failure_words(p: NameserverProbe, timeout_s: Optional[float] = None) -> Tuple[str, str]:
     """(reason, words) for a nameserver that did not answer."""

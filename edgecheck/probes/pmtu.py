@@ -33,7 +33,7 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.probes import http11
@@ -89,9 +89,6 @@ class TcpProgress:
     segs_in: Optional[int] = None
     data_segs_in: Optional[int] = None
     out_of_order: Optional[int] = None
-
-    def evidence(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 def parse_tcp_info(raw: bytes) -> Optional[TcpProgress]:

@@ -32,7 +32,6 @@ from typing import Dict, Optional
 from edgecheck.evidence import RavenMtuNote
 
 RAVEN_IPSEC_ENCAP = 64  # libreswan.go IPSecEncapLen
-RAVEN_VXLAN_ENCAP = 50  # vxlan.go vxlanEncapLen
 UDP_ENCAP = 8  # RFC 3948
 ESP_HEADER = 8  # SPI + sequence number, RFC 4303
 ESP_TRAILER = 2  # pad length + next header

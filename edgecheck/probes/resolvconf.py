@@ -5,8 +5,8 @@ dnspython (see dnswire.py for why)."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Tuple
+from dataclasses import dataclass
+from typing import List, Tuple
 
 MAXNS = 3  # glibc resolv/bits/types/res_state.h
 RES_TIMEOUT, RES_DFLRETRY = 5, 2  # glibc resolv/resolv.h defaults
@@ -32,12 +32,6 @@ class ResolvConf:
     @property
     def ignored(self) -> Tuple[str, ...]:
         return self.nameservers[MAXNS:]
-
-    def evidence(self) -> Dict[str, Any]:
-        ev = asdict(self)
-        ev["nameservers"] = list(self.nameservers)
-        ev["ignored_by_glibc"] = list(self.ignored)
-        return ev
 
 
 def parse_resolv_conf(text: str, path: str = "/etc/resolv.conf") -> ResolvConf:

@@ -144,10 +144,6 @@ class ClockExplanation:
     true_time: Optional[str]
     words: str
 
-    def evidence(self) -> Dict[str, Any]:
-        return {"explained_by_clock": self.explained, "clock_status": self.clock_status,
-                "offset_s": self.offset_s, "true_time": self.true_time}
-
 
 def _iso(t: datetime.datetime) -> str:
     return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,9 +21,6 @@ from edgecheck.reach.probeloop import (DEFAULT_MAX_OPEN, HttpJob, Job, LoopStats
                                        TcpConnectJob, TlsJob, TokenTcpJob, TokenUdpJob, UdpExchangeJob)
 from edgecheck.reach.targets import reach_id
 
-METHODS = ("token", "tls", "http", "https", "tcp")
-
-
 @dataclass(frozen=True)
 class ReachTarget:
     """One probe to make. `node` is NODE as the user wrote it (for check ids), `address` its IP."""
@@ -88,11 +85,6 @@ def _one(job: Job, budget: Union[float, object]) -> ProbeResult:
     return ProbeLoop(seconds, deadline=time.monotonic() + seconds + 0.05).run([job])[0]
 
 
-def probe_token(address: str, port: int, protocol: str, token: str, budget: Union[float, object]) -> ProbeResult:
-    """The token challenge to one port of `edgecheck listen`."""
-    return _one(make_job(ReachTarget(address, port, protocol, "token"), wire.derive_key(token)), budget)
-
-
 def tls_reachable(address: str, port: int, budget: Union[float, object], server_name: Optional[str] = None) -> ProbeResult:
     """A TLS handshake with verification off (reachability, not trust); OK when it completes."""
     return _one(TlsJob(address, port, server_name=server_name), budget)
@@ -112,5 +104,5 @@ def tcp_connect_many(endpoints: Sequence[tuple], timeout: float, *, deadline: Op
         [TcpConnectJob(a, p) for a, p in endpoints])
 
 
-__all__ = ["ReachTarget", "reach_many", "probe_token", "tls_reachable", "http_answers", "tcp_connect_many",
-           "make_job", "UdpExchangeJob", "METHODS"]
+__all__ = ["ReachTarget", "reach_many", "tls_reachable", "http_answers", "tcp_connect_many",
+           "make_job", "UdpExchangeJob"]

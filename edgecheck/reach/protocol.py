@@ -223,7 +223,6 @@ class Verdict:
     BAD_TYPE = "unexpected-type"
     WRONG_PROTOCOL = "wrong-protocol"  # authentic probe for TCP arriving over UDP or vice versa
 
-    NOISE = (TRUNCATED, OVERSIZED, GARBAGE, BAD_VERSION, BAD_TYPE)
     ANSWERED = (VALID, STALE)
 
 

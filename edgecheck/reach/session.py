@@ -28,7 +28,6 @@ MAX_DURATION_S = 24 * 3600.0  # a door opened on purpose is closed the same day 
 class ListenSetup:
     specs: Tuple[PortSpec, ...]
     token: str = field(repr=False)
-    token_given: bool
     duration: float
     nodes: Tuple[str, ...]  # what the other side should probe (this host's addresses or --address)
     other_addresses: Tuple[str, ...]
@@ -72,7 +71,7 @@ def prepare_listen(options: Mapping[str, Any], addresses: Sequence[str] = (),
     nodes = tuple(given or found[:1])
     params = dict(selection_params(plan.selection, options, cluster), duration_s=duration,
                   ports=[str(s) for s in specs])
-    return ListenSetup(specs, token or wire.new_token(), token is not None, duration, nodes, tuple(found[1:]),
+    return ListenSetup(specs, token or wire.new_token(), duration, nodes, tuple(found[1:]),
                        _selection_argv(options, plan.selection.phase.value), params)
 
 
