@@ -447,14 +447,18 @@ def _nameserver_targets(sel: Selection) -> List[Target]:
     return out
 
 
-def _input_warnings(sel: Selection) -> List[str]:
+def _input_warnings(sel: Selection, catalog: Catalog) -> List[str]:
     warnings = []
     if sel.resolver_error:
         warnings.append(f"nameserver checks left out: {sel.resolver_error}")
-    if sel.raven_gateways and sel.mode is not Mode.PUBLIC:
-        warnings.append("--raven-gateway ignored: the Raven cloud gateway is a public-mode endpoint")
-    if sel.tunnel_server and (sel.mode is not Mode.PUBLIC or (sel.k8s_version or NEWEST) >= (1, 26)):
-        warnings.append("--tunnel-server ignored: the tunnel server is used only by public-mode clusters earlier than 1.26")
+    given = {"raven_gateway": bool(sel.raven_gateways), "tunnel_server": bool(sel.tunnel_server)}
+    for host_from, option in (("raven_gateway", "--raven-gateway"), ("tunnel_server", "--tunnel-server")):
+        entries = [e for e in catalog.endpoints if e.host_from == host_from]
+        if given[host_from] and entries and not any(_applies(e, sel) for e in entries):
+            # Where the catalog uses this input (its modes and cluster versions), not a copy of it here.
+            where = " or ".join(dict.fromkeys(f"{'/'.join(m.value for m in e.modes)} mode"
+                                              + (f", Kubernetes {e.k8s}" if e.k8s else "") for e in entries))
+            warnings.append(f"{option} ignored: the catalog uses it only in {where}")
     return warnings
 
 
@@ -472,7 +476,7 @@ def build_plan(catalog: Catalog, sel: Selection) -> Plan:
     return Plan(
         selection=sel,
         targets=tuple(_merge_duplicates(targets)),
-        warnings=tuple(region_warnings(sel.region, catalog) + _input_warnings(sel)),
+        warnings=tuple(region_warnings(sel.region, catalog) + _input_warnings(sel, catalog)),
     )
 
 
