@@ -22,6 +22,7 @@ from edgecheck.diagnosis.firewall import firewall_advice, firewall_also, not_eva
 from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PathMtu, PortHolder,
                                 ProxyRoute, RavenMtuNote, ReachProbe, TlsInterception, TlsResult, ToolEvidence,
                                 TrustSource)
+from edgecheck.host.kernel import SETTINGS
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
 from edgecheck.probes import tlskind
 
@@ -629,7 +630,8 @@ def _kernel_setting(checks: Sequence[CheckResult], scene: Scene) -> Advice:
         return Advice(("Set the kernel setting the check names (as root: `sysctl -w NAME=VALUE`, or `modprobe "
                        "MODULE`) and make it persistent in /etc/sysctl.d/ or /etc/modules-load.d/.",))
     paragraphs: List[str] = []
-    if scene.phase is Phase.JOIN and any(c.status is Status.WARN and "installer" in c.target.why for c in checks):
+    set_by_installer = {s.id for s in SETTINGS if s.installer}
+    if scene.phase is Phase.JOIN and any(c.status is Status.WARN and c.id in set_by_installer for c in checks):
         paragraphs.append("The installer sets the forwarding and bridge settings during the join too; setting them "
                           "now does no harm and shows early if something on this host resets them.")
     if persist:
