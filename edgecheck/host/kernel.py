@@ -79,7 +79,7 @@ SETTINGS: Tuple[Setting, ...] = (
             "strict mode drops tunnelled and asymmetric traffic (Raven, VXLAN)", RAVEN),
     Setting("system:net.netfilter.nf_conntrack_max", "connection tracking headroom",
             "a full table drops new connections", KUBE_PROXY),
-    Setting("system:module:vxlan", "VXLAN kernel module", "flannel's VXLAN backend creates flannel.1 (UDP 8472)",
+    Setting("system:module:vxlan", "VXLAN kernel module", "flannel's VXLAN backend creates flannel.1",
             FLANNEL, plugins=("flannel",)),
     Setting("system:swap", "swap", "kubelet refuses to start with swap on unless configured for it", KUBELET),
 )
@@ -397,7 +397,7 @@ def decide_vxlan(state: KernelState, network_plugin: str = "flannel") -> KernelF
     if network_plugin != "flannel":
         return KernelFinding(fid, Status.SKIP, REASON_NA, f"Not needed with {network_plugin}.")
     if "vxlan" in state.loaded_modules:
-        return KernelFinding(fid, Status.PASS, REASON_OK, "The vxlan module is loaded (flannel VXLAN, UDP 8472).")
+        return KernelFinding(fid, Status.PASS, REASON_OK, "The vxlan module is loaded (flannel VXLAN).")
     if state.available_modules is None:
         return KernelFinding(fid, Status.WARN, REASON_KERNEL,
                              "The vxlan module is not loaded and this host's module list is unreadable: flannel's "
