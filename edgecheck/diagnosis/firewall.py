@@ -111,7 +111,9 @@ def _find_the_rule(pairs: Sequence[Pair]) -> Text:
     proof = f" ({fw.kernel})" if fw.kernel else ""
     first = f"This host's own packet filter blocks {_what(pairs)}{proof}."
     if fw.verdict == NOT_EVALUATED:
-        second = (f"edgecheck could not read the ruleset to name the rule ({fw.detail}): {LET_IT_READ}; or "
+        # The capability case's detail already says "run as root or install the drop-in": say it once.
+        why = "" if "CAP_NET_ADMIN" in fw.detail else f" ({fw.detail})"
+        second = (f"edgecheck could not read the ruleset to name the rule{why}: {LET_IT_READ}; or "
                   f"{FIND_BY_HAND} and allow this traffic.")
     else:
         second = (f"The ruleset edgecheck read does not show which rule (it may have changed since): {FIND_BY_HAND} "
