@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import (Scene, clock_explanation, failed_addresses, hosts_text, listed, nameservers,
-                                       ports_text, resolver_source, zone)
+                                       ns_text, ports_text, resolver_source, zone)
 from edgecheck.diagnosis.firewall import firewall_advice, firewall_also, not_evaluated_note, not_evaluated_outbound
 from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, KernelEvidence, PathMtu, PortHolder,
                                 ProxyRoute, RavenMtuNote, ReachProbe, TlsInterception, TlsResult, ToolEvidence,
@@ -42,12 +42,6 @@ Adviser = Callable[[Sequence[CheckResult], Scene], Advice]
 DNS_FIRST = "Fix DNS first: nothing else can be tested for these endpoints until their names resolve."
 
 
-def _ns_text(ns: Sequence[str]) -> str:
-    if not ns:
-        return "the host's resolver"
-    return ("nameserver " if len(ns) == 1 else "nameservers ") + ", ".join(ns)
-
-
 # ------------------------------------------------------------------------------------------ DNS
 def _nxdomain(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     if all(c.status is Status.WARN for c in checks):
@@ -60,7 +54,7 @@ def _nxdomain(checks: Sequence[CheckResult], scene: Scene) -> Advice:
                   f"page recommends resolving these names in the VPC).")
     else:
         second = (f"Check the region id (--region): endpoint names contain it. If it is right, the DNS server "
-                  f"({_ns_text(nameservers(checks[0]))}) filters or rewrites these names; compare with another "
+                  f"({ns_text(nameservers(checks[0]))}) filters or rewrites these names; compare with another "
                   f"resolver: `dig {host}`.")
     return Advice((DNS_FIRST, second))
 
@@ -99,7 +93,7 @@ def _endpoint_dns_failure(checks: Sequence[CheckResult], scene: Scene) -> Advice
     ns = nameservers(checks[0])
     host = checks[0].target.host or ""
     first = ns[0] if ns else "<nameserver>"
-    second = (f"Check that this host reaches {_ns_text(ns)} on UDP and TCP port 53 (host firewall, "
+    second = (f"Check that this host reaches {ns_text(ns)} on UDP and TCP port 53 (host firewall, "
               f"data-centre firewall, security group: always allow DNS egress), and that it answers for "
               f"{zone(host)} itself or forwards to an upstream that does: `dig @{first} {host}`.")
     if scene.dedicated:
@@ -311,7 +305,7 @@ def path_mtu_remedy(largest_working: Optional[int], interface: Optional[str] = N
 def _tls_handshake(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     if _reach(checks):
         return Advice(tuple(
-            f"{ports_text(group)} of {_nodes(group)} accept connections, but {name or 'the component'} does not "
+            f"{ports_text(group)} of {hosts_text(group)} accept connections, but {name or 'the component'} does not "
             f"complete a TLS handshake there: check that it serves TLS on that port ({_logs(group)}) and that "
             f"nothing on the path (DPI, a transparent proxy) intercepts it." for name, group in _by_component(checks).items()))
     return Advice((
@@ -348,7 +342,7 @@ def _enable_chrony(clock: ClockEvidence) -> str:
 def _clock(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     if _reach(checks):
         offsets = listed([f"{p.clock_offset_s:+.0f} s" for p in _probes(checks) if p.clock_offset_s is not None])
-        return Advice((f"The clocks of {_nodes(checks)} and this host differ{' by ' + offsets if offsets else ''}: "
+        return Advice((f"The clocks of {hosts_text(checks)} and this host differ{' by ' + offsets if offsets else ''}: "
                        "synchronise both (chrony against the same NTP servers; `edgecheck run` on the node checks "
                        "its clock). The cluster's certificates and tunnels fail the same way.",))
     certificates = [c for c in checks if c.reason is Reason.TLS_VERIFY_FAILED]
@@ -485,10 +479,6 @@ def _probes(checks: Sequence[CheckResult]) -> List[ReachProbe]:
     return [p for p in (c.evidence.find(ReachProbe) for c in checks) if p is not None]
 
 
-def _nodes(checks: Sequence[CheckResult]) -> str:
-    return listed([c.target.host or "" for c in checks])
-
-
 def _logs(checks: Sequence[CheckResult]) -> str:
     """How to see whether the components of these ports run: one clause per component."""
     components = list(dict.fromkeys(c.target.component for c in checks if c.target.component))
@@ -498,7 +488,7 @@ def _logs(checks: Sequence[CheckResult]) -> str:
 
 
 def _who_stopped(checks: Sequence[CheckResult]) -> str:
-    ports, nodes, reason = ports_text(checks), _nodes(checks), checks[0].reason
+    ports, nodes, reason = ports_text(checks), hosts_text(checks), checks[0].reason
     probes = _probes(checks)
     on_path = listed([p.rejected_by or "" for p in probes if not p.rejected_by_node and not p.blocked_locally])
     if checks[0].target.protocol == "udp" and any(p.rejected_by_node and p.port_unreachable for p in probes):
@@ -542,7 +532,7 @@ def _reach_devices(checks: Sequence[CheckResult], scene: Scene) -> str:
 def _reach_path(checks: Sequence[CheckResult], scene: Scene) -> Advice:
     probes = _probes(checks)
     if probes and all(p.blocked_locally for p in probes):
-        return Advice((f"This host's own packet filter stops outbound {ports_text(checks)} to {_nodes(checks)}: allow "
+        return Advice((f"This host's own packet filter stops outbound {ports_text(checks)} to {hosts_text(checks)}: allow "
                        "it in this host's OUTPUT chain (iptables/nftables, or the firewalld/ufw rules that load "
                        "them), then probe again.",))
     notes = tuple(dict.fromkeys(n for c in checks for n in c.target.notes))
@@ -564,12 +554,12 @@ def _unproven(checks: Sequence[CheckResult], scene: Scene) -> Advice:
                        "expected: another service, or a middlebox answering in its place.",))
     token = [c for c in checks if c.target.answers == "token"]
     paragraphs = [
-        f"Something accepted {ports_text(token)} on {_nodes(token)} but did not prove to be `edgecheck listen` with "
+        f"Something accepted {ports_text(token)} on {hosts_text(token)} but did not prove to be `edgecheck listen` with "
         "this token: check that it runs there with the same token (compare the fingerprints both sides print) and "
         "that nothing else holds or answers for these ports (another service, or a proxy, load balancer or NAT "
         "device in between)."] if token else []
     for name, group in _by_component([c for c in checks if c not in token]).items():
-        paragraphs.append(f"{ports_text(group)} of {_nodes(group)} accept connections, but {name or 'the component'} "
+        paragraphs.append(f"{ports_text(group)} of {hosts_text(group)} accept connections, but {name or 'the component'} "
                           f"did not answer as expected: check it ({_logs(group)}).")
     return Advice(tuple(paragraphs))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import (Scene, blamed_on_clock, clock_explanation, failed_addresses, nameservers,
-                                       resolver_source)
+                                       ns_text, resolver_source)
 from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence, KernelEvidence, PathMtu, ProxyRoute,
                                 ReachProbe, TlsInterception, TlsResult, ToolEvidence)
 from edgecheck.model import CheckResult, Kind, Reason, Status
@@ -124,19 +124,13 @@ def _firewall_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
     return f"This host's packet filter blocks {direction} traffic{by}"
 
 
-def _ns_text(ns: str) -> str:
-    if not ns:
-        return "the host's resolver"
-    return ("nameserver " if "," not in ns else "nameservers ") + ns.replace(",", ", ")
-
-
 def _dns_title(cause: Cause, checks: Sequence[CheckResult]) -> str:
     if all(c.kind is Kind.DNS and c.status is Status.WARN for c in checks):
-        return f"{_ns_text(cause.get('nameservers')).capitalize()} fails while another one answers"
+        return f"{ns_text([n for n in cause.get('nameservers').split(',') if n]).capitalize()} fails while another one answers"
     verb = {Reason.DNS_TIMEOUT: "time out at", Reason.DNS_ERROR: "fail at",
             Reason.NXDOMAIN: "return NXDOMAIN (no such name) at"}[cause.reason]
     source = resolver_source(checks)
-    where = _ns_text(cause.get("nameservers")) + (f" (from {source})" if source else "")
+    where = ns_text([n for n in cause.get("nameservers").split(",") if n]) + (f" (from {source})" if source else "")
     return f"DNS lookups {verb} {where}"
 
 

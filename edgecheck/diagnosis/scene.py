@@ -79,6 +79,13 @@ def hosts_text(checks: Sequence[CheckResult]) -> str:
     return listed([c.target.host or "" for c in checks])
 
 
+def ns_text(ns: Sequence[str]) -> str:
+    """'nameserver 10.0.0.2', 'nameservers 10.0.0.2, 10.0.0.3', or the host's resolver when none is known."""
+    if not ns:
+        return "the host's resolver"
+    return ("nameserver " if len(ns) == 1 else "nameservers ") + ", ".join(ns)
+
+
 def nameservers(check: CheckResult) -> List[str]:
     if check.kind is Kind.DNS:  # dns:nameserver:ADDR checks are about that one nameserver
         return [check.target.host] if check.target.host else []
