@@ -127,8 +127,6 @@ _RCODE_MEANING = {
     "FORMERR": "the nameserver could not parse the query",
     "NXDOMAIN": "the name does not exist",
 }
-_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
-           "NOTAUTH", "NOTZONE", "BADVERS")
 
 
 def rcode_meaning(rcode: str) -> str:
@@ -140,7 +138,7 @@ def describe_rcodes(errors: Mapping[str, str]) -> str:
     it), e.g. "nameserver 10.0.0.1 answered SERVFAIL (the nameserver could not ...)".
 
     errors: nameserver -> rcode name ("SERVFAIL") or another failure text."""
-    rcodes = {ns: e.upper() for ns, e in errors.items() if e.upper() in _RCODES}
+    rcodes = {ns: e.upper() for ns, e in errors.items() if e.upper() in dnswire.RCODES.values()}
     if rcodes and len(set(rcodes.values())) == 1 and len(rcodes) == len(errors):
         code = next(iter(rcodes.values()))
         return (f"nameserver{'s' if len(rcodes) > 1 else ''} {', '.join(rcodes)} answered {code} "

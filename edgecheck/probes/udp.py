@@ -43,10 +43,7 @@ def exchange(address: str, port: int, make_request: Callable[[Optional[Tuple[str
     try:
         # Without IP_RECVERR Linux reports only "hard" ICMP errors (port unreachable) to a UDP
         # socket; host/network unreachable would look like silence.
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25), 1)
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+        icmperr.enable_recverr(sock)
         sock.connect((address, port))
         out.local = sock.getsockname()[:2]
         next_send = 0.0
