@@ -27,19 +27,15 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from edgecheck.host.sockets import is_loopback
+from edgecheck.probes.resolvconf import parse_resolv_conf
+
 RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
 RESOLVED_UPSTREAM_FILE = "/run/systemd/resolve/resolv.conf"
 NM_NO_STUB_FILE = "/run/NetworkManager/no-stub-resolv.conf"
 DNSMASQ_DEFAULT_CONF = "/etc/dnsmasq.conf"
 DNSMASQ_DEFAULT_RESOLV = "/etc/resolv.conf"
 NSCD_SOCKETS = ("/var/run/nscd/socket", "/run/nscd/socket")
-
-
-def is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -69,12 +65,7 @@ class StubInfo:
 
 # ------------------------------------------------------------------------------ pure parsing
 def resolv_conf_nameservers(text: str) -> List[str]:
-    out = []
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            out.append(parts[1])
-    return out
+    return list(parse_resolv_conf(text).nameservers)
 
 
 def _split_server(value: str) -> Optional[Upstream]:

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from edgecheck.host.sockets import is_loopback
 from edgecheck.probes import dnsclient, dnsstub, dnswire
 from edgecheck.probes.budget import Budget, run_parallel
 from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
@@ -294,7 +295,7 @@ def discover(resolv_conf: str, *, resolved_file: str = dnsstub.RESOLVED_UPSTREAM
         setup.conf = conf = dataclasses.replace(conf, nameservers=("127.0.0.1",))
         setup.note = f"{resolv_conf} has no nameserver line, so glibc asks 127.0.0.1"
     setup.targets = [NameserverTarget(a, 53, None, resolv_conf) for a in conf.nameservers]
-    if all(dnsstub.is_loopback(a) for a in conf.used):
+    if all(is_loopback(a) for a in conf.used):
         for address in conf.used:
             stub = dnsstub.discover_stub(address, resolved_file=resolved_file, qname=qname)
             setup.stubs.append(stub)
