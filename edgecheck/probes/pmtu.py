@@ -25,6 +25,7 @@ to None elsewhere. tcp(7) for TCP_MAXSEG.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.probes import http11
-from edgecheck.probes.budget import Budget, elapsed_ms
+from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
 
 SMALL_MSS_V4 = 536
 SMALL_MSS_V6 = 1220
@@ -260,21 +261,15 @@ def try_sizes(address: str, port: int, host: str, context: Optional[ssl.SSLConte
     sizes: List[Optional[int]] = list(ladder if ladder is not None else default_ladder(family))
     if control:
         sizes.append(None)
-    results: List[Optional[SizeAttempt]] = [None] * len(sizes)
-
-    def run(i: int, mss: Optional[int]) -> None:
-        results[i] = attempt_size(address, port, host, context, budget, mss, http=http, registry=registry)
-
-    threads = [threading.Thread(target=run, args=(i, m), daemon=True, name="edgecheck-mss")
-               for i, m in enumerate(sizes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(0.0, budget.end + grace - time.monotonic()))
+    outcomes = run_parallel([functools.partial(attempt_size, address, port, host, context, budget, mss, http=http,
+                                               registry=registry) for mss in sizes], budget, grace)
     out = MssRetry(address, port)
-    for mss, res in zip(sizes, results):
-        out.attempts.append(res if res is not None else SizeAttempt(
-            mss=mss, family=family, stalled=True, stage="tls", error="did not finish within the probe budget"))
+    for mss, outcome in zip(sizes, outcomes):
+        if outcome is not None and outcome[0] == "ok":
+            out.attempts.append(outcome[1])
+        else:  # still running at the budget's end, or raised (e.g. no socket could be made)
+            error = str(outcome[1]) if outcome is not None else "did not finish within the probe budget"
+            out.attempts.append(SizeAttempt(mss=mss, family=family, stalled=outcome is None, stage="tls", error=error))
     return out
 
 
