@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 STANDARD_MTU = 1500  # Ethernet: a path at least this large needs no note
 
 
-def raven_mtu_note(address: str) -> Optional["RavenMtuNote"]:
-    """The IPsec note when the kernel's path MTU toward the gateway is below 1500 (no packet sent)."""
+def raven_mtu_note(address: str, timeout: float = 1.0) -> Optional["RavenMtuNote"]:
+    """The IPsec note when the kernel's path MTU toward the gateway is below 1500 (no packet sent;
+    `ip route get` for the interface MTU gets at most `timeout`)."""
     from edgecheck.probes import pmtu_measure
 
     path = pmtu_measure.kernel_path_mtu(address)
@@ -32,7 +33,7 @@ def raven_mtu_note(address: str) -> Optional["RavenMtuNote"]:
         return None
     from edgecheck.probes.raven_mtu import raven_note
 
-    return raven_note(path, pmtu_measure.egress_route(address).interface_mtu, outer_ipv6=":" in address)
+    return raven_note(path, pmtu_measure.egress_route(address, timeout).interface_mtu, outer_ipv6=":" in address)
 
 
 def check_ike(target: Target, ctx: RunContext) -> CheckResult:
@@ -50,7 +51,7 @@ def check_ike(target: Target, ctx: RunContext) -> CheckResult:
     if verdict.status is Status.PASS:
         notes = ", ".join(sorted({n for o in verdict.answered for n in (o.reply.notify if o.reply else [])}))
         detail = f" (IKE reply, notify {notes})" if notes else ""
-        raven = raven_mtu_note(verdict.answered[0].address)
+        raven = raven_mtu_note(verdict.answered[0].address, min(1.0, max(0.1, probing.budget.left())))
         probing.add(raven)
         return probing.result(Status.PASS, Reason.OK, f"UDP {port} (IPsec NAT-T) to {host} answers an "
                               f"IKE_SA_INIT{detail}." + (f" {raven.message}" if raven else ""))
