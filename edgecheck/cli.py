@@ -118,13 +118,8 @@ def _report(prepared: Any, fmt: str, outputs: Tuple[str, ...], verbose: bool) ->
         for warning in report.warnings:
             _warn(warning)
     color = fmt == "text" and reports.use_color(sys.stdout)
-    if fmt == "json":  # written as it is made: a report of a thousand checks is never held twice
-        from edgecheck.report.jsonreport import iter_json
-
-        for piece in iter_json(report):
-            click.echo(piece, nl=False)
-    else:
-        click.echo(reports.render(report, fmt, verbose=verbose, color=color), nl=False)
+    for piece in reports.render_chunks(report, fmt, verbose=verbose, color=color):
+        click.echo(piece, nl=False)
     reports.write_outputs(report, outputs, fmt, verbose=verbose)
     sys.exit(exitcodes.for_verdict(report.passes))
 

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, TextIO
 
-from edgecheck.report.formats import EXTENSIONS, FORMATS, render
+from edgecheck.report.formats import EXTENSIONS, FORMATS, render, render_chunks
 from edgecheck.report.jsonreport import SCHEMA_ID, to_dict, to_json
 from edgecheck.report.output import check_outputs, format_for_output, write_outputs
 from edgecheck.report.prometheus import render_prometheus
@@ -24,6 +24,7 @@ __all__ = [
     "check_outputs",
     "format_for_output",
     "render",
+    "render_chunks",
     "render_prometheus",
     "render_text",
     "schema",

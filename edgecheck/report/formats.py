@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from edgecheck.errors import UsageError
 from edgecheck.model import Report
-from edgecheck.report.jsonreport import to_json
+from edgecheck.report.jsonreport import iter_json, to_json
 from edgecheck.report.prometheus import render_prometheus
 from edgecheck.report.text import render_text
 
@@ -23,3 +25,11 @@ def render(report: Report, fmt: str, *, verbose: bool = False, color: bool = Fal
     if fmt == "prometheus":
         return render_prometheus(report)
     raise UsageError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def render_chunks(report: Report, fmt: str, *, verbose: bool = False, color: bool = False) -> Iterable[str]:
+    """render() in pieces to write as they come: JSON is made check by check, so a report of a
+    thousand checks is never held twice; the other formats are one piece."""
+    if fmt == "json":
+        return iter_json(report)
+    return (render(report, fmt, verbose=verbose, color=color),)
