@@ -30,9 +30,8 @@ from edgecheck.probes.icmperr import (
     ExtendedError,
     classify,
     parse_extended_err,
-    tcp_connect,
-    udp_exchange,
 )
+from tests.probes.icmpprobe import tcp_connect, udp_exchange
 from tests.probes.netns import Netns
 
 NODE, ROUTER_IN, ROUTER_OUT, FAR = "10.61.1.1", "10.61.1.2", "10.61.2.1", "10.61.2.2"
