@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edgecheck import agent, cli, exitcodes, runner
+from edgecheck import agent, cli, engine, exitcodes, runner
 from edgecheck.model import Report
 
 from tests.agent.agent_helpers import make_report
@@ -15,7 +15,10 @@ from tests.agent.agent_helpers import make_report
 
 @pytest.fixture
 def fake_probe(monkeypatch):
-    """runner.run replaced: returns a report with the statuses in `state["statuses"]`."""
+    """runner.run replaced: returns a report with the statuses in `state["statuses"]`. Nothing is
+    warmed either: the check modules' warm() starts background work (`--version` processes, the
+    ruleset read) that would outlive the test, and a process forked by it while a later test holds
+    the agent's flock inherits that lock until it execs (the later test then sees "busy")."""
     state = {"statuses": {"endpoint:x:443/tcp": "pass"}, "calls": 0}
 
     def probe(prepared):
@@ -25,6 +28,7 @@ def fake_probe(monkeypatch):
                       params=prepared.params, checks=r.checks, strict=prepared.strict)
 
     monkeypatch.setattr(runner, "run", probe)
+    monkeypatch.setattr(engine, "warm", lambda *args, **kwargs: None)
     return state
 
 
