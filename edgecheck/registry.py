@@ -9,10 +9,10 @@ and a broken module only fails its own checks.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.model import CheckResult, Kind, Target
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     from edgecheck.runcontext import RunContext
@@ -21,7 +21,7 @@ CheckFn = Callable[[Target, "RunContext"], CheckResult]
 BatchFn = Callable[[Sequence[Target], "RunContext"], List[CheckResult]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProbeKind:
     name: str  # the catalog's `probe` value and Target.probe
     kind: Kind

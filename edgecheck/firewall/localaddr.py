@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import psutil
+
+from edgecheck.records import record
 
 
 def interface_of(address: str) -> Optional[str]:
@@ -56,7 +57,7 @@ def route_to(destination: str, port: int = 9) -> Tuple[Optional[str], Optional[s
     return src, interface_of(src)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalNet:
     """One address of this host with the subnet it sits in."""
 

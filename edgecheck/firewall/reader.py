@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.iptsave import parse_iptables_save
 from edgecheck.firewall.nftjson import parse_nft_items
 from edgecheck.firewall.ruleset import Ruleset
 from edgecheck.host.sockets import effective_capabilities
+from edgecheck.records import record
 
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 XTABLES_NAMES = ("filter", "mangle", "raw", "security", "nat")
@@ -37,7 +38,7 @@ DROPIN_HINT = ("run edgecheck as root (sudo edgecheck run ...), or for the syste
 Runner = Callable[[Sequence[str], float], Tuple[Optional[int], str, str]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unreadable:
     """Why the ruleset could not be read, and what to do about it (for a `skip`)."""
 
@@ -46,7 +47,7 @@ class Unreadable:
     detail: str = ""
 
 
-@dataclass
+@record
 class ReadResult:
     ruleset: Optional[Ruleset]
     unreadable: Optional[Unreadable] = None

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from edgecheck.host.distro import (
@@ -19,6 +18,7 @@ from edgecheck.host.distro import (
     package_name,
 )
 from edgecheck.model import ToolSpec
+from edgecheck.records import record
 
 # sbin is missing from a non-root PATH, and that is where most of these tools live.
 SBIN_DIRS: Tuple[str, ...] = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -100,7 +100,7 @@ def executable_versions(queries: Sequence[Tuple[str, str]], timeout: float = VER
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InstallPlan:
     """What to run to install the missing packages on this host (pure data, decided below)."""
 

@@ -15,15 +15,15 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from edgecheck.probes.dnswire import MalformedReply, Reply, build_query, parse_reply
+from edgecheck.records import record
 
 TIMEOUT, REFUSED = "timed out", "refused"
 
 
-@dataclass
+@record
 class Exchange:
     """What one nameserver did with one question."""
 

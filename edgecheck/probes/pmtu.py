@@ -34,11 +34,12 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.probes import http11
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.records import record
 
 SMALL_MSS_V4 = 536
 SMALL_MSS_V6 = 1220
@@ -70,7 +71,7 @@ def default_ladder(family: int) -> Tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------------- TCP_INFO
-@dataclass(frozen=True)
+@record(frozen=True)
 class TcpProgress:
     """What the kernel knows about one TCP connection (struct tcp_info, linux/tcp.h).
 
@@ -119,7 +120,7 @@ def tcp_progress(sock: socket.socket) -> Optional[TcpProgress]:
 
 
 # ------------------------------------------------------------------------ small-MSS attempts
-@dataclass
+@record
 class SizeAttempt:
     """One fresh connection with a given MSS. mss None: the system default (the control)."""
 
@@ -221,7 +222,7 @@ def attempt_size(address: str, port: int, host: str, context: Optional[ssl.SSLCo
     return out
 
 
-@dataclass
+@record
 class MssRetry:
     """Fresh connections at several sizes, started together after the original stalled."""
 
@@ -442,7 +443,7 @@ class StallWatch:
         return self._result
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PathMtuVerdict:
     """The retry judged. black_hole True is the `path-mtu` reason (SPEC 7.1)."""
 

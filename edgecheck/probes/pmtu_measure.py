@@ -20,10 +20,11 @@ import shutil
 import socket
 import struct
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Dict, Optional, Tuple
 
 from edgecheck.probes.pmtu import family_of
+from edgecheck.records import record
 
 # linux/in.h and linux/in6.h: the socket module does not export these.
 IP_MTU_DISCOVER, IP_MTU = 10, 14
@@ -32,7 +33,7 @@ PMTUDISC_DO = 2  # same value for IPv4 and IPv6
 SIOCGIFMTU = 0x8921  # linux/sockios.h
 
 
-@dataclass
+@record
 class EgressRoute:
     """Where packets to address leave this host, and what the kernel knows of the path. No packet
     is sent to find this out (connecting a UDP socket only selects a route)."""
