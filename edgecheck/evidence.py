@@ -161,6 +161,12 @@ class TrustSource:
     capath: Optional[str] = None
     origin: str = ""  # "--ca-bundle", "REQUESTS_CA_BUNDLE", "--apiserver-ca", "system", "none: ..."
 
+    @property
+    def system_store(self) -> bool:
+        """The system's own store (probes/tls.system_trust: "system" or "system (OpenSSL defaults)"),
+        the only trust whose chains are compared with the public roots for interception."""
+        return self.verify and self.origin.startswith("system")
+
     def to_json(self) -> Dict[str, Any]:
         return {"trust": {"origin": self.origin, "cafile": self.cafile, "capath": self.capath,
                           "verify": self.verify}}

@@ -2,8 +2,8 @@
 run (RunFacts): the resolver, the socket table, os-release, the install plan, earlier results.
 
 Facts are read lazily by the first check that needs them and then served to the others, so a
-run that has no inbound target never imports psutil, and one that has five reads the socket
-table once.
+run that has no inbound target never reads the socket table, and one that has five reads it
+once.
 """
 
 from __future__ import annotations

@@ -200,11 +200,9 @@ def read_error_queue(sock: socket.socket, max_items: int = 8) -> List[ExtendedEr
 
 
 def local_addresses() -> Set[str]:
-    import psutil  # local import: keeps the pure part importable without psutil
+    from edgecheck.host.ifaddrs import if_addresses  # only when a refusal must be attributed
 
-    out: Set[str] = set()
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            if a.family in (socket.AF_INET, socket.AF_INET6) and a.address:
-                out.add(_norm(a.address))
-    return out
+    try:
+        return {a.address for a in if_addresses()}
+    except OSError:  # no netlink: no refusal is called this host's own
+        return set()

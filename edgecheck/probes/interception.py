@@ -31,11 +31,6 @@ from edgecheck.probes.x509 import describe_certificate
 from edgecheck.records import record
 
 
-def applies(trust_origin: str) -> bool:
-    """Only for the system store (tls.TrustSource.origin "system" / "system (OpenSSL defaults)")."""
-    return trust_origin.startswith("system")
-
-
 # ----------------------------------------------------------------------------- DER, minimal
 def _tlv(data: bytes, pos: int) -> Tuple[int, int, int]:
     """(content start, content end, element end) of the DER element at pos."""

@@ -86,15 +86,12 @@ def interface_mtu(name: str, family: int = socket.AF_INET) -> Optional[int]:
 
 
 def _interface_for_source(source: str) -> Optional[str]:
+    from edgecheck.host.ifaddrs import if_addresses
+
     try:
-        import psutil
-        for name, addrs in psutil.net_if_addrs().items():  # getifaddrs(): netlink, this namespace
-            for a in addrs:
-                if a.address and a.address.split("%", 1)[0] == source:
-                    return name
-    except Exception:  # noqa: BLE001 - psutil missing or failing: the route says it anyway
+        return next((a.interface for a in if_addresses() if a.address == source), None)
+    except OSError:  # no netlink: the route names the interface anyway
         return None
-    return None
 
 
 def _mtu_opts(family: int) -> Tuple[int, int, int]:

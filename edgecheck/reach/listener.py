@@ -185,20 +185,13 @@ def host_has_ipv6(if_inet6: Optional[str] = None) -> bool:
 
 def local_addresses() -> List[str]:
     """This host's global unicast addresses (candidates for NODE in the printed `reach` command)."""
-    import psutil
+    from edgecheck.host.ifaddrs import if_addresses
+
     out: List[str] = []
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            if a.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            try:
-                ip = ipaddress.ip_address(a.address.split("%", 1)[0])
-            except ValueError:
-                continue
-            if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
-                continue
-            if str(ip) not in out:
-                out.append(str(ip))
+    for a in if_addresses():
+        ip = a.ip
+        if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified) and a.address not in out:
+            out.append(a.address)
     return out
 
 
