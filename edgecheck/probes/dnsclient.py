@@ -10,7 +10,7 @@ are ignored, as glibc does (res_send.c), so a stray datagram cannot end the wait
 from __future__ import annotations
 
 import errno
-import random
+import os
 import select
 import socket
 import struct
@@ -128,12 +128,17 @@ def _failure(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
+def _query_id() -> int:
+    """A fresh 16-bit query ID from the kernel's generator (RFC 5452: unpredictable IDs)."""
+    return int.from_bytes(os.urandom(2), "big")
+
+
 def ask(address: str, qname: str, qtype: int, deadline: float, *, port: int = 53, edns: bool = False,
         use_vc: bool = False) -> Exchange:
     """One question to one nameserver by `deadline`, UDP first (TCP only with use_vc), TCP again
     after a truncated UDP answer. Never raises for a network failure."""
     start = time.monotonic()
-    qid = random.randrange(0, 0x10000)
+    qid = _query_id()
     query = build_query(qname, qtype, qid, edns=edns)
     out = Exchange(address, port)
     try:
@@ -170,7 +175,7 @@ def ask_many(address: str, qname: str, qtypes: Sequence[int], deadline: float, *
     qids: List[int] = []
     try:
         for i, qtype in enumerate(qtypes):
-            qids.append(random.randrange(0, 0x10000))
+            qids.append(_query_id())
             queries.append(build_query(qname, qtype, qids[i], edns=edns))
             sock = socket.socket(_family(address), socket.SOCK_DGRAM)
             socks.append(sock)

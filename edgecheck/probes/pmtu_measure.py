@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import socket
 import struct
 import subprocess
 from dataclasses import asdict
 from typing import Any, Dict, Optional, Tuple
 
+from edgecheck.host.tools import which
 from edgecheck.probes.pmtu import family_of
 from edgecheck.records import record
 
@@ -52,7 +51,7 @@ class EgressRoute:
 
 
 def _ip_route_get(address: str, timeout: float) -> Dict[str, Any]:
-    ip = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip", "/bin/ip") if os.path.exists(p)), None)
+    ip = which("ip")
     if not ip:
         return {}
     try:
