@@ -128,9 +128,11 @@ def _failure(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
-def _query_id() -> int:
-    """A fresh 16-bit query ID from the kernel's generator (RFC 5452: unpredictable IDs)."""
-    return int.from_bytes(os.urandom(2), "big")
+def _query_ids(count: int) -> List[int]:
+    """Fresh 16-bit query IDs from the kernel's generator (RFC 5452: unpredictable IDs), in one
+    call: each call is a syscall, where a thread gives up the interpreter lock."""
+    raw = os.urandom(2 * count)
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
 
 
 def ask(address: str, qname: str, qtype: int, deadline: float, *, port: int = 53, edns: bool = False,
@@ -138,7 +140,7 @@ def ask(address: str, qname: str, qtype: int, deadline: float, *, port: int = 53
     """One question to one nameserver by `deadline`, UDP first (TCP only with use_vc), TCP again
     after a truncated UDP answer. Never raises for a network failure."""
     start = time.monotonic()
-    qid = _query_id()
+    qid = _query_ids(1)[0]
     query = build_query(qname, qtype, qid, edns=edns)
     out = Exchange(address, port)
     try:
@@ -172,10 +174,9 @@ def ask_many(address: str, qname: str, qtypes: Sequence[int], deadline: float, *
     pending: Dict[int, int] = {}  # fd -> index
     socks: List[socket.socket] = []
     queries: List[bytes] = []
-    qids: List[int] = []
+    qids = _query_ids(len(qtypes))
     try:
         for i, qtype in enumerate(qtypes):
-            qids.append(_query_id())
             queries.append(build_query(qname, qtype, qids[i], edns=edns))
             sock = socket.socket(_family(address), socket.SOCK_DGRAM)
             socks.append(sock)

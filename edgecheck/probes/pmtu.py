@@ -346,14 +346,20 @@ def start_alarms() -> None:
     _alarms().start()
 
 
+_THREAD = threading.local()
+
+
 def _alarms() -> _Alarms:
     """The alarms of the caller's network namespace: a retry's connections must leave from the
     namespace the watched connection is in, and a thread starts in its creator's namespace (one
-    namespace, one alarm thread, on a node; tests probe from several)."""
-    try:
-        key = os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        key = 0
+    namespace, one alarm thread, on a node; tests probe from several). A thread's namespace is
+    read once: the engine's workers never change theirs (a test enters one on a fresh thread)."""
+    key = getattr(_THREAD, "netns", None)
+    if key is None:
+        try:
+            key = _THREAD.netns = os.stat("/proc/thread-self/ns/net").st_ino
+        except OSError:
+            key = _THREAD.netns = 0
     with _ALARMS_LOCK:
         alarms = _ALARMS.get(key)
         if alarms is None:
