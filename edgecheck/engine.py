@@ -42,7 +42,7 @@ CheckFn = Callable[[Target, RunContext], CheckResult]
 Item = Tuple[int, Target]
 
 MAX_IN_FLIGHT = 32
-DEADLINE_SLACK_S = 2.0  # the last syscalls returning, results collected, after the last wave
+DEADLINE_SLACK_S = 2.0  # the levels' head starts, the last syscalls returning, results collected
 LOCAL_HEAD_START_S = 0.1  # the network probes of a wave start once its local checks are done, or after this
 LEVEL_HEAD_START_S = 0.02  # the next level of network probes starts once this one is done, or after this
 

@@ -4,9 +4,9 @@
 __init__, __repr__ and __eq__, plus __setattr__, __delattr__ and __hash__ when frozen. A run
 defines about 130 value types at start-up, and that compiling was about 100 ms of a 300 ms healthy
 run (issue 17: `python -m bench.healthy`; per class 0.95 ms frozen, 0.27 ms with __init__ alone,
-measured on the 2-core CI machine). A run only ever needs __init__ without delay, so `record` lets
-dataclasses generate that one and gives every class the same four plain functions for the rest,
-which read the class's fields when called.
+measured on the 2-core CI machine). A run calls __init__ all the time and the others rarely, so
+`record` lets dataclasses generate __init__ alone; the other methods are plain functions shared by
+every class, which read the class's fields when called.
 
 Everything else is dataclasses itself: fields(), replace(), asdict() and the generated __init__
 (defaults, default_factory, __post_init__) are unchanged, as are equality (same class, equal
@@ -22,6 +22,7 @@ import dataclasses
 import operator
 import reprlib
 from typing import TYPE_CHECKING, Any, Callable
+
 
 def _key(cls: type, hashed: bool = False) -> Callable[[Any], Any]:
     """The compared (or hashed) fields of an instance as one value, read in C by attrgetter."""
