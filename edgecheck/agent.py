@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
@@ -33,6 +32,7 @@ from edgecheck import exitcodes
 from edgecheck.atomicfile import write_atomic
 from edgecheck.errors import UsageError
 from edgecheck.model import Report
+from edgecheck.records import record
 
 DEFAULT_STATE_DIR = "/var/lib/edgecheck"
 DEFAULT_TEXTFILE = "/var/lib/prometheus/node-exporter/edgecheck.prom"
@@ -49,13 +49,13 @@ PRIO_NOTICE = 5
 PRIO_INFO = 6
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CheckState:
     status: str  # pass | warn | fail | skip
     reason: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Snapshot:
     """What the agent compares between runs: the verdict and each check's status."""
 
@@ -63,7 +63,7 @@ class Snapshot:
     checks: Mapping[str, CheckState]  # check id -> state, in report order
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Transition:
     """One check whose status changed between two runs (None: absent from that run)."""
 
@@ -80,13 +80,13 @@ class Transition:
         return _is_fail(self.before) and not _is_fail(self.after)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LogLine:
     priority: int
     text: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     """What one agent run did; `exit_code` is what the command exits with."""
 

@@ -10,13 +10,14 @@ import ipaddress
 import re
 import string
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from edgecheck import registry
 from edgecheck.errors import UsageError
 from edgecheck.model import Component, Mode, Stage, ToolSpec, Trust
+from edgecheck.records import record
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +40,7 @@ class CatalogError(UsageError):
     """A malformed catalog or targets file."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VersionRule:
     """A cluster-version condition such as "<1.26", compared on (major, minor)."""
 
@@ -69,7 +70,7 @@ class VersionRule:
         return f"{self.op} {self.version[0]}.{self.version[1]}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EndpointEntry:
     id: str
     name: str
@@ -94,7 +95,7 @@ class EndpointEntry:
     notes: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InboundEntry:
     id: str
     name: str
@@ -110,14 +111,14 @@ class InboundEntry:
     answers: Mapping[int, str] = field(default_factory=dict)  # port -> what the joined component speaks
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteBlock:
     cidrs: Tuple[str, ...]
     source: str
     notes: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Region:
     id: str
     name: str
@@ -131,7 +132,7 @@ class Region:
     notes: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ToolEntry:
     id: str
     name: str
@@ -139,7 +140,7 @@ class ToolEntry:
     spec: ToolSpec
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Catalog:
     endpoints: Tuple[EndpointEntry, ...]
     inbound: Tuple[InboundEntry, ...]
@@ -496,7 +497,7 @@ def _array(path: str, doc: Mapping[str, Any], key: str) -> List[Any]:
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TargetsDocument:
     """One file in the catalog format: the built-in endpoints.toml or a user's targets file."""
 

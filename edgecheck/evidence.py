@@ -8,10 +8,11 @@ reads may live next to its wire module instead (NTP and IKE exchanges do).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from edgecheck.model import Reason
+from edgecheck.records import record
 
 if TYPE_CHECKING:  # annotations only: a run whose checks never read the host filter never imports it
     from edgecheck.firewall.evaluate import BaseChainRef
@@ -23,7 +24,7 @@ def _reason(reason: Optional[Reason]) -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------------------ DNS
-@dataclass
+@record
 class Resolution:
     """What resolving one hostname found. reason is None when at least one address came back."""
 
@@ -60,7 +61,7 @@ class Resolution:
         return ev
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AddressBlocks:
     """Dedicated mode: the blocks every resolved address must fall in, and those that did not."""
 
@@ -72,7 +73,7 @@ class AddressBlocks:
 
 
 # --------------------------------------------------------------------------------------- routes
-@dataclass(frozen=True)
+@record(frozen=True)
 class DirectRoute:
     """The probe went straight to the target (raw TCP/UDP always does)."""
 
@@ -80,7 +81,7 @@ class DirectRoute:
         return {"route": "direct"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IcmpError:
     """An ICMP error the kernel queued for a probe's socket (IP_RECVERR), and who sent it."""
 
@@ -96,7 +97,7 @@ class IcmpError:
                 "admin_prohibited": self.admin_prohibited, "from_this_host": self.local}
 
 
-@dataclass
+@record
 class ConnectAttempt:
     address: str
     port: int
@@ -115,7 +116,7 @@ class ConnectAttempt:
         return ev
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProxyRoute:
     """The probe went through an HTTP(S) proxy from the environment; the proxy resolves the name."""
 
@@ -130,7 +131,7 @@ class ProxyRoute:
                 "proxy_connect": [a.to_json() for a in self.attempts]}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Connects:
     """TCP connects to every resolved address; `ignored` failed for a family this host cannot route."""
 
@@ -151,7 +152,7 @@ class Connects:
 
 
 # ------------------------------------------------------------------------------------- TLS/HTTP
-@dataclass(frozen=True)
+@record(frozen=True)
 class TrustSource:
     """The trust anchors that verify one TLS endpoint, and where they came from."""
 
@@ -160,12 +161,18 @@ class TrustSource:
     capath: Optional[str] = None
     origin: str = ""  # "--ca-bundle", "REQUESTS_CA_BUNDLE", "--apiserver-ca", "system", "none: ..."
 
+    @property
+    def system_store(self) -> bool:
+        """The system's own store (probes/tls.system_trust: "system" or "system (OpenSSL defaults)"),
+        the only trust whose chains are compared with the public roots for interception."""
+        return self.verify and self.origin.startswith("system")
+
     def to_json(self) -> Dict[str, Any]:
         return {"trust": {"origin": self.origin, "cafile": self.cafile, "capath": self.capath,
                           "verify": self.verify}}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Certificate:
     subject: Optional[str] = None
     issuer: Optional[str] = None
@@ -178,7 +185,7 @@ class Certificate:
                 if v is not None}
 
 
-@dataclass
+@record
 class TlsResult:
     ok: bool
     reason: Optional[Reason] = None
@@ -211,7 +218,7 @@ class TlsResult:
         return {"tls": ev}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TlsInterception:
     """A chain verified against the system store compared with the public roots (certifi)."""
 
@@ -228,7 +235,7 @@ class TlsInterception:
                                      "detail": self.detail}}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PathMtu:
     """A stalled handshake or HTTP response retried with smaller TCP MSS values (pmtu.py), judged."""
 
@@ -263,7 +270,7 @@ class PathMtu:
         return {"path_mtu": ev}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RavenMtuNote:
     """What Raven's IPsec tunnel leaves for pod packets on a small path to the gateway (raven_mtu.py)."""
 
@@ -285,7 +292,7 @@ class RavenMtuNote:
             "fix": self.fix}}
 
 
-@dataclass
+@record
 class HttpResult:
     ok: bool
     url: str
@@ -302,7 +309,7 @@ class HttpResult:
 
 
 # ------------------------------------------------------------------------------ inbound ports
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortHolder:
     """One socket bound to a local port, and what could be learnt about its process."""
 
@@ -331,7 +338,7 @@ class PortHolder:
         return ev
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InboundEvidence:
     expect: str  # "free" | "listening"
     socket_table: str  # "psutil" | "none"
@@ -358,7 +365,7 @@ class InboundEvidence:
 ALLOWED, BLOCKED, PARTIAL, UNKNOWN, NOT_EVALUATED = "allowed", "blocked", "partial", "unknown", "not-evaluated"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FirewallVerdict:
     """What this host's own packet filter does with a check's new connection or datagram (SPEC 7.2).
 
@@ -428,7 +435,7 @@ class FirewallVerdict:
 
 
 # ----------------------------------------------------------------------------------- kernel
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelEvidence:
     """One kernel setting (`system:*`): the values read, and the command that fixes it."""
 
@@ -445,7 +452,7 @@ class KernelEvidence:
 
 
 # ----------------------------------------------------------------------------------------- tools
-@dataclass(frozen=True)
+@record(frozen=True)
 class Distribution:
     id: str
     version_id: str
@@ -455,7 +462,7 @@ class Distribution:
         return {"id": self.id, "version_id": self.version_id, "id_like": list(self.id_like)}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ToolEvidence:
     package: str
     executables_wanted: Tuple[str, ...]
@@ -492,7 +499,7 @@ class ToolEvidence:
 
 
 # ----------------------------------------------------------------------------------------- clock
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelClock:
     synchronised: Optional[bool]  # None: could not read
     state: Optional[str] = None  # TIME_OK, TIME_ERROR, ...
@@ -505,7 +512,7 @@ class KernelClock:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DaemonView:
     name: str  # "chronyd" | "timedatectl" (systemd-timedated's NTPSynchronized)
     synchronised: Optional[bool] = None
@@ -526,7 +533,7 @@ class DaemonView:
         return ev
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Measurement:
     """One usable NTP offset: reference - local (positive: this host is behind)."""
 
@@ -540,7 +547,7 @@ class Measurement:
                 "delay_s": self.delay_s}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClockEvidence:
     kernel: KernelClock
     daemons: Tuple[DaemonView, ...]
@@ -571,7 +578,7 @@ class ClockEvidence:
 
 
 # ----------------------------------------------------------------------------------------- crash
-@dataclass(frozen=True)
+@record(frozen=True)
 class Crash:
     """A check raised: a bug in edgecheck, not a finding about the host."""
 
@@ -583,7 +590,7 @@ class Crash:
 
 
 # ---------------------------------------------------------------------------------------- reach
-@dataclass(frozen=True)
+@record(frozen=True)
 class ReachProbe:
     """What `edgecheck reach` found on one node port. The JSON is the probe's own (the reach
     evidence schema in edgecheck/report/schema.json); the fields are what the diagnosis reads."""

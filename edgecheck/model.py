@@ -7,8 +7,10 @@ Data flows catalog -> plan (list of Target) -> checks (Target -> CheckResult) ->
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, Type, TypeVar
+
+from edgecheck.records import record
 
 
 class Status(str, enum.Enum):
@@ -113,7 +115,7 @@ class Trust(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Skip:
     """A target the plan already knows it will not probe, and why."""
 
@@ -121,7 +123,7 @@ class Skip:
     message: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ToolSpec:
     """A package the installer needs, proven present by any one of its executables."""
 
@@ -130,7 +132,7 @@ class ToolSpec:
     packages: Mapping[str, str]  # distribution family -> package name, e.g. {"debian": "conntrack"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Component:
     """What serves an inbound port on a joined node (catalog data, targets/endpoints.toml)."""
 
@@ -139,7 +141,7 @@ class Component:
     bind: str  # how to make it listen on the node's address
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Target:
     """One check the plan asks for. Pure data: where, what, why, and what counts as correct."""
 
@@ -230,7 +232,7 @@ class Evidence:
         return out
 
 
-@dataclass
+@record
 class CheckResult:
     """What one check found. Checks return these; they never print and never advise: the
     diagnosis layer writes `remediation` (edgecheck.diagnosis)."""
@@ -256,7 +258,7 @@ class CheckResult:
         return self.target.name
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Finding:
     """Checks of one status that share a root cause, and what to do about it (edgecheck.diagnosis)."""
 
@@ -287,7 +289,7 @@ def _what(checks: Tuple[CheckResult, ...]) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-@dataclass
+@record
 class Report:
     """One run: the inputs, the host, every check result in plan order, and the diagnosis."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from edgecheck import registry
@@ -17,6 +17,7 @@ from edgecheck.errors import UsageError
 from edgecheck.host.kernel import SETTINGS
 from edgecheck.model import Component, Kind, Mode, Phase, Reason, Skip, Stage, Target
 from edgecheck.netloc import host_port
+from edgecheck.records import record
 
 DEFAULT_APISERVER_PORT = 6443
 # The public-mode page says edge nodes need NTP (or --self-host-ntp); the clock check cites it.
@@ -27,7 +28,7 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostPort:
     host: str
     port: int
@@ -36,7 +37,7 @@ class HostPort:
         return host_port(self.host, self.port)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalComponent:
     """A component found on this node that a local check probes (node discovery, phase running)."""
 
@@ -50,7 +51,7 @@ class LocalComponent:
     unprobed: str = ""  # why it is not probed
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Nameserver:
     """A nameserver of this host's resolver configuration (read by the runner; SPEC 7.2)."""
 
@@ -60,7 +61,7 @@ class Nameserver:
     source: str = ""  # the file it was read from
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Selection:
     """The inputs that decide the plan (SPEC section 1)."""
 
@@ -79,7 +80,7 @@ class Selection:
     resolver_error: str = ""  # the resolver configuration could not be read
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     selection: Selection
     targets: Tuple[Target, ...]

@@ -9,10 +9,10 @@ and a broken module only fails its own checks.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.model import CheckResult, Kind, Target
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     from edgecheck.runcontext import RunContext
@@ -21,7 +21,7 @@ CheckFn = Callable[[Target, "RunContext"], CheckResult]
 BatchFn = Callable[[Sequence[Target], "RunContext"], List[CheckResult]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProbeKind:
     name: str  # the catalog's `probe` value and Target.probe
     kind: Kind
@@ -34,6 +34,8 @@ class ProbeKind:
     batch: str = ""  # "module:function" taking (targets, RunContext) -> their results in order: the
     #                  engine hands it every target of the kind at once, probed together on one
     #                  non-blocking loop instead of one worker thread each (cheap sockets, no queue)
+    round_trips: int = 1  # network exchanges one after another in a healthy probe (DNS, TCP, TLS,
+    #                       HTTP): the engine starts the kinds that need the most first
 
     @property
     def network(self) -> bool:
@@ -52,19 +54,19 @@ class ProbeKind:
 
 
 PROBES: Tuple[ProbeKind, ...] = (
-    ProbeKind("https", Kind.ENDPOINT, "edgecheck.checks.web:check_https", "tcp", (443, 6443)),
-    ProbeKind("http", Kind.ENDPOINT, "edgecheck.checks.web:check_http", "tcp", (80,)),
+    ProbeKind("https", Kind.ENDPOINT, "edgecheck.checks.web:check_https", "tcp", (443, 6443), round_trips=4),
+    ProbeKind("http", Kind.ENDPOINT, "edgecheck.checks.web:check_http", "tcp", (80,), round_trips=3),
     ProbeKind("tcp", Kind.ENDPOINT, "edgecheck.checks.tcp:check_tcp", "tcp", fallback=True,
-              batch="edgecheck.checks.tcp:check_tcp_many"),
-    ProbeKind("ntp", Kind.ENDPOINT, "edgecheck.checks.ntp:check_ntp", "udp", (123,)),
-    ProbeKind("ike", Kind.ENDPOINT, "edgecheck.checks.ike:check_ike", "udp", (4500,)),
+              batch="edgecheck.checks.tcp:check_tcp_many", round_trips=2),
+    ProbeKind("ntp", Kind.ENDPOINT, "edgecheck.checks.ntp:check_ntp", "udp", (123,), round_trips=2),
+    ProbeKind("ike", Kind.ENDPOINT, "edgecheck.checks.ike:check_ike", "udp", (4500,), round_trips=2),
     ProbeKind("inbound", Kind.INBOUND, "edgecheck.checks.inbound:check_inbound"),
     ProbeKind("kernel", Kind.SYSTEM, "edgecheck.checks.kernel:check_kernel"),
     ProbeKind("tool", Kind.TOOL, "edgecheck.checks.tool:check_tool"),
     ProbeKind("clock", Kind.CLOCK, "edgecheck.checks.clock:check_clock", after=("ntp",)),
     ProbeKind("yurthub", Kind.COMPONENT, "edgecheck.checks.yurthub:check_yurthub"),
     ProbeKind("reach", Kind.REACH, "edgecheck.checks.reach:check_reach", "any",
-              batch="edgecheck.checks.reach:check_reach_many"),
+              batch="edgecheck.checks.reach:check_reach_many", round_trips=2),
     ProbeKind("nameserver", Kind.DNS, "edgecheck.checks.nameserver:check_nameserver", "udp"),
 )
 

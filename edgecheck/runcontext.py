@@ -2,19 +2,20 @@
 run (RunFacts): the resolver, the socket table, os-release, the install plan, earlier results.
 
 Facts are read lazily by the first check that needs them and then served to the others, so a
-run that has no inbound target never imports psutil, and one that has five reads the socket
-table once.
+run that has no inbound target never reads the socket table, and one that has five reads it
+once.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Target
 from edgecheck.netloc import ip_literal
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     import ssl
@@ -216,7 +217,7 @@ class RunFacts:
             return self._results.get(probe, ())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunContext:
     """Everything a check may need besides its target. Built once per run by the runner."""
 

@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from edgecheck import __version__
@@ -20,6 +20,7 @@ from edgecheck.cluster.inputs import ClusterInputs, resolve_cluster_inputs
 from edgecheck.errors import UsageError
 from edgecheck.model import Mode, Phase, Report
 from edgecheck.plan import Nameserver, Plan, Selection, build_plan, parse_host, parse_k8s_version, parse_region
+from edgecheck.records import record
 from edgecheck.runcontext import RunContext
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "no_proxy", "all_proxy")
@@ -119,7 +120,7 @@ def resolve_ca_bundle(option: Optional[str], environ: Mapping[str, str]) -> Tupl
     return None, "system trust store"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Prepared:
     """A validated run, ready to probe: nothing has been sent yet."""
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 from edgecheck.evidence import Resolution
 from edgecheck.model import CheckResult, Evidence, Reason, Status, Target
 from edgecheck.netloc import ip_literal
+from edgecheck.records import record
 from edgecheck.runcontext import RunContext
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def waves_needed(targets: Sequence[Target]) -> int:
     return lookups + max(1, math.ceil(len(targets) / reachable_window(len(targets))))
 
 
-@dataclass
+@record
 class Named:
     """One target after its DNS layer: its addresses and evidence so far, or its result.
 

@@ -28,7 +28,7 @@ from edgecheck.evidence import (ALLOWED, BLOCKED, NOT_EVALUATED, PARTIAL, UNKNOW
 from edgecheck.model import Mode, Reason, Status, Target
 from edgecheck.runcontext import RunContext
 
-if TYPE_CHECKING:  # the filter (its parsers, psutil) is imported by the first check that reads it
+if TYPE_CHECKING:  # the filter and its parsers are imported by the first check that reads it
     from edgecheck.firewall.evaluate import Evaluation
     from edgecheck.firewall.hostview import HostFilter
 

@@ -62,7 +62,7 @@ def decide_inbound(target: Target, expect: str, holders: Sequence[PortHolder],
 
 
 def warm(targets: Sequence[Target], ctx: RunContext) -> None:
-    """This host's socket table and packet filter (nft or iptables-save, psutil for the addresses)
+    """This host's socket table and packet filter (nft or iptables-save, netlink for the addresses)
     are read once per run for every inbound check: from the moment the plan is known, on
     background threads, so their subprocess and parsing overlap the rest of the start-up instead
     of holding up the network probes."""

@@ -36,10 +36,10 @@ def note_interception(probing: Probing, stream: ssl.SSLSocket, trust: TrustSourc
     """With the system store as trust source, compare the chain that verified with the public
     roots; the verdict goes into the evidence (web_passed turns an interception into a warning).
     With --ca-bundle, REQUESTS_CA_BUNDLE or SSL_CERT_FILE the user chose the trust: nothing to say."""
-    from edgecheck.probes import interception
-
-    if not (trust.verify and interception.applies(trust.origin) and probing.target.trust is Trust.PUBLIC):
+    if not (trust.system_store and probing.target.trust is Trust.PUBLIC):
         return
+    from edgecheck.probes import interception  # its DER walker and public roots: for the system store only
+
     public = probing.ctx.facts.public_roots()
     verdict = interception.check_chain(stream, public)
     if verdict.intercepted is None and public is not None and verdict.method == "unavailable":

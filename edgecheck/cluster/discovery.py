@@ -51,7 +51,7 @@ import ipaddress
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edgecheck.errors import UsageError
@@ -61,6 +61,7 @@ from edgecheck.cluster.kubeconfig import (
 )
 from edgecheck.cluster.yamlload import YamlError, read_yaml_file
 from edgecheck.probes.yurthub import YURTHUB_SERVE_PORT
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     from edgecheck.plan import HostPort
@@ -77,7 +78,7 @@ _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".manifest")
 _ENV_REF = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Place:
     """One file or directory looked at, and what it told (one line, never a credential)."""
 
@@ -88,7 +89,7 @@ class Place:
         return f"{self.path}: {self.found}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class YurtHubInstall:
     """How YurtHub (or ACK Edge's edge-hub) is set up on this node, from its own command line."""
 
@@ -124,7 +125,7 @@ class YurtHubInstall:
                 "started by kubelet), `systemctl status kubelet`")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DiscoveredApiserver:
     apiserver: HostPort
     server: str  # the URL as the node's file has it
@@ -144,7 +145,7 @@ class DiscoveredApiserver:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Discovery:
     found: Optional[DiscoveredApiserver]
     yurthub: Optional[YurtHubInstall]  # YurtHub's own setup, for the local YurtHub check

@@ -9,12 +9,13 @@ is sent, and a malformed kubeconfig is a usage error before any probe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from edgecheck.model import Phase
 from edgecheck.netloc import host_port
 from edgecheck.plan import DEFAULT_APISERVER_PORT, HostPort, LocalComponent, parse_host_port
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     from edgecheck.cluster.discovery import Discovery
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 YURTHUB_PURPOSE = "the node's proxy to the API server (OpenYurt YurtHub)"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClusterInputs:
     apiserver: Optional[HostPort] = None
     ca_file: Optional[str] = None  # a readable PEM file

@@ -29,12 +29,13 @@ import binascii
 import contextlib
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from edgecheck.errors import UsageError
 from edgecheck.cluster.yamlload import YamlError, read_yaml_file
+from edgecheck.records import record
 
 if TYPE_CHECKING:  # edgecheck.plan pulls in the catalog and the model: imported where used
     from edgecheck.plan import HostPort
@@ -49,7 +50,7 @@ YURTHUB_DUMMY_IPS = ("169.254.2.1", "fd00::2:1")
 _TRUE_WORDS = ("true", "yes", "on", "y")  # go-yaml (YAML 1.1) booleans kubectl accepts
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KubeCluster:
     """Where the current context's API server is and what signs its certificate. No credentials."""
 

@@ -13,7 +13,6 @@ security-group page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import (Scene, clock_explanation, failed_addresses, hosts_text, listed, nameservers,
@@ -25,9 +24,10 @@ from edgecheck.evidence import (ClockEvidence, Connects, InboundEvidence, Kernel
 from edgecheck.host.kernel import SETTINGS
 from edgecheck.model import CheckResult, Kind, Phase, Reason, Status, Trust
 from edgecheck.probes import tlskind
+from edgecheck.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Advice:
     paragraphs: Tuple[str, ...] = ()
     command: str = ""  # one command that fixes it all, shown on its own line

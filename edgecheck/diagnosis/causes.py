@@ -8,7 +8,6 @@ proxy, issuer), so `edgecheck fleet` groups the same cause across a whole site.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.diagnosis.scene import (Scene, blamed_on_clock, clock_explanation, failed_addresses, nameservers,
@@ -17,6 +16,7 @@ from edgecheck.evidence import (AddressBlocks, FirewallVerdict, InboundEvidence,
                                 ReachProbe, TlsInterception, TlsResult, ToolEvidence)
 from edgecheck.model import CheckResult, Kind, Reason, Status
 from edgecheck.probes import tlskind
+from edgecheck.records import record
 
 # Presentation order: the ACK troubleshooting page says DNS first, then network policies and
 # firewalls, then security groups; a proxy sits in front of all of those; TLS problems only show
@@ -40,7 +40,7 @@ DNS_REASONS = (Reason.NXDOMAIN, Reason.DNS_TIMEOUT, Reason.DNS_ERROR)
 CONNECT_REASONS = (Reason.TIMEOUT, Reason.REFUSED, Reason.UNREACHABLE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cause:
     reason: Reason
     scope: Tuple[Tuple[str, str], ...] = ()  # what the checks share, e.g. (("port", "443"),)

@@ -4,17 +4,17 @@ proxy carried some probes, and small readers of the typed evidence every advice 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from edgecheck.evidence import ClockEvidence, Connects, ProxyRoute, Resolution, TlsResult
 from edgecheck.model import CheckResult, Kind, Mode, Phase, Reason, Report
 from edgecheck.probes import tlskind
+from edgecheck.records import record
 
 MAX_LISTED = 6  # addresses named in one sentence before "and N more"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Scene:
     mode: Mode = Mode.PUBLIC
     phase: Phase = Phase.JOIN

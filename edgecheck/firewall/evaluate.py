@@ -16,7 +16,7 @@ unknown at once. Never a silent accept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from edgecheck.firewall.ruleset import (
@@ -36,6 +36,7 @@ from edgecheck.firewall.ruleset import (
     Verdict,
     VerdictMap,
 )
+from edgecheck.records import record
 
 ACCEPT, DROP, REJECT, UNKNOWN = "accept", "drop", "reject", "unknown"
 MAX_BRANCHES = 256  # undecidable matches fork the walk; beyond this many paths the verdict is unknown
@@ -52,7 +53,7 @@ class _Either:
         self.values = values
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RuleRef:
     """A rule (or a chain's policy) named the way a person finds it again."""
 
@@ -84,7 +85,7 @@ class RuleRef:
         return RuleRef(table.source, table.family, table.name, chain.name, None, None, f"policy {chain.base.policy}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BaseChainRef:
     source: str
     family: str
@@ -94,7 +95,7 @@ class BaseChainRef:
     priority: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Evaluation:
     """What the ruleset does with `packet`.
 
@@ -132,7 +133,7 @@ class Evaluation:
         return f"{verb} by {self.rule.describe() if self.rule else 'the ruleset'}{via}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Out:
     kind: str  # accept | drop | reject | return | unknown
     rule: Optional[RuleRef]
@@ -143,7 +144,7 @@ class _Out:
     uncertain: Tuple[RuleRef, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Cont:
     """The rule did not end the chain; the next rule sees this mark."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edgecheck.firewall.evaluate import Evaluation, evaluate
@@ -20,9 +19,10 @@ from edgecheck.firewall.manager import Manager, detect_manager
 from edgecheck.firewall.reader import ReadResult, Unreadable, read_ruleset
 from edgecheck.firewall.ruleset import Packet, Ruleset
 from edgecheck.firewall.sources import CidrVerdict, SourceVerdict, evaluate_sources, overall_status
+from edgecheck.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InboundView:
     """An inbound port evaluated from its sources, and where the synthetic packets arrived."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import psutil
+from edgecheck.host.ifaddrs import IfAddress, if_addresses
+from edgecheck.records import record
 
 
 def interface_of(address: str) -> Optional[str]:
@@ -24,24 +24,19 @@ def interface_of(address: str) -> Optional[str]:
     except ValueError:
         return None
     best: Optional[Tuple[int, str]] = None
-    for name, addrs in psutil.net_if_addrs().items():
-        for a in addrs:
-            if a.family not in (socket.AF_INET, socket.AF_INET6) or not a.address:
-                continue
-            try:
-                ip = ipaddress.ip_address(a.address.split("%")[0])
-            except ValueError:
-                continue
-            if ip == target:
-                return name
-            if a.netmask and ip.version == target.version:
-                try:
-                    net = ipaddress.ip_network(f"{ip}/{a.netmask}", strict=False)
-                except ValueError:
-                    continue
-                if target in net and (best is None or net.prefixlen > best[0]):
-                    best = (net.prefixlen, name)
+    for a in _addresses():
+        if a.ip == target:
+            return a.interface
+        if a.ip.version == target.version and target in a.network and (best is None or a.prefixlen > best[0]):
+            best = (a.prefixlen, a.interface)
     return best[1] if best else None
+
+
+def _addresses() -> List[IfAddress]:
+    try:
+        return if_addresses()
+    except OSError:  # no netlink (a seccomp filter): no interface known, the rules' iifname/oifname stay unknown
+        return []
 
 
 def route_to(destination: str, port: int = 9) -> Tuple[Optional[str], Optional[str]]:
@@ -56,7 +51,7 @@ def route_to(destination: str, port: int = 9) -> Tuple[Optional[str], Optional[s
     return src, interface_of(src)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalNet:
     """One address of this host with the subnet it sits in."""
 
@@ -72,20 +67,8 @@ class LocalNet:
 def local_networks() -> List[LocalNet]:
     """This host's addresses and subnets; loopback and link-local left out (nobody reaches the node
     through them)."""
-    out: List[LocalNet] = []
-    for name, addrs in psutil.net_if_addrs().items():
-        for a in addrs:
-            if a.family not in (socket.AF_INET, socket.AF_INET6) or not a.address or not a.netmask:
-                continue
-            try:
-                ip = ipaddress.ip_address(a.address.split("%")[0])
-                net = ipaddress.ip_network(f"{ip}/{a.netmask}", strict=False)
-            except ValueError:
-                continue
-            if ip.is_loopback or ip.is_link_local:
-                continue
-            out.append(LocalNet(name, str(ip), str(net)))
-    return out
+    return [LocalNet(a.interface, a.address, str(a.network)) for a in _addresses()
+            if not (a.ip.is_loopback or a.ip.is_link_local)]
 
 
 def parse_default_routes(route_v4: str, route_v6: str) -> Dict[str, str]:

@@ -16,11 +16,11 @@ Sources for the names recognised here:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.evaluate import BaseChainRef, Evaluation, match
 from edgecheck.firewall.ruleset import Match, Packet, Ruleset, Verdict
+from edgecheck.records import record
 
 FIREWALLD, UFW, NFTABLES, IPTABLES_NFT, IPTABLES_LEGACY, NONE = (
     "firewalld", "ufw", "nftables", "iptables-nft", "iptables-legacy", "none")
@@ -30,7 +30,7 @@ _FWD_NFT_ZONE = re.compile(r"^filter_IN_(?!policy_)(.+?)(?:_(?:pre|log|deny|allo
 _FWD_IPT_ZONE = re.compile(r"^IN_(.+?)(?:_(?:pre|log|deny|allow|post))?$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Manager:
     name: str  # firewalld | ufw | nftables | iptables-nft | iptables-legacy | none
     zone: Optional[str] = None  # firewalld: the zone whose rules handle the packet
@@ -110,7 +110,7 @@ def detect_manager(rs: Ruleset, ev: Optional[Evaluation] = None) -> Manager:
     return Manager(IPTABLES_LEGACY if "iptables-legacy" in sources else IPTABLES_NFT)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Opening:
     """What must be let through: inbound to a local port from sources, or outbound to destinations."""
 
@@ -121,7 +121,7 @@ class Opening:
     destinations: Tuple[str, ...] = ()  # outbound; addresses or CIDRs; empty = anywhere
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Remedy:
     manager: str
     commands: Tuple[str, ...]  # run in this order, as root

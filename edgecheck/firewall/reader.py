@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from edgecheck.firewall.iptsave import parse_iptables_save
 from edgecheck.firewall.nftjson import parse_nft_items
 from edgecheck.firewall.ruleset import Ruleset
 from edgecheck.host.sockets import effective_capabilities
+from edgecheck.host.tools import which
+from edgecheck.records import record
 
-SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 XTABLES_NAMES = ("filter", "mangle", "raw", "security", "nat")
 CAP_NET_ADMIN = 12
 DEFAULT_TIMEOUT_S = 3.0
@@ -37,7 +37,7 @@ DROPIN_HINT = ("run edgecheck as root (sudo edgecheck run ...), or for the syste
 Runner = Callable[[Sequence[str], float], Tuple[Optional[int], str, str]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unreadable:
     """Why the ruleset could not be read, and what to do about it (for a `skip`)."""
 
@@ -46,7 +46,7 @@ class Unreadable:
     detail: str = ""
 
 
-@dataclass
+@record
 class ReadResult:
     ruleset: Optional[Ruleset]
     unreadable: Optional[Unreadable] = None
@@ -66,10 +66,6 @@ def subprocess_runner(argv: Sequence[str], timeout: float) -> Tuple[Optional[int
     except OSError as exc:
         return None, "", str(exc)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def find_tool(name: str) -> Optional[str]:
-    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
 
 
 def has_cap_net_admin() -> Optional[bool]:
@@ -215,7 +211,7 @@ def _loaded_legacy_tables(path: str) -> List[str]:
 
 
 def read_ruleset(timeout: float = DEFAULT_TIMEOUT_S, runner: Runner = subprocess_runner,
-                 tool: Callable[[str], Optional[str]] = find_tool,
+                 tool: Callable[[str], Optional[str]] = which,
                  proc_net: Optional[str] = None, cap: Optional[bool] = None) -> ReadResult:
     """Read nftables + iptables(-nft/-legacy) into one Ruleset, or say why it cannot."""
     cap = has_cap_net_admin() if cap is None else cap

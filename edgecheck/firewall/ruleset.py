@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, FrozenSet, List, Optional, Tuple, Union
+
+from edgecheck.records import record
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -54,7 +56,7 @@ def prefix_range(addr: str, length: int) -> Tuple[int, int]:
     return lo, lo + host
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Atom:
     """One element of what a match compares with: a single value, an inclusive range, an
     interface-name wildcard ("eth*"), or a tuple of atoms (an nft concatenation)."""
@@ -81,7 +83,7 @@ class Atom:
         return x == self.lo
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Match:
     """`key` (a packet field, see Packet.field) compared with `atoms`: equal to any (negate=False)
     or to none (negate=True). `mask` applies `field & mask` first (marks, flags)."""
@@ -127,7 +129,7 @@ class Match:
         return False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Const:
     """A match whose outcome for the first packet of a new flow is known without the packet:
     `limit rate 3/minute` (a fresh bucket lets it through), `recent --update --hitcount` (no
@@ -137,14 +139,14 @@ class Const:
     why: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     kind: str  # accept | drop | reject | jump | goto | return | continue
     target: Optional[str] = None  # chain for jump/goto
     reject_type: Optional[str] = None  # e.g. "icmpx admin-prohibited", "tcp reset"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VerdictMap:
     """`KEY vmap { ATOM : VERDICT, ... }`: the first element containing the key's value decides;
     no element means the rule does nothing."""
@@ -154,7 +156,7 @@ class VerdictMap:
     mask: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SetMark:
     """`meta mark set N` / `-j MARK --set-xmark N/M`: later matches on the mark see
     `(mark & ~clear) ^ value` (xt_MARK's definition; nft's `meta mark set N` is clear=all)."""
@@ -166,14 +168,14 @@ class SetMark:
         return (mark & ~self.clear & 0xFFFFFFFF) ^ self.value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Nop:
     """A statement with no effect on whether the packet passes (counter, log, ct helper, ...)."""
 
     what: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Opaque:
     """An expression or statement the parser did not understand. A match (`is_match`) may or may
     not hold, so the evaluator follows both outcomes; a statement stops the evaluation (unknown)."""
@@ -185,7 +187,7 @@ class Opaque:
 Expr = Union[Match, Const, Verdict, VerdictMap, SetMark, Nop, Opaque]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     family: str
     table: str
@@ -210,7 +212,7 @@ class Rule:
         return f"{self.family} {self.table} {self.chain} {where}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BaseHook:
     hook: str  # prerouting | input | output | postrouting | ingress | forward
     priority: int
@@ -219,14 +221,14 @@ class BaseHook:
     devices: Tuple[str, ...] = ()  # ingress chains only
 
 
-@dataclass
+@record
 class Chain:
     name: str
     rules: List[Rule] = field(default_factory=list)
     base: Optional[BaseHook] = None
 
 
-@dataclass
+@record
 class Table:
     family: str  # ip | ip6 | inet | netdev | bridge | arp
     name: str
@@ -238,7 +240,7 @@ class Table:
         return f"{self.family} {self.name}"
 
 
-@dataclass
+@record
 class Ruleset:
     tables: List[Table] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)  # what reading left out or could not parse
@@ -253,7 +255,7 @@ class Ruleset:
         return sum(len(c.rules) for t in self.tables for c in t.chains.values())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Packet:
     """The first packet of a new connection (TCP SYN) or datagram (UDP), as the filter sees it.
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 from edgecheck.firewall.evaluate import ACCEPT, UNKNOWN, Evaluation, _match, evaluate, packet_fields
 from edgecheck.firewall.ruleset import Atom, Match, Packet, Rule, Ruleset, VerdictMap, int_addr, prefix_range
+from edgecheck.records import record
 
 ALLOWED, BLOCKED, PARTIAL = "allowed", "blocked", "partial"
 MAX_PER_CIDR = 256
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CidrVerdict:
     cidr: str
     status: str  # allowed | blocked | partial | unknown
@@ -35,7 +35,7 @@ class CidrVerdict:
     sampled: bool = False  # True when the boundaries were too many to evaluate all
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SourceVerdict:
     """status: allowed (from every source), blocked (from none), partial (only some), unknown."""
 

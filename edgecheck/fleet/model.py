@@ -8,8 +8,10 @@ distinct cause is kept in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, List, Tuple
+
+from edgecheck.records import record
 
 # Report fields compared across nodes: a site checked with different inputs is flagged, because
 # a difference in these changes what was checked (SPEC 1: region, mode, phase, k8s version).
@@ -22,7 +24,7 @@ STATUS_WARN = "warn"
 EXAMPLE_CHECKS = 12
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeCause:
     """One root cause on one node (a `findings` entry, or the fallback for one check)."""
 
@@ -36,7 +38,7 @@ class NodeCause:
     source: str = "findings"  # "findings" (the report's own grouping) or "checks" (fallback)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeReport:
     """What the fleet needs from one valid report."""
 
@@ -52,7 +54,7 @@ class NodeReport:
     has_findings: bool  # False: an older report, causes were built per check
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InvalidInput:
     """A file that is not a usable report: named on stderr, skipped, and the exit is non-zero."""
 
@@ -60,7 +62,7 @@ class InvalidInput:
     problem: str
 
 
-@dataclass
+@record
 class CauseDef:
     """A distinct (status, cause) seen in the fleet; its wording comes from the first node."""
 
@@ -78,7 +80,7 @@ class CauseDef:
 # ----------------------------------------------------------------------------- the summary
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeLine:
     """One node in the summary."""
 
@@ -97,7 +99,7 @@ class NodeLine:
     has_findings: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CauseLine:
     """One cause across the fleet. Its nodes come from FleetSummary.cause_nodes(cause)."""
 
@@ -116,7 +118,7 @@ class CauseLine:
     on_every_failing_node: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pattern:
     """Not-ready nodes that fail with exactly the same causes (a block of the HTML matrix)."""
 
@@ -125,14 +127,14 @@ class Pattern:
     key: str  # the store's signature
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Duplicate:
     hostname: str
     kept: str  # path of the newest report, the one counted
     ignored: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FleetFlags:
     stale: int  # nodes whose report is stale (FleetSummary.nodes(stale=True) lists them)
     clock_ahead: int

@@ -8,8 +8,9 @@ order in which package-table keys are tried live here.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+from edgecheck.records import record
 
 DEBIAN = "debian"
 RHEL = "rhel"
@@ -29,7 +30,7 @@ _RHEL_EQUIVALENT: Dict[str, Dict[int, int]] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OsRelease:
     id: str = ""
     id_like: Tuple[str, ...] = ()
@@ -102,7 +103,7 @@ def read_os_release(path: str) -> OsRelease:
     return OsRelease(path=path, readable=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PackageManager:
     name: str  # "apt-get" | "yum" | "dnf"
 

@@ -29,10 +29,11 @@ Sources relied on:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edgecheck.model import Phase, Reason, Status
+from edgecheck.records import record
 
 REASON_KERNEL = Reason.KERNEL_SETTING  # SPEC 7.1 reason for a wrong setting
 REASON_OK = Reason.OK
@@ -52,7 +53,7 @@ KUBE_PROXY = "kube-proxy conntrack defaults"
 KUBELET = "kubelet (failSwapOn) and kubeadm preflight checks"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Setting:
     """One `system:*` check of the plan: which kernel setting, and why the node needs it."""
 
@@ -85,7 +86,7 @@ SETTINGS: Tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelFinding:
     id: str  # e.g. "system:net.ipv4.ip_forward"
     status: Status
@@ -96,7 +97,7 @@ class KernelFinding:
     evidence: Mapping[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelState:
     sysctls: Dict[str, Optional[str]]  # dotted name -> value (None: not present)
     loaded_modules: FrozenSet[str]  # /proc/modules + /sys/module (built-ins with parameters too)

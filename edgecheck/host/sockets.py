@@ -15,10 +15,11 @@ import os
 import pwd
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 from edgecheck.evidence import PortHolder
+from edgecheck.records import record
 
 # Capability bits (linux/capability.h): both are needed to map another user's socket to its pid.
 CAP_DAC_READ_SEARCH = 2
@@ -28,7 +29,7 @@ _TCP_LISTEN_HEX = "0A"
 _PROC_NET_FILES = (("tcp", "/proc/net/tcp"), ("tcp", "/proc/net/tcp6"), ("udp", "/proc/net/udp"), ("udp", "/proc/net/udp6"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Socket:
     protocol: str  # "tcp" | "udp"
     address: str
@@ -43,7 +44,7 @@ class Socket:
         return is_loopback(self.address)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProcNetEntry:
     protocol: str
     address: str
@@ -53,7 +54,7 @@ class ProcNetEntry:
     inode: int
 
 
-@dataclass
+@record
 class SocketTable:
     sockets: Tuple[Socket, ...] = ()
     error: Optional[str] = None  # the table could not be read; the caller falls back
@@ -217,7 +218,7 @@ def can_see_socket_owners() -> bool:
     return caps & need == need
 
 
-@dataclass
+@record
 class ProcessInfo:
     pid: int
     name: Optional[str] = None

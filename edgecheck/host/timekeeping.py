@@ -12,11 +12,11 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import shutil
 import subprocess
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.evidence import DaemonView, KernelClock
+from edgecheck.host.tools import which
 
 DAEMON_TIMEOUT_S = 1.0  # chronyc/timedatectl answer in milliseconds when their daemon is there
 
@@ -151,18 +151,14 @@ def _run(argv: Sequence[str], timeout: float) -> Tuple[Optional[str], Optional[s
     return out, None
 
 
-def _which(name: str) -> Optional[str]:
-    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
-
-
 def read_daemon_views(timeout: float) -> List[DaemonView]:
     """What the time daemons themselves say; read-only queries, nothing is started."""
     views: List[DaemonView] = []
-    chronyc = _which("chronyc")
+    chronyc = which("chronyc")
     if chronyc:
         out, err = _run([chronyc, "-n", "tracking"], timeout)
         views.append(parse_chrony_tracking(out) if out is not None else DaemonView("chronyd", error=err))
-    timedatectl = _which("timedatectl")
+    timedatectl = which("timedatectl")
     if timedatectl:
         out, err = _run([timedatectl, "show"], timeout)
         views.append(parse_timedatectl_show(out) if out is not None else DaemonView("timedatectl", error=err))

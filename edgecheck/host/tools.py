@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from edgecheck.host.distro import (
@@ -19,9 +18,11 @@ from edgecheck.host.distro import (
     package_name,
 )
 from edgecheck.model import ToolSpec
+from edgecheck.records import record
 
 # sbin is missing from a non-root PATH, and that is where most of these tools live.
 SBIN_DIRS: Tuple[str, ...] = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+BIN_DIRS: Tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/bin")
 
 # Version flags known to print and exit at once. Executables not listed are not run: running an
 # unknown binary with a guessed flag may do something else (or hang).
@@ -46,6 +47,17 @@ def search_dirs(tool_path: Optional[str]) -> List[str]:
     if tool_path is None:
         dirs += [d for d in SBIN_DIRS if d not in dirs]
     return dirs
+
+
+def which(name: str) -> Optional[str]:
+    """The executable `name` from PATH, then from the sbin and bin directories (a unit's or cron's
+    PATH may lack them): shutil.which without importing shutil and its compressors in every run."""
+    path_dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    for d in dict.fromkeys([*path_dirs, *SBIN_DIRS, *BIN_DIRS]):
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def find_executables(spec: ToolSpec, dirs: Sequence[str]) -> Dict[str, str]:
@@ -100,7 +112,7 @@ def executable_versions(queries: Sequence[Tuple[str, str]], timeout: float = VER
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InstallPlan:
     """What to run to install the missing packages on this host (pure data, decided below)."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from edgecheck.records import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Budget:
     """The end (a time.monotonic() value) a probe and every layer inside it must respect.
 

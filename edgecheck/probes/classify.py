@@ -6,11 +6,12 @@ import errno
 import ipaddress
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import List, Optional, Sequence
 
 from edgecheck.evidence import ConnectAttempt
 from edgecheck.model import Reason, Status
+from edgecheck.records import record
 
 REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET}
 TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
@@ -37,7 +38,7 @@ def describe_errno(code: Optional[int]) -> str:
     return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
 
 
-@dataclass
+@record
 class ConnectVerdict:
     """All addresses judged together: one blocked VIP of two is a failure (intermittent pulls)."""
 

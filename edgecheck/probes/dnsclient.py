@@ -10,20 +10,20 @@ are ignored, as glibc does (res_send.c), so a stray datagram cannot end the wait
 from __future__ import annotations
 
 import errno
-import random
+import os
 import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from edgecheck.probes.dnswire import MalformedReply, Reply, build_query, parse_reply
+from edgecheck.records import record
 
 TIMEOUT, REFUSED = "timed out", "refused"
 
 
-@dataclass
+@record
 class Exchange:
     """What one nameserver did with one question."""
 
@@ -128,12 +128,19 @@ def _failure(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
+def _query_ids(count: int) -> List[int]:
+    """Fresh 16-bit query IDs from the kernel's generator (RFC 5452: unpredictable IDs), in one
+    call: each call is a syscall, where a thread gives up the interpreter lock."""
+    raw = os.urandom(2 * count)
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+
+
 def ask(address: str, qname: str, qtype: int, deadline: float, *, port: int = 53, edns: bool = False,
         use_vc: bool = False) -> Exchange:
     """One question to one nameserver by `deadline`, UDP first (TCP only with use_vc), TCP again
     after a truncated UDP answer. Never raises for a network failure."""
     start = time.monotonic()
-    qid = random.randrange(0, 0x10000)
+    qid = _query_ids(1)[0]
     query = build_query(qname, qtype, qid, edns=edns)
     out = Exchange(address, port)
     try:
@@ -167,10 +174,9 @@ def ask_many(address: str, qname: str, qtypes: Sequence[int], deadline: float, *
     pending: Dict[int, int] = {}  # fd -> index
     socks: List[socket.socket] = []
     queries: List[bytes] = []
-    qids: List[int] = []
+    qids = _query_ids(len(qtypes))
     try:
         for i, qtype in enumerate(qtypes):
-            qids.append(random.randrange(0, 0x10000))
             queries.append(build_query(qname, qtype, qids[i], edns=edns))
             sock = socket.socket(_family(address), socket.SOCK_DGRAM)
             socks.append(sock)

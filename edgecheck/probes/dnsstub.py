@@ -24,11 +24,12 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from edgecheck.host.sockets import is_loopback
 from edgecheck.probes.resolvconf import parse_resolv_conf
+from edgecheck.records import record
 
 RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
 RESOLVED_UPSTREAM_FILE = "/run/systemd/resolve/resolv.conf"
@@ -38,7 +39,7 @@ DNSMASQ_DEFAULT_RESOLV = "/etc/resolv.conf"
 NSCD_SOCKETS = ("/var/run/nscd/socket", "/run/nscd/socket")
 
 
-@dataclass
+@record
 class Upstream:
     address: str
     port: int = 53
@@ -48,7 +49,7 @@ class Upstream:
         return self.address if self.port == 53 else f"{self.address}#{self.port}"
 
 
-@dataclass
+@record
 class StubInfo:
     address: str  # the loopback nameserver in resolv.conf
     kind: str  # "systemd-resolved" | "dnsmasq" | a process name | "unknown"
@@ -124,7 +125,7 @@ def config_lines(text: str) -> List[Tuple[str, str]]:
     return out
 
 
-@dataclass
+@record
 class DnsmasqUpstreams:
     servers: List[Upstream] = field(default_factory=list)
     resolv_files: List[str] = field(default_factory=list)

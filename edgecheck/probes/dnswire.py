@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import List, Optional, Tuple
+
+from edgecheck.records import record
 
 TYPE_A, TYPE_CNAME, TYPE_AAAA, TYPE_OPT = 1, 5, 28, 41
 TYPE_NAMES = {TYPE_A: "A", TYPE_AAAA: "AAAA", TYPE_CNAME: "CNAME"}
@@ -81,7 +83,7 @@ def decode_name(wire: bytes, offset: int) -> Tuple[str, int]:
         offset += 1 + length
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record:
     name: str  # absolute, with the final dot
     rtype: int
@@ -89,7 +91,7 @@ class Record:
     value: str  # A/AAAA: the address; CNAME: the target name; else the rdata in hex
 
 
-@dataclass
+@record
 class Reply:
     qid: int
     rcode: int

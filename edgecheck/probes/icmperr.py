@@ -22,11 +22,11 @@ import errno as errno_mod
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Callable, Collection, List, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import IcmpError
 from edgecheck.model import Reason
+from edgecheck.records import record
 
 SOL_IP, SOL_IPV6 = 0, 41
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -54,7 +54,7 @@ ICMP6_NAMES = {(1, 0): "no route to destination", (1, 1): "administratively proh
                (1, 6): "reject route to destination", (2, 0): "packet too big"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExtendedError:
     errno: int
     origin: int  # SO_EE_ORIGIN_*
@@ -79,7 +79,7 @@ class ExtendedError:
         return False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Attribution:
     kind: str  # host-filter-eperm | host-filter-reject | remote-admin-prohibited | icmp-unreachable | none
     message: str
@@ -200,11 +200,9 @@ def read_error_queue(sock: socket.socket, max_items: int = 8) -> List[ExtendedEr
 
 
 def local_addresses() -> Set[str]:
-    import psutil  # local import: keeps the pure part importable without psutil
+    from edgecheck.host.ifaddrs import if_addresses  # only when a refusal must be attributed
 
-    out: Set[str] = set()
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            if a.family in (socket.AF_INET, socket.AF_INET6) and a.address:
-                out.add(_norm(a.address))
-    return out
+    try:
+        return {a.address for a in if_addresses()}
+    except OSError:  # no netlink: no refusal is called this host's own
+        return set()

@@ -11,12 +11,13 @@ import hashlib
 import ipaddress
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.model import Reason, Status
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.udp import exchange
+from edgecheck.records import record
 
 IKE_NATT_PORT = 4500
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
@@ -109,7 +110,7 @@ def build_ike_sa_init(spi_i: bytes, local: Optional[Tuple[str, int]], remote: Tu
     return header + body
 
 
-@dataclass
+@record
 class IkeReply:
     """What a reply says, as far as it parses (any reply proves the path, parsed or not)."""
 
@@ -143,7 +144,7 @@ def parse_reply(data: bytes, spi_i: bytes) -> IkeReply:
     return reply
 
 
-@dataclass
+@record
 class IkeOutcome:
     address: str
     answered: bool
@@ -186,7 +187,7 @@ def probe(address: str, budget: Budget, port: int = IKE_NATT_PORT) -> IkeOutcome
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IkeEvidence:
     """The exchange a verdict rests on (the first answer, else the first failure) and all."""
 
@@ -198,7 +199,7 @@ class IkeEvidence:
                 "ike_all": [o.to_json() for o in self.exchanges]}
 
 
-@dataclass
+@record
 class IkeVerdict:
     status: Status
     reason: Reason

@@ -23,17 +23,12 @@ import binascii
 import functools
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from edgecheck.netloc import host_port
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.x509 import describe_certificate
-
-
-def applies(trust_origin: str) -> bool:
-    """Only for the system store (tls.TrustSource.origin "system" / "system (OpenSSL defaults)")."""
-    return trust_origin.startswith("system")
+from edgecheck.records import record
 
 
 # ----------------------------------------------------------------------------- DER, minimal
@@ -163,7 +158,7 @@ def verified_chain(tls: ssl.SSLSocket) -> Optional[List[bytes]]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InterceptionVerdict:
     intercepted: Optional[bool]  # None: could not tell (no public roots, no chain)
     method: str  # "chain" | "handshake" | "unavailable"

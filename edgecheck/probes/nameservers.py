@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from edgecheck.host.sockets import is_loopback
@@ -31,6 +31,7 @@ from edgecheck.probes import dnsclient, dnsstub, dnswire
 from edgecheck.probes.budget import Budget, run_parallel
 from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
 from edgecheck.probes.resolver import rcode_meaning
+from edgecheck.records import record
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 OK, DNS_TIMEOUT, DNS_ERROR = "ok", "dns-timeout", "dns-error"  # SPEC reason spellings
@@ -79,7 +80,7 @@ ANSWERED, RCODE, TIMEOUT, REFUSED, TCP_BLOCKED, ERROR = (
     "answered", "rcode", "timeout", "refused", "tcp-blocked", "error")
 
 
-@dataclass
+@record
 class NameserverProbe:
     address: str
     port: int = 53
@@ -149,7 +150,7 @@ def probe_nameserver(address: str, qname: str, budget: Budget, *, port: int = 53
 
 
 # ------------------------------------------------------------------------------ verdicts
-@dataclass(frozen=True)
+@record(frozen=True)
 class NameserverVerdict:
     address: str
     status: str  # pass | warn | fail
@@ -231,7 +232,7 @@ def _wait_caused(conf: ResolvConf, used: Sequence[NameserverProbe], culprit: Nam
 
 
 # ------------------------------------------------------------------------------ the whole check
-@dataclass
+@record
 class NameserverReport:
     conf: ResolvConf
     qname: str
@@ -260,7 +261,7 @@ class NameserverReport:
         return ev
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NameserverTarget:
     """One nameserver to probe: from resolv.conf, or an upstream found behind a local stub."""
 
@@ -270,7 +271,7 @@ class NameserverTarget:
     source: str = ""  # the file it was read from
 
 
-@dataclass
+@record
 class ResolverSetup:
     """What the resolver configuration says, read from files only (no packet): the runner reads
     it while planning, so the plan lists one dns:nameserver check per nameserver."""

@@ -8,7 +8,6 @@ do the wire format and offset/delay arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ntplib
@@ -16,6 +15,7 @@ import ntplib
 from edgecheck.model import Reason, Status
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.udp import exchange
+from edgecheck.records import record
 
 NTP_PORT = 123
 NTP_VERSION = 3  # what chrony/ntpdate clients send; every server answers it
@@ -34,7 +34,7 @@ LEAP_UNSYNCHRONISED = 3
 STRATUM_UNSYNCHRONISED = (0, 16)  # 0: kiss-o'-death / unspecified, 16: unsynchronised (RFC 5905)
 
 
-@dataclass
+@record
 class NtpOutcome:
     address: str
     ok: bool
@@ -106,7 +106,7 @@ def query(address: str, budget: Budget, port: int = NTP_PORT) -> NtpOutcome:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NtpEvidence:
     """The exchange a verdict rests on (the best synchronised answer, else the first failure) and all."""
 
@@ -118,7 +118,7 @@ class NtpEvidence:
                 "ntp_all": [o.to_json() for o in self.exchanges]}
 
 
-@dataclass
+@record
 class NtpVerdict:
     status: Status
     reason: Reason

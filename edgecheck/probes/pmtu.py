@@ -34,11 +34,12 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.probes import http11
 from edgecheck.probes.budget import Budget, elapsed_ms, run_parallel
+from edgecheck.records import record
 
 SMALL_MSS_V4 = 536
 SMALL_MSS_V6 = 1220
@@ -70,7 +71,7 @@ def default_ladder(family: int) -> Tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------------- TCP_INFO
-@dataclass(frozen=True)
+@record(frozen=True)
 class TcpProgress:
     """What the kernel knows about one TCP connection (struct tcp_info, linux/tcp.h).
 
@@ -119,7 +120,7 @@ def tcp_progress(sock: socket.socket) -> Optional[TcpProgress]:
 
 
 # ------------------------------------------------------------------------ small-MSS attempts
-@dataclass
+@record
 class SizeAttempt:
     """One fresh connection with a given MSS. mss None: the system default (the control)."""
 
@@ -221,7 +222,7 @@ def attempt_size(address: str, port: int, host: str, context: Optional[ssl.SSLCo
     return out
 
 
-@dataclass
+@record
 class MssRetry:
     """Fresh connections at several sizes, started together after the original stalled."""
 
@@ -345,14 +346,20 @@ def start_alarms() -> None:
     _alarms().start()
 
 
+_THREAD = threading.local()
+
+
 def _alarms() -> _Alarms:
     """The alarms of the caller's network namespace: a retry's connections must leave from the
     namespace the watched connection is in, and a thread starts in its creator's namespace (one
-    namespace, one alarm thread, on a node; tests probe from several)."""
-    try:
-        key = os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        key = 0
+    namespace, one alarm thread, on a node; tests probe from several). A thread's namespace is
+    read once: the engine's workers never change theirs (a test enters one on a fresh thread)."""
+    key = getattr(_THREAD, "netns", None)
+    if key is None:
+        try:
+            key = _THREAD.netns = os.stat("/proc/thread-self/ns/net").st_ino
+        except OSError:
+            key = _THREAD.netns = 0
     with _ALARMS_LOCK:
         alarms = _ALARMS.get(key)
         if alarms is None:
@@ -442,7 +449,7 @@ class StallWatch:
         return self._result
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PathMtuVerdict:
     """The retry judged. black_hole True is the `path-mtu` reason (SPEC 7.1)."""
 

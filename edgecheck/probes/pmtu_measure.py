@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 import socket
 import struct
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Dict, Optional, Tuple
 
+from edgecheck.host.tools import which
 from edgecheck.probes.pmtu import family_of
+from edgecheck.records import record
 
 # linux/in.h and linux/in6.h: the socket module does not export these.
 IP_MTU_DISCOVER, IP_MTU = 10, 14
@@ -32,7 +32,7 @@ PMTUDISC_DO = 2  # same value for IPv4 and IPv6
 SIOCGIFMTU = 0x8921  # linux/sockios.h
 
 
-@dataclass
+@record
 class EgressRoute:
     """Where packets to address leave this host, and what the kernel knows of the path. No packet
     is sent to find this out (connecting a UDP socket only selects a route)."""
@@ -51,7 +51,7 @@ class EgressRoute:
 
 
 def _ip_route_get(address: str, timeout: float) -> Dict[str, Any]:
-    ip = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip", "/bin/ip") if os.path.exists(p)), None)
+    ip = which("ip")
     if not ip:
         return {}
     try:
@@ -85,15 +85,12 @@ def interface_mtu(name: str, family: int = socket.AF_INET) -> Optional[int]:
 
 
 def _interface_for_source(source: str) -> Optional[str]:
+    from edgecheck.host.ifaddrs import if_addresses
+
     try:
-        import psutil
-        for name, addrs in psutil.net_if_addrs().items():  # getifaddrs(): netlink, this namespace
-            for a in addrs:
-                if a.address and a.address.split("%", 1)[0] == source:
-                    return name
-    except Exception:  # noqa: BLE001 - psutil missing or failing: the route says it anyway
+        return next((a.interface for a in if_addresses() if a.address == source), None)
+    except OSError:  # no netlink: the route names the interface anyway
         return None
-    return None
 
 
 def _mtu_opts(family: int) -> Tuple[int, int, int]:

@@ -26,10 +26,10 @@ ESP overhead per packet (tunnel mode, UDP-encapsulated):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, Optional
 
 from edgecheck.evidence import RavenMtuNote
+from edgecheck.records import record
 
 RAVEN_IPSEC_ENCAP = 64  # libreswan.go IPSecEncapLen
 UDP_ENCAP = 8  # RFC 3948
@@ -37,7 +37,7 @@ ESP_HEADER = 8  # SPI + sequence number, RFC 4303
 ESP_TRAILER = 2  # pad length + next header
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EspSuite:
     name: str
     iv: int

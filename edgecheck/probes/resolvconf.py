@@ -5,8 +5,9 @@ dnspython (see dnswire.py for why)."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import List, Tuple
+
+from edgecheck.records import record
 
 MAXNS = 3  # glibc resolv/bits/types/res_state.h
 RES_TIMEOUT, RES_DFLRETRY = 5, 2  # glibc resolv/resolv.h defaults
@@ -14,7 +15,7 @@ RES_MAXRETRANS, RES_MAXRETRY = 30, 5
 
 
 # ------------------------------------------------------------------------------ resolv.conf
-@dataclass(frozen=True)
+@record(frozen=True)
 class ResolvConf:
     path: str
     nameservers: Tuple[str, ...] = ()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edgecheck.evidence import Resolution
@@ -23,6 +23,7 @@ from edgecheck.netloc import ip_literal
 from edgecheck.probes import dnsclient, dnswire
 from edgecheck.probes.budget import Budget, elapsed_ms
 from edgecheck.probes.resolvconf import ResolvConf, read_resolv_conf
+from edgecheck.records import record
 
 
 def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
@@ -36,7 +37,7 @@ def outside_cidrs(addresses: Sequence[str], cidrs: Sequence[str]) -> List[str]:
     return out
 
 
-@dataclass
+@record
 class Failure:
     """Why one question (A or AAAA) got no usable answer, with what each nameserver did."""
 
@@ -46,7 +47,7 @@ class Failure:
     detail: str = ""
 
 
-@dataclass
+@record
 class Answer:
     addresses: List[str]
     chain: List[str]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime
 import ssl
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
 from edgecheck.evidence import Certificate
 from edgecheck.netloc import host_port
+from edgecheck.records import record
 
 UNKNOWN_ISSUER = "unknown-issuer"
 SELF_SIGNED = "self-signed"
@@ -64,7 +64,7 @@ _WORDS = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VerifyKind:
     kind: str  # one of KINDS
     code: Optional[int]
@@ -128,7 +128,7 @@ def parse_time(value: Union[str, datetime.datetime, None]) -> Optional[datetime.
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClockExplanation:
     """Is a date failure the clock's fault?
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from edgecheck.evidence import IcmpError
@@ -16,11 +15,12 @@ from edgecheck.model import Reason
 from edgecheck.probes import icmperr
 from edgecheck.probes.budget import Budget
 from edgecheck.probes.classify import describe_errno, reason_for_errno
+from edgecheck.records import record
 
 RESEND_INTERVAL_S = 1.0  # UDP is lossy: resend within the budget instead of waiting once
 
 
-@dataclass
+@record
 class UdpExchange:
     address: str
     port: int

@@ -32,10 +32,10 @@ import ipaddress
 import re
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from edgecheck.probes.budget import Budget, elapsed_ms
+from edgecheck.records import record
 
 YURTHUB_SERVE_PORT = 10267  # pkg/yurthub/util/util.go YurtHubPort: healthz, readyz, metrics
 
@@ -48,7 +48,7 @@ _METRICS_BODY = 8 * 1024 * 1024
 _USER_AGENT = "edgecheck"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HttpOutcome:
     path: str
     status: Optional[int] = None  # None: no HTTP answer
@@ -60,7 +60,7 @@ class HttpOutcome:
         return self.status == 200 and self.body.strip() == "OK"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class YurtHubProbe:
     address: str
     port: int

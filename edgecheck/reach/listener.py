@@ -25,12 +25,13 @@ import selectors
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.netloc import host_port
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.protocol import Endpoint, Verdict
+from edgecheck.records import record
 
 # Linux values; Python 3.11's socket module lacks IP_PKTINFO (ip(7), linux/in.h).
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -57,7 +58,7 @@ class BindState:
     FAILED = "failed"  # any other bind error
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortSpec:
     port: int
     protocol: str  # "tcp" | "udp"
@@ -67,7 +68,7 @@ class PortSpec:
         return f"{self.port}/{self.protocol}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Binding:
     spec: PortSpec
     state: str  # BindState
@@ -75,7 +76,7 @@ class Binding:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ListenEvent:
     """One thing the listener saw. `kind` is a protocol Verdict, or one of the listener's own kinds:
     "connect-only" (a TCP connection that sent nothing), "connection-limit", "suppressed"
@@ -92,7 +93,7 @@ class ListenEvent:
     answered: bool = False  # a reply was sent
 
 
-@dataclass
+@record
 class SourceSeen:
     address: str
     last_port: int
@@ -105,7 +106,7 @@ class SourceSeen:
         return self.counts.get(Verdict.VALID, 0)
 
 
-@dataclass
+@record
 class PortReport:
     spec: PortSpec
     state: str
@@ -124,7 +125,7 @@ class PortReport:
         return [s.address for s in self.sources if s.valid]
 
 
-@dataclass
+@record
 class ListenSummary:
     started_at: float  # wall clock
     ended_at: float
@@ -184,20 +185,13 @@ def host_has_ipv6(if_inet6: Optional[str] = None) -> bool:
 
 def local_addresses() -> List[str]:
     """This host's global unicast addresses (candidates for NODE in the printed `reach` command)."""
-    import psutil
+    from edgecheck.host.ifaddrs import if_addresses
+
     out: List[str] = []
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            if a.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            try:
-                ip = ipaddress.ip_address(a.address.split("%", 1)[0])
-            except ValueError:
-                continue
-            if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
-                continue
-            if str(ip) not in out:
-                out.append(str(ip))
+    for a in if_addresses():
+        ip = a.ip
+        if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified) and a.address not in out:
+            out.append(a.address)
     return out
 
 
@@ -212,7 +206,7 @@ def _describe_bind_error(exc: OSError, address: str, spec: PortSpec) -> Tuple[st
     return BindState.FAILED, f"cannot bind {where}: {exc.strerror or exc} ({name})"
 
 
-@dataclass
+@record
 class _Conn:
     sock: socket.socket
     spec: PortSpec
@@ -223,7 +217,7 @@ class _Conn:
     buf: bytearray = field(default_factory=bytearray)
 
 
-@dataclass
+@record
 class _Bound:
     sock: socket.socket
     spec: PortSpec

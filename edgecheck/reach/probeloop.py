@@ -31,13 +31,14 @@ import resource
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from edgecheck.netloc import host_port
 from edgecheck.probes import icmperr
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.protocol import Endpoint
+from edgecheck.records import record
 
 if TYPE_CHECKING:
     import ssl  # imported where a TLS probe needs it: a token-only run never loads OpenSSL's TLS
@@ -80,7 +81,7 @@ _ICMP6_UNREACH = {0: "no route to destination", 1: "communication administrative
                   6: "reject route to destination"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IcmpError:
     """An ICMP error the kernel matched to our socket, and who sent it."""
 
@@ -110,7 +111,7 @@ class IcmpError:
                 "from_self": self.sender is not None and self.sender == local}
 
 
-@dataclass
+@record
 class ProbeResult:
     """What one probe found. `evidence()` is the JSON for a check's `evidence`."""
 
@@ -852,7 +853,7 @@ class TokenUdpJob(DatagramJob):
 
 # --- the loop --------------------------------------------------------------------------------------
 
-@dataclass
+@record
 class LoopStats:
     jobs: int = 0
     started: int = 0

@@ -13,15 +13,15 @@ Targets are IP literals: resolving NODE names is the caller's job (the run's res
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.probeloop import (DEFAULT_MAX_OPEN, HttpJob, Job, LoopStats, ProbeLoop, ProbeResult,
                                        TcpConnectJob, TlsJob, TokenTcpJob, TokenUdpJob, UdpExchangeJob)
 from edgecheck.reach.targets import reach_id
+from edgecheck.records import record
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ReachTarget:
     """One probe to make. `node` is NODE as the user wrote it (for check ids), `address` its IP."""
 

@@ -68,10 +68,10 @@ import os
 import string
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from edgecheck.netloc import host_port
+from edgecheck.records import record
 
 MAGIC = b"\x8eECR"  # 0x8E: not ASCII, not a TLS record type, not an HTTP method
 VERSION = 1
@@ -142,7 +142,7 @@ def key_fingerprint(key: bytes) -> str:
 
 # --- endpoints ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """An IP address and port as one side saw them."""
 
@@ -187,7 +187,7 @@ def _mac(key: bytes, label: bytes, *parts: bytes) -> bytes:
     return h.digest()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     """A built PROBE: the bytes to send and what the prober must remember to check the reply."""
 
@@ -226,7 +226,7 @@ class Verdict:
     ANSWERED = (VALID, STALE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParsedProbe:
     """A request whose MAC verified (only these carry fields worth trusting)."""
 
@@ -311,7 +311,7 @@ def build_reply(key: bytes, probe: ParsedProbe, seen_source: Endpoint, seen_dest
     return wire
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParsedReply:
     """A reply proven to come from a holder of the token, answering one of our probes."""
 

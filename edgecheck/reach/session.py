@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from edgecheck import exitcodes
@@ -19,12 +19,13 @@ from edgecheck.errors import UsageError
 from edgecheck.reach import protocol as wire
 from edgecheck.reach.listener import BindState, Listener, ListenSummary, PortSpec, local_addresses
 from edgecheck.reach.summary import event_line, listen_banner, listen_summary_json, listen_summary_text, reach_command
+from edgecheck.records import record
 
 DEFAULT_DURATION_S = 600.0
 MAX_DURATION_S = 24 * 3600.0  # a door opened on purpose is closed the same day at the latest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ListenSetup:
     specs: Tuple[PortSpec, ...]
     token: str = field(repr=False)
@@ -75,7 +76,7 @@ def prepare_listen(options: Mapping[str, Any], addresses: Sequence[str] = (),
                        _selection_argv(options, plan.selection.phase.value), params)
 
 
-@dataclass
+@record
 class ListenOutcome:
     summary: ListenSummary
     exit_code: int

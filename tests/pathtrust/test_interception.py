@@ -11,6 +11,7 @@ import certifi
 import pytest
 
 from edgecheck.diagnosis.advice import interception_remedy
+from edgecheck.evidence import TrustSource
 from edgecheck.probes import interception
 from edgecheck.probes.budget import Budget
 
@@ -97,10 +98,11 @@ def test_no_readable_chain_or_no_public_roots_gives_no_verdict():
 
 
 def test_applies_only_to_the_system_store():
-    assert interception.applies("system")
-    assert interception.applies("system (OpenSSL defaults)")
+    assert TrustSource(True, origin="system").system_store
+    assert TrustSource(True, origin="system (OpenSSL defaults)").system_store
+    assert not TrustSource(False, origin="system").system_store
     for origin in ("--ca-bundle", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "--apiserver-ca", "none"):
-        assert not interception.applies(origin)
+        assert not TrustSource(True, origin=origin).system_store
 
 
 def test_subject_and_key_match_across_reissue(pki, stores):

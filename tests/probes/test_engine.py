@@ -7,7 +7,7 @@ import dataclasses
 import threading
 import time
 
-from edgecheck import registry
+from edgecheck import engine, registry
 from edgecheck.engine import hard_deadline, run_checks
 from edgecheck.model import CheckResult, Evidence, Reason, Skip, Status, Target
 from edgecheck.probes.ntp import NtpEvidence, NtpOutcome
@@ -75,6 +75,64 @@ def test_bounded_in_flight_and_clock_last_with_ntp_results():
     assert all(r.status is Status.PASS for r in results)
     assert state["max"] == 4
     assert seen == {"ntp": ["t5", "t10", "t15", "t20"], "targets": 21, "others_done": True}
+
+
+def _recorder(events, hold=None):
+    """A check that records when it starts and ends (hold: seconds it takes, per probe kind)."""
+    def check(t, ctx):
+        events.append(("start", t.probe, time.monotonic()))
+        time.sleep((hold or {}).get(t.probe, 0.0))
+        events.append(("end", t.probe, time.monotonic()))
+        return CheckResult(t, Status.PASS, Reason.OK, "ok")
+    return check
+
+
+def test_network_kinds_start_by_round_trips_each_level_once_the_one_before_is_done(monkeypatch):
+    monkeypatch.setattr(engine, "LEVEL_HEAD_START_S", 5.0)  # only a finished level opens the next here
+    events = []
+    check = _recorder(events)
+    targets = [_t(0, "ntp"), _t(1, "nameserver"), _t(2, "http"), _t(3, "https"), _t(4, "https"), _t(5, "ike")]
+    t0 = time.monotonic()
+    results = run_checks(targets, RunContext(timeout=2), table={p: check for p in ("https", "http", "ntp", "ike",
+                                                                                  "nameserver")})
+    assert time.monotonic() - t0 < 2.0  # no head start was waited out
+    assert all(r.status is Status.PASS for r in results) and [r.id for r in results] == [f"t{i}" for i in range(6)]
+    assert [probe for what, probe, _ in events if what == "start"] in (
+        ["https", "https", "http", "ntp", "ike", "nameserver"], ["https", "https", "http", "ike", "ntp", "nameserver"])
+    level = {"https": 4, "http": 3, "ntp": 2, "ike": 2, "nameserver": 1}
+    for what, probe, when in events:
+        if what == "start":  # every check of a level with more round trips had ended before
+            assert all(w <= when for e, p, w in events if e == "end" and level[p] > level[probe]), probe
+
+
+def test_a_hung_level_holds_the_next_one_back_for_one_head_start_only(monkeypatch):
+    monkeypatch.setattr(engine, "LEVEL_HEAD_START_S", 0.1)
+    events = []
+    targets = [_t(0, "https"), _t(1, "http"), _t(2, "ntp")]
+    started = time.monotonic()
+    results = run_checks(targets, RunContext(timeout=1, deadline=time.monotonic() + 5),
+                         table={p: _recorder(events, {"https": 0.6}) for p in ("https", "http", "ntp")})
+    assert all(r.status is Status.PASS for r in results)
+    first = {probe: when - started for what, probe, when in reversed(events) if what == "start"}
+    assert 0.1 <= first["http"] < 0.6 and first["http"] <= first["ntp"] < 0.6, first
+
+
+def test_levels_share_one_bound_on_checks_in_flight():
+    cond, state = threading.Condition(), {"now": 0, "max": 0}
+
+    def slow(t, ctx):
+        with cond:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.03)
+        with cond:
+            state["now"] -= 1
+        return CheckResult(t, Status.PASS, Reason.OK, "ok")
+
+    targets = [_t(i, ("https", "http", "ntp")[i % 3]) for i in range(30)]
+    results = run_checks(targets, RunContext(timeout=2), max_in_flight=4, table={"https": slow, "http": slow, "ntp": slow})
+    assert all(r.status is Status.PASS for r in results)
+    assert state["max"] == 4
 
 
 def test_every_registered_check_loads():
