@@ -104,7 +104,7 @@ def test_post_init_inheritance_and_explicit_methods_are_kept() -> None:
     assert Keyed("k", 1) == Keyed("k", 2) and hash(Keyed("k")) == hash("k") and repr(Keyed("k")) == "<k>"
 
 
-def test_a_record_compiles_only_its_init(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_compiles_only_init_and_the_frozen_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     compiled: List[str] = []
     real = getattr(dataclasses, "_create_fn", None)
     if real is None:  # CPython 3.13 generates a class's methods in one exec(); CI runs 3.11
@@ -116,6 +116,9 @@ def test_a_record_compiles_only_its_init(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(dataclasses, "_create_fn", counting)
     point(record(frozen=True))
+    assert sorted(compiled) == ["__delattr__", "__init__", "__setattr__"]
+    compiled.clear()
+    point(record)
     assert compiled == ["__init__"]
     compiled.clear()
     point(dataclass(frozen=True))
