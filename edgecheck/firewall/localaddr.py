@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Dict, List, Optional, Tuple
 
-from edgecheck.host.ifaddrs import IfAddress, if_addresses
+from edgecheck.host.ifaddrs import known_addresses
 from edgecheck.records import record
 
 
@@ -24,19 +24,12 @@ def interface_of(address: str) -> Optional[str]:
     except ValueError:
         return None
     best: Optional[Tuple[int, str]] = None
-    for a in _addresses():
+    for a in known_addresses():
         if a.ip == target:
             return a.interface
         if a.ip.version == target.version and target in a.network and (best is None or a.prefixlen > best[0]):
             best = (a.prefixlen, a.interface)
     return best[1] if best else None
-
-
-def _addresses() -> List[IfAddress]:
-    try:
-        return if_addresses()
-    except OSError:  # no netlink (a seccomp filter): no interface known, the rules' iifname/oifname stay unknown
-        return []
 
 
 def route_to(destination: str, port: int = 9) -> Tuple[Optional[str], Optional[str]]:
@@ -67,7 +60,7 @@ class LocalNet:
 def local_networks() -> List[LocalNet]:
     """This host's addresses and subnets; loopback and link-local left out (nobody reaches the node
     through them)."""
-    return [LocalNet(a.interface, a.address, str(a.network)) for a in _addresses()
+    return [LocalNet(a.interface, a.address, str(a.network)) for a in known_addresses()
             if not (a.ip.is_loopback or a.ip.is_link_local)]
 
 

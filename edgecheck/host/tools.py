@@ -53,23 +53,21 @@ def which(name: str) -> Optional[str]:
     """The executable `name` from PATH, then from the sbin and bin directories (a unit's or cron's
     PATH may lack them): shutil.which without importing shutil and its compressors in every run."""
     path_dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-    for d in dict.fromkeys([*path_dirs, *SBIN_DIRS, *BIN_DIRS]):
-        path = os.path.join(d, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
+    return _first_executable(name, dict.fromkeys([*path_dirs, *SBIN_DIRS, *BIN_DIRS]))
 
 
 def find_executables(spec: ToolSpec, dirs: Sequence[str]) -> Dict[str, str]:
     """Every executable of the spec that exists, name -> first path found."""
-    found: Dict[str, str] = {}
-    for name in spec.executables:
-        for d in dirs:
-            path = os.path.join(d, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                found[name] = path
-                break
-    return found
+    found = {name: _first_executable(name, dirs) for name in spec.executables}
+    return {name: path for name, path in found.items() if path}
+
+
+def _first_executable(name: str, dirs: Iterable[str]) -> Optional[str]:
+    for d in dirs:
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def version_query(found: Dict[str, str]) -> Tuple[str, str]:

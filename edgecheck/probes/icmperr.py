@@ -200,9 +200,6 @@ def read_error_queue(sock: socket.socket, max_items: int = 8) -> List[ExtendedEr
 
 
 def local_addresses() -> Set[str]:
-    from edgecheck.host.ifaddrs import if_addresses  # only when a refusal must be attributed
+    from edgecheck.host.ifaddrs import known_addresses  # only when a refusal must be attributed
 
-    try:
-        return {a.address for a in if_addresses()}
-    except OSError:  # no netlink: no refusal is called this host's own
-        return set()
+    return {a.address for a in known_addresses()}  # none known: no refusal is called this host's own

@@ -85,12 +85,9 @@ def interface_mtu(name: str, family: int = socket.AF_INET) -> Optional[int]:
 
 
 def _interface_for_source(source: str) -> Optional[str]:
-    from edgecheck.host.ifaddrs import if_addresses
+    from edgecheck.host.ifaddrs import known_addresses
 
-    try:
-        return next((a.interface for a in if_addresses() if a.address == source), None)
-    except OSError:  # no netlink: the route names the interface anyway
-        return None
+    return next((a.interface for a in known_addresses() if a.address == source), None)
 
 
 def _mtu_opts(family: int) -> Tuple[int, int, int]:
