@@ -25,8 +25,11 @@ def seeds_dir() -> Path:
 
 
 def seed_text(prefix: str) -> str:
-    (path,) = seeds_dir().glob(f"{prefix}_*.txt")
-    return path.read_text(encoding="utf-8")
+    found = sorted(seeds_dir().glob(f"{prefix}_*.txt"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"seed {prefix}: {len(found)} files {prefix}_*.txt in {seeds_dir()} (the checkout "
+                                "must sit next to shared/, or set EDGECHECK_SEEDS_DIR to shared/seeds)")
+    return found[0].read_text(encoding="utf-8")
 
 
 def _lines(text: str) -> List[str]:
